@@ -1,0 +1,21 @@
+//! Resource accounting and placement for one shard of executors.
+//!
+//! Each timely worker owns a [`ShardAllocator`] over a disjoint set of
+//! executors and allocates from it without locks. Tasks wait in a
+//! [`TaskQueue`] ordered by QoS class, priority and deadline; a
+//! [`PlacementPolicy`] picks among the executors that fit; every placement is
+//! a [`Lease`](crate::model::Lease) released exactly once. The invariant
+//! "allocated = sum of running requests, never above capacity" is checked by
+//! [`ShardAllocator::check_invariants`].
+
+mod executor_state;
+mod feasibility;
+mod policy;
+mod queue;
+mod shard;
+
+pub use executor_state::{ExecutorState, GpuPick};
+pub use feasibility::FeasibilityIndex;
+pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, POLICY_NAMES};
+pub use queue::TaskQueue;
+pub use shard::{AllocatorConfig, Decision, InvariantViolation, Placement, ShardAllocator};

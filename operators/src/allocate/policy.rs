@@ -1,0 +1,73 @@
+//! Placement policies: which of the executors that fit gets the task.
+
+use crate::model::ResourceRequest;
+
+use super::ExecutorState;
+
+/// Chooses an executor for a request among a shard's executors.
+pub trait PlacementPolicy: Send {
+    /// The policy's configuration name.
+    fn name(&self) -> &'static str;
+    /// Index of the chosen executor, or `None` if none fits now.
+    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize>;
+}
+
+/// The first executor, in registry order, that fits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FirstFit;
+
+impl PlacementPolicy for FirstFit {
+    fn name(&self) -> &'static str {
+        "first_fit"
+    }
+    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
+        executors.iter().position(|e| e.fit(req).is_some())
+    }
+}
+
+/// The executor that fits and has the least capacity left afterwards (summed
+/// over dimensions as fractions of capacity), packing tightly.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BestFit;
+
+impl PlacementPolicy for BestFit {
+    fn name(&self) -> &'static str {
+        "best_fit"
+    }
+    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
+        executors
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.fit(req).is_some())
+            .map(|(i, e)| (i, leftover_score(req, e)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+    }
+}
+
+/// Sum over dimensions of the free fraction left after placing `req` on `e`.
+pub(crate) fn leftover_score(req: &ResourceRequest, e: &ExecutorState) -> f64 {
+    let frac = |free: u64, used: u64, cap: u64| {
+        if cap == 0 {
+            0.0
+        } else {
+            free.saturating_sub(used) as f64 / cap as f64
+        }
+    };
+    let gpu_cap = e.spec.gpus.len() as u64 * 1000;
+    frac(e.free_cpu_milli, u64::from(req.cpu_milli), e.spec.cpu_milli)
+        + frac(e.free_memory_mib, u64::from(req.memory_mib), e.spec.memory_mib)
+        + frac(e.free_gpu_total(), u64::from(req.gpu.milli()), gpu_cap)
+}
+
+/// Names accepted by [`policy_by_name`].
+pub const POLICY_NAMES: &[&str] = &["first_fit", "best_fit"];
+
+/// Builds a policy from its configuration name.
+pub fn policy_by_name(name: &str) -> Option<Box<dyn PlacementPolicy>> {
+    match name {
+        "first_fit" => Some(Box::new(FirstFit)),
+        "best_fit" => Some(Box::new(BestFit)),
+        _ => None,
+    }
+}

@@ -1,0 +1,1 @@
+//! Timely dataflow operators over the model's streams.

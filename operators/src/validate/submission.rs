@@ -1,0 +1,96 @@
+//! The JSON schema of a task submission.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::model::QosClass;
+
+/// A task as a client submits it. Unknown fields are an error, so that a
+/// misspelt option is reported instead of silently ignored.
+///
+/// ```json
+/// {"id": "job-1", "kind": "sleep", "payload": {"ms": 20},
+///  "resources": {"cpu_milli": 500, "memory_mib": 256, "gpu_milli": 250, "gpu_models": ["A100"]},
+///  "qos": "latency_sensitive", "priority": 5, "tenant": "acme",
+///  "max_attempts": 3, "timeout_ms": 60000, "deadline_ms": 1795000000000}
+/// ```
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSubmission {
+    /// Unique id; generated when absent. Brokers should set it so that a
+    /// redelivered message is recognised.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Handler name.
+    pub kind: String,
+    /// Handler input, any JSON value.
+    #[serde(default)]
+    pub payload: Option<Box<RawValue>>,
+    /// Resource request; defaults to 100 milli-CPU and no memory.
+    #[serde(default)]
+    pub resources: ResourcesSubmission,
+    /// QoS class: `latency_sensitive`, `burstable` (default) or `best_effort`.
+    #[serde(default)]
+    pub qos: QosClass,
+    /// Priority within the class; higher first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Latest acceptable start, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// Owner; `default` when absent.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Total attempts allowed; 1 when absent.
+    #[serde(default)]
+    pub max_attempts: Option<u16>,
+    /// Per-attempt timeout in milliseconds; one hour when absent.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The submitter's run-time estimate in seconds.
+    #[serde(default)]
+    pub requested_runtime_s: Option<u32>,
+}
+
+/// The resource request as submitted.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSubmission {
+    /// CPU in thousandths of a core; at least 1.
+    #[serde(default = "default_cpu_milli")]
+    pub cpu_milli: u32,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory_mib: u32,
+    /// Whole GPUs.
+    #[serde(default)]
+    pub gpus: u8,
+    /// A share of one GPU in thousandths (1..=1000); not with `gpus`.
+    #[serde(default)]
+    pub gpu_milli: u16,
+    /// Allowed GPU models; empty means any.
+    #[serde(default)]
+    pub gpu_models: Vec<String>,
+    /// Named custom resources.
+    #[serde(default)]
+    pub custom: BTreeMap<String, u64>,
+}
+
+fn default_cpu_milli() -> u32 {
+    100
+}
+
+impl Default for ResourcesSubmission {
+    fn default() -> Self {
+        ResourcesSubmission {
+            cpu_milli: default_cpu_milli(),
+            memory_mib: 0,
+            gpus: 0,
+            gpu_milli: 0,
+            gpu_models: Vec::new(),
+            custom: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Tidewater runtime.
