@@ -1,0 +1,1 @@
+//! Simulation of a batch cluster from a Standard Workload Format (SWF) log.
