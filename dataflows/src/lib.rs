@@ -1,1 +1,7 @@
-//! Tidewater dataflows.
+//! Tidewater's dataflows, as functions that take a scope's input streams and
+//! return output streams. [`pipeline`] wires the task pipeline; the runtime
+//! attaches sources and sinks to it.
+#![forbid(missing_docs)]
+
+pub mod pipeline;
+pub mod sinks;

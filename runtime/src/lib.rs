@@ -1,1 +1,28 @@
-//! Tidewater runtime.
+//! Tidewater: an embeddable streaming dataflow engine for multi-agent task
+//! systems.
+//!
+//! The roles of a multi-agent task system — task executor, coordinator,
+//! resource manager, monitoring and learning agents — are timely dataflow
+//! operators; tasks, metrics and experience flow through them as streams.
+//! This crate is the process around them: configuration ([`Config`]), the
+//! library API ([`Pipeline`]), worker launch, the tokio bridge, handlers, the
+//! HTTP API, and the `tidewater` binary's commands.
+#![forbid(missing_docs)]
+
+pub mod acks;
+pub mod backend;
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod ingress;
+pub mod launch;
+pub mod pipeline;
+pub mod sources;
+pub mod stats;
+
+pub use config::Config;
+pub use error::{ConfigError, RuntimeError};
+pub use handlers::{HandlerFailure, HandlerOutput, HandlerRegistry, HandlerResult};
+pub use pipeline::{Pipeline, PipelineBuilder, RunningPipeline, SubmitError};

@@ -1,1 +1,20 @@
 //! Timely dataflow operators over the model's streams.
+//!
+//! Each operator is an extension trait on [`Stream`](timely::dataflow::Stream)
+//! whose method and debug name match the trait:
+//!
+//! - [`Decode`]: source records → tasks and rejections;
+//! - [`Coordinate`]: tasks, plus the feedback loop of completions and
+//!   forwarded tasks, plus model updates → assignments, final completions,
+//!   rejections, forwards and metrics;
+//! - [`Execute`]: assignments → completions, through an [`ExecutionBackend`].
+
+mod coordinate;
+mod decode;
+mod execute;
+mod streams;
+
+pub use coordinate::{Coordinate, CoordinatorOutputs, CoordinatorState, Feedback, RetryPolicy};
+pub use decode::Decode;
+pub use execute::{ExecutionBackend, Execute};
+pub use streams::{metric_for_completion, metric_for_rejection, TimedStream};

@@ -1,0 +1,63 @@
+//! Where task records, results, dead letters and model versions are kept.
+//!
+//! The runtime records a task as accepted before it enters the dataflow
+//! (so a restart can resume it), records its final outcome when the result
+//! sink receives it (only then is the source acknowledged), and dead-letters
+//! rejections. [`TaskStore`] is the interface; [`EmbeddedStore`] (a redb file)
+//! is the default, [`MemoryStore`] serves benchmarks and tests. Both apply
+//! the same transitions from [`record`], so they behave identically:
+//! acceptance is idempotent by task id and the first final outcome wins.
+
+mod embedded;
+mod error;
+mod memory;
+mod record;
+
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use record::{ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
+
+use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
+
+/// A store of task records, results, dead letters and model versions.
+pub trait TaskStore: Send + Sync {
+    /// Records tasks as accepted (state `queued`), in one transaction.
+    /// Returns, per task, whether it was new; an id already known is left
+    /// untouched.
+    fn record_accepted(&self, tasks: &[Task]) -> Result<Vec<bool>, StoreError>;
+
+    /// Records final outcomes, in one durable transaction. Returns, per
+    /// completion, whether it was newly recorded: the first final outcome for
+    /// an id wins and later ones are ignored.
+    fn record_finished(&self, completions: &[Completion]) -> Result<Vec<bool>, StoreError>;
+
+    /// The record of one task.
+    fn get(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Tasks accepted but without a final outcome, to resume after a restart.
+    fn unfinished(&self) -> Result<Vec<Task>, StoreError>;
+
+    /// Tasks by state, and rejections.
+    fn counts(&self) -> Result<StateCounts, StoreError>;
+
+    /// Dead-letters rejections.
+    fn record_rejections(&self, rejections: &[Rejection]) -> Result<(), StoreError>;
+
+    /// The most recent `limit` rejections, oldest first.
+    fn rejections(&self, limit: usize) -> Result<Vec<Rejection>, StoreError>;
+
+    /// Stores a model version.
+    fn put_model(&self, record: &ModelRecord) -> Result<(), StoreError>;
+
+    /// Every stored version of the model for `target`, by version.
+    fn models(&self, target: ModelTarget) -> Result<Vec<ModelRecord>, StoreError>;
+
+    /// The newest version of the model for `target`.
+    fn latest_model(&self, target: ModelTarget) -> Result<Option<ModelRecord>, StoreError> {
+        Ok(self.models(target)?.pop())
+    }
+}
+
+#[cfg(test)]
+mod tests;

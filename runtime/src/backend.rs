@@ -1,0 +1,115 @@
+//! Local executor slots: runs assignments' handlers inline or on tokio.
+//!
+//! The timely `Execute` operator calls [`LocalBackend::start`] for each
+//! assignment. Inline handlers complete at once; async handlers are spawned
+//! on the tokio runtime with the task's timeout, and their completions come
+//! back over a channel, waking the operator through its activator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use timely::scheduling::SyncActivator;
+
+use tidewater_operators::dataflow::ExecutionBackend;
+use tidewater_operators::model::{now_micros, Assignment, Completion, Outcome};
+
+use crate::handlers::{Handler, HandlerFailure, HandlerRegistry, HandlerResult};
+
+/// Runs assignments with the registered handlers.
+pub struct LocalBackend {
+    handlers: Arc<HandlerRegistry>,
+    runtime: tokio::runtime::Handle,
+    done_tx: Sender<Completion>,
+    done_rx: Receiver<Completion>,
+    activator: Option<Arc<SyncActivator>>,
+    in_flight: usize,
+}
+
+impl LocalBackend {
+    /// A backend spawning async handlers on `runtime`.
+    pub fn new(handlers: Arc<HandlerRegistry>, runtime: tokio::runtime::Handle) -> Self {
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        LocalBackend { handlers, runtime, done_tx, done_rx, activator: None, in_flight: 0 }
+    }
+}
+
+fn completion(assignment: Assignment, started_at_us: u64, result: HandlerResult) -> Completion {
+    let finished_at_us = now_micros();
+    let (outcome, exit_code, output_bytes) = match result {
+        Ok(out) => (Outcome::Succeeded, out.exit_code, out.output_bytes),
+        Err(HandlerFailure { reason, exit_code, output_bytes }) => {
+            (Outcome::Failed { reason }, exit_code, output_bytes)
+        }
+    };
+    Completion {
+        executor: assignment.executor,
+        shard: assignment.shard,
+        lease: assignment.lease,
+        outcome,
+        started_at_us,
+        finished_at_us,
+        exit_code,
+        output_bytes,
+        is_final: false,
+        task: assignment.task,
+    }
+}
+
+impl ExecutionBackend for LocalBackend {
+    fn set_activator(&mut self, activator: SyncActivator) {
+        self.activator = Some(Arc::new(activator));
+    }
+
+    fn start(&mut self, assignment: Assignment, done: &mut Vec<Completion>) {
+        let started_at_us = now_micros();
+        match self.handlers.get(&assignment.task.kind) {
+            Some(Handler::Inline(handler)) => {
+                let result = handler(&assignment.task);
+                done.push(completion(assignment, started_at_us, result));
+            }
+            Some(Handler::Async(handler)) => {
+                self.in_flight += 1;
+                let future = handler(assignment.task.clone());
+                let timeout = Duration::from_millis(assignment.task.timeout_ms);
+                let tx = self.done_tx.clone();
+                let activator = self.activator.clone();
+                self.runtime.spawn(async move {
+                    let finished = match tokio::time::timeout(timeout, future).await {
+                        Ok(result) => completion(assignment, started_at_us, result),
+                        Err(_elapsed) => {
+                            let mut c = completion(assignment, started_at_us, Ok(Default::default()));
+                            c.outcome = Outcome::TimedOut;
+                            c
+                        }
+                    };
+                    // The receiver lives as long as the dataflow; if it is gone
+                    // the pipeline is shutting down and the result is moot.
+                    let _ = tx.send(finished);
+                    if let Some(activator) = activator {
+                        let _ = activator.activate();
+                    }
+                });
+            }
+            None => {
+                let reason = format!(
+                    "no handler registered for kind {:?} (registered: {})",
+                    assignment.task.kind.as_str(),
+                    self.handlers.kinds().join(", ")
+                );
+                done.push(completion(assignment, started_at_us, Err(reason.into())));
+            }
+        }
+    }
+
+    fn poll(&mut self, done: &mut Vec<Completion>) {
+        for c in self.done_rx.try_iter() {
+            self.in_flight -= 1;
+            done.push(c);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}

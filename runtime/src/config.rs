@@ -1,0 +1,354 @@
+//! Configuration: the TOML file, environment overrides and validation.
+//!
+//! A config file is read as TOML, then every environment variable named
+//! `TIDEWATER__SECTION__KEY` overrides `section.key` (values parse as TOML
+//! scalars where they can, strings otherwise), then the result is
+//! deserialized with unknown fields rejected and checked by
+//! [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
+use tidewater_operators::dataflow::RetryPolicy;
+use tidewater_operators::model::{ExecutorSpec, GpuDevice, Name};
+use tidewater_operators::validate::ValidationLimits;
+
+use crate::error::ConfigError;
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "TIDEWATER__";
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Timely workers (threads) per process.
+    pub workers: usize,
+    /// Multi-process cluster settings; absent for a single process.
+    pub cluster: Option<ClusterConfig>,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// Where task records and results are kept.
+    pub store: StoreConfig,
+    /// Bounds on submissions.
+    pub limits: ValidationLimits,
+    /// Placement.
+    pub allocator: AllocatorConfig,
+    /// Backoff between attempts.
+    pub retry: RetryPolicy,
+    /// Built-in handler settings.
+    pub handlers: HandlersConfig,
+    /// Local executors.
+    pub executors: Vec<ExecutorConfig>,
+    /// Optional sinks besides the store.
+    pub sinks: SinksConfig,
+    /// Whether pipeline events produce metric records.
+    pub metrics: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 2,
+            cluster: None,
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            limits: ValidationLimits::default(),
+            allocator: AllocatorConfig::default(),
+            retry: RetryPolicy::default(),
+            handlers: HandlersConfig::default(),
+            executors: vec![ExecutorConfig::default()],
+            sinks: SinksConfig::default(),
+            metrics: true,
+        }
+    }
+}
+
+/// Timely's own cluster mode: one process per address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This process's index into `addresses`.
+    pub process: usize,
+    /// `host:port` of every process, in order; or use `hostfile`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// A file with one `host:port` per line, used when `addresses` is empty.
+    #[serde(default)]
+    pub hostfile: Option<PathBuf>,
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { enabled: true, listen: "127.0.0.1:8080".to_string(), max_body_bytes: 16 << 20 }
+    }
+}
+
+/// Which store keeps task records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (redb file, the default) or `memory` (nothing survives a restart).
+    pub kind: StoreKind,
+    /// The embedded database file. In cluster mode each process appends `.p<index>`.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { kind: StoreKind::Embedded, path: PathBuf::from("tidewater-data/tidewater.redb") }
+    }
+}
+
+/// Store kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// A redb database file.
+    Embedded,
+    /// In memory only.
+    Memory,
+}
+
+/// Built-in handler settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandlersConfig {
+    /// Programs the `command` handler may run (exact names or absolute
+    /// paths). Empty disables the handler: running arbitrary programs from
+    /// submitted tasks must be opted into.
+    pub command_allowlist: Vec<String>,
+    /// Largest `sleep` accepted, in milliseconds.
+    pub max_sleep_ms: u64,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        HandlersConfig { command_allowlist: Vec::new(), max_sleep_ms: 3_600_000 }
+    }
+}
+
+/// A local executor (or `count` identical ones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// Identifier; with `count > 1`, `-<n>` is appended.
+    pub id: String,
+    /// How many identical executors this entry declares.
+    pub count: usize,
+    /// CPU capacity in thousandths of a core.
+    pub cpu_milli: u64,
+    /// Memory capacity in MiB.
+    pub memory_mib: u64,
+    /// Number of GPUs.
+    pub gpus: usize,
+    /// Model of those GPUs.
+    pub gpu_model: String,
+    /// Custom resource capacities.
+    pub custom: BTreeMap<String, u64>,
+    /// Labels (`class` is used as the executor class).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            id: "local".to_string(),
+            count: 1,
+            cpu_milli: 8_000,
+            memory_mib: 16_384,
+            gpus: 0,
+            gpu_model: String::new(),
+            custom: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// The executor specs this entry declares.
+    pub fn specs(&self) -> Vec<ExecutorSpec> {
+        (0..self.count)
+            .map(|n| ExecutorSpec {
+                id: if self.count == 1 { Name::from(self.id.as_str()) } else { Name::from(format!("{}-{n}", self.id)) },
+                cpu_milli: self.cpu_milli,
+                memory_mib: self.memory_mib,
+                gpus: (0..self.gpus).map(|_| GpuDevice { model: Name::from(self.gpu_model.as_str()) }).collect(),
+                custom: self.custom.iter().map(|(k, v)| (Name::from(k.as_str()), *v)).collect(),
+                labels: self.labels.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Optional sinks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksConfig {
+    /// Append each final result as a JSON line to this file.
+    pub results_file: Option<PathBuf>,
+    /// Append each rejection as a JSON line to this file.
+    pub dead_letter_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path`, applies environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_with_env(&text, std::env::vars(), &path.display().to_string())
+    }
+
+    /// Parses TOML text, applying overrides from `env` (pairs of name and value).
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        origin: &str,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_string(), detail: e.to_string() })?;
+        for (name, raw) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut value, key, &raw)
+                    .map_err(|detail| ConfigError::Override { variable: name.clone(), detail })?;
+            }
+        }
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), detail: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the schema alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, detail: String| Err(ConfigError::Invalid { key: key.to_string(), detail });
+        if self.workers == 0 {
+            return invalid("workers", "must be at least 1".into());
+        }
+        if !POLICY_NAMES.contains(&self.allocator.policy.as_str()) {
+            return invalid("allocator.policy", format!("{:?} is not one of {POLICY_NAMES:?}", self.allocator.policy));
+        }
+        if self.http.enabled && self.http.listen.parse::<SocketAddr>().is_err() {
+            return invalid("http.listen", format!("{:?} is not a socket address", self.http.listen));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in self.executor_specs() {
+            if spec.cpu_milli == 0 {
+                return invalid("executors.cpu_milli", format!("executor {} has no CPU", spec.id));
+            }
+            if !seen.insert(spec.id.clone()) {
+                return invalid("executors.id", format!("duplicate executor id {}", spec.id));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            let addresses = cluster.resolve_addresses()?;
+            if cluster.process >= addresses.len() {
+                return invalid(
+                    "cluster.process",
+                    format!("{} is not below the {} addresses", cluster.process, addresses.len()),
+                );
+            }
+        }
+        if self.retry.multiplier < 1.0 {
+            return invalid("retry.multiplier", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Every executor the config declares.
+    pub fn executor_specs(&self) -> Vec<ExecutorSpec> {
+        self.executors.iter().flat_map(ExecutorConfig::specs).collect()
+    }
+}
+
+impl ClusterConfig {
+    /// The process addresses, from `addresses` or the host file.
+    pub fn resolve_addresses(&self) -> Result<Vec<String>, ConfigError> {
+        if !self.addresses.is_empty() {
+            return Ok(self.addresses.clone());
+        }
+        let Some(path) = &self.hostfile else {
+            return Err(ConfigError::Invalid {
+                key: "cluster".into(),
+                detail: "set `addresses` or `hostfile`".into(),
+            });
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+    }
+}
+
+fn apply_override(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let parts: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+    let (last, parents) = parts.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a table"))?;
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    current.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_apply_and_parse_scalars() {
+        let env = [
+            ("TIDEWATER__WORKERS".to_string(), "4".to_string()),
+            ("TIDEWATER__HTTP__LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let config = Config::from_toml_with_env("workers = 1", env, "test").expect("valid");
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.http.listen, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported() {
+        let err = Config::from_toml_with_env("wrokers = 1", [], "test").expect_err("unknown");
+        assert!(err.to_string().contains("wrokers"), "{err}");
+        let err = Config::from_toml_with_env("[allocator]\npolicy = \"magic\"", [], "test").expect_err("policy");
+        assert!(err.to_string().contains("allocator.policy"), "{err}");
+        let err = Config::from_toml_with_env("workers = 0", [], "test").expect_err("zero");
+        assert!(err.to_string().contains("workers"), "{err}");
+    }
+
+    #[test]
+    fn executor_count_expands_ids() {
+        let config = Config::from_toml_with_env(
+            "[[executors]]\nid = \"gpu\"\ncount = 3\ngpus = 2\ngpu_model = \"A100\"",
+            [],
+            "test",
+        )
+        .expect("valid");
+        let specs = config.executor_specs();
+        assert_eq!(specs.len(), 3);
+        assert_eq!(specs[2].id, "gpu-2");
+        assert_eq!(specs[0].gpus.len(), 2);
+    }
+}

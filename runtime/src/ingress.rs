@@ -1,0 +1,142 @@
+//! The bridge from async sources into the timely workers.
+//!
+//! Sources (HTTP, files, brokers, the in-process API) hand records to an
+//! [`Ingress`], which spreads them round-robin over this process's worker
+//! channels and wakes the worker. Each worker drains its channel into its
+//! dataflow input.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use tidewater_operators::model::{now_micros, AckToken, ModelUpdate, Name, RecordBody, SourceRecord};
+
+/// A message for one worker.
+#[derive(Debug)]
+pub enum WorkerMessage {
+    /// A source record.
+    Record(SourceRecord),
+    /// A new model version to broadcast to the coordinators.
+    Model(ModelUpdate),
+}
+
+/// Why a record was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngressError {
+    /// The pipeline is shutting down and takes no more input.
+    #[error("the pipeline is shutting down")]
+    Closed,
+}
+
+struct Shared {
+    senders: Vec<Sender<WorkerMessage>>,
+    threads: Mutex<Vec<Option<Thread>>>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+    first_worker: usize,
+}
+
+/// A cloneable handle that feeds records to this process's workers.
+#[derive(Clone)]
+pub struct Ingress {
+    shared: Arc<Shared>,
+}
+
+/// One worker's end of the ingress.
+pub struct WorkerInbox {
+    /// Messages for this worker.
+    pub receiver: Receiver<WorkerMessage>,
+    shared: Arc<Shared>,
+    local_index: usize,
+}
+
+impl Ingress {
+    /// An ingress for `workers` local workers whose global indices start at
+    /// `first_worker`, with one inbox per worker.
+    pub fn new(workers: usize, first_worker: usize) -> (Ingress, Vec<WorkerInbox>) {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let shared = Arc::new(Shared {
+            senders,
+            threads: Mutex::new(vec![None; workers]),
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            first_worker,
+        });
+        let inboxes = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(local_index, receiver)| WorkerInbox { receiver, shared: Arc::clone(&shared), local_index })
+            .collect();
+        (Ingress { shared }, inboxes)
+    }
+
+    /// Submits raw JSON bytes from `source`, to be decoded and validated in
+    /// the dataflow.
+    pub fn submit_json(&self, source: &str, bytes: Vec<u8>, ack_source: u16, tag: u64) -> Result<(), IngressError> {
+        self.send_record(source, RecordBody::Json(bytes), ack_source, tag)
+    }
+
+    /// Submits an already decoded task.
+    pub fn submit_task(&self, source: &str, task: tidewater_operators::model::Task) -> Result<(), IngressError> {
+        self.send_record(source, RecordBody::Task(Box::new(task)), 0, 0)
+    }
+
+    fn send_record(&self, source: &str, body: RecordBody, ack_source: u16, tag: u64) -> Result<(), IngressError> {
+        let local = self.shared.next.fetch_add(1, Ordering::Relaxed) % self.shared.senders.len();
+        let ack = if ack_source == 0 {
+            AckToken::NONE
+        } else {
+            AckToken { origin_worker: (self.shared.first_worker + local) as u32, source: ack_source, tag }
+        };
+        let record = SourceRecord { body, ack, source_name: Name::from(source), received_at_us: now_micros() };
+        self.send_to(local, WorkerMessage::Record(record))
+    }
+
+    /// Sends a model update (to the first local worker; the dataflow
+    /// broadcasts it).
+    pub fn submit_model(&self, update: ModelUpdate) -> Result<(), IngressError> {
+        self.send_to(0, WorkerMessage::Model(update))
+    }
+
+    fn send_to(&self, local: usize, message: WorkerMessage) -> Result<(), IngressError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(IngressError::Closed);
+        }
+        self.shared.senders[local].send(message).map_err(|_| IngressError::Closed)?;
+        if let Ok(threads) = self.shared.threads.lock() {
+            if let Some(Some(thread)) = threads.get(local) {
+                thread.unpark();
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops taking input; workers drain what was sent and then close.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Ok(threads) = self.shared.threads.lock() {
+            threads.iter().flatten().for_each(Thread::unpark);
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl WorkerInbox {
+    /// Registers the calling thread to be woken when messages arrive.
+    pub fn register_current_thread(&self) {
+        if let Ok(mut threads) = self.shared.threads.lock() {
+            threads[self.local_index] = Some(std::thread::current());
+        }
+    }
+
+    /// Whether the ingress was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,214 @@
+//! Worker launch: timely workers (threads, processes, hosts) running the task
+//! pipeline, each draining its inbox into the dataflow and recording results.
+//!
+//! ```text
+//!  Ingress ──► WorkerInbox ──► records input ─► task_pipeline ─► finals ──► store, results file, acks
+//!                          └─► models input  ─┘                └► rejections ─► store, dead letters, acks
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::ProbeHandle;
+use timely::worker::Worker;
+
+use tidewater_connectors::store::TaskStore;
+use tidewater_dataflows::pipeline::{task_pipeline, PipelineParts};
+use tidewater_dataflows::sinks::sink_batches;
+use tidewater_operators::allocate::{FeasibilityIndex, ShardAllocator};
+use tidewater_operators::dataflow::CoordinatorState;
+use tidewater_operators::model::{Completion, Epoch, ModelUpdate, Rejection, SourceRecord};
+use tidewater_operators::validate::Validator;
+
+use crate::acks::AckRegistry;
+use crate::backend::LocalBackend;
+use crate::config::Config;
+use crate::handlers::HandlerRegistry;
+use crate::ingress::{WorkerInbox, WorkerMessage};
+use crate::stats::{new_histogram, PipelineStats};
+
+/// Most messages moved from an inbox into the dataflow per step.
+const INBOX_BATCH: usize = 1 << 14;
+
+/// Append-only JSON-lines files for results and dead letters.
+#[derive(Default)]
+pub struct FileSinks {
+    results: Option<Mutex<BufWriter<File>>>,
+    dead_letters: Option<Mutex<BufWriter<File>>>,
+}
+
+impl FileSinks {
+    /// Opens the configured files for appending.
+    pub fn open(results: Option<&Path>, dead_letters: Option<&Path>) -> std::io::Result<Self> {
+        let open = |path: &Path| -> std::io::Result<Mutex<BufWriter<File>>> {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            Ok(Mutex::new(BufWriter::new(File::options().create(true).append(true).open(path)?)))
+        };
+        Ok(FileSinks { results: results.map(open).transpose()?, dead_letters: dead_letters.map(open).transpose()? })
+    }
+
+    fn write<T: serde::Serialize>(file: &Option<Mutex<BufWriter<File>>>, records: &[T]) {
+        let Some(file) = file else { return };
+        let Ok(mut file) = file.lock() else { return };
+        for record in records {
+            if let Err(e) = serde_json::to_writer(&mut *file, record).map_err(std::io::Error::from).and_then(|()| file.write_all(b"\n")) {
+                tracing::error!(error = %e, "writing to a sink file");
+                return;
+            }
+        }
+        if let Err(e) = file.flush() {
+            tracing::error!(error = %e, "flushing a sink file");
+        }
+    }
+}
+
+/// What every worker of a process shares.
+pub struct WorkerContext {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Handlers by task kind.
+    pub handlers: Arc<HandlerRegistry>,
+    /// The tokio runtime beside the workers.
+    pub runtime: tokio::runtime::Handle,
+    /// Task records and results.
+    pub store: Arc<dyn TaskStore>,
+    /// Counters.
+    pub stats: Arc<PipelineStats>,
+    /// One inbox per local worker, taken by the worker at start.
+    pub inboxes: Mutex<Vec<Option<WorkerInbox>>>,
+    /// Global index of this process's first worker.
+    pub first_worker: usize,
+    /// When the process started, for generated task ids.
+    pub started_at_us: u64,
+    /// Optional JSON-lines sinks.
+    pub files: Arc<FileSinks>,
+    /// Acknowledgement callbacks.
+    pub acks: AckRegistry,
+}
+
+/// The per-worker pieces of the task pipeline: executors are sharded over
+/// workers round-robin in config order (executor `i` belongs to worker
+/// `i % peers`), and every shard knows the whole cluster for feasibility.
+pub fn pipeline_parts(
+    config: &Config,
+    index: usize,
+    peers: usize,
+    handlers: &Arc<HandlerRegistry>,
+    runtime: &tokio::runtime::Handle,
+    started_at_us: u64,
+) -> Result<PipelineParts<LocalBackend>, String> {
+    let specs = config.executor_specs();
+    let feasibility =
+        FeasibilityIndex::new(peers, specs.iter().enumerate().map(|(i, s)| ((i % peers) as u32, s.clone())));
+    let local = specs.into_iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, s)| s).collect();
+    let allocator = ShardAllocator::new(index as u32, local, feasibility, &config.allocator)?;
+    Ok(PipelineParts {
+        validator: Validator::new(config.limits.clone(), index, started_at_us),
+        coordinator: CoordinatorState::new(allocator, config.retry.clone(), config.metrics),
+        backend: LocalBackend::new(Arc::clone(handlers), runtime.clone()),
+        emit_metrics: config.metrics,
+    })
+}
+
+/// Runs one timely worker until its inbox is closed and its work is done.
+pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let inbox = ctx
+        .inboxes
+        .lock()
+        .map_err(|_| "inbox lock poisoned".to_string())?
+        .get_mut(index - ctx.first_worker)
+        .and_then(Option::take)
+        .ok_or_else(|| format!("no inbox for worker {index}"))?;
+    inbox.register_current_thread();
+
+    let parts = pipeline_parts(&ctx.config, index, peers, &ctx.handlers, &ctx.runtime, ctx.started_at_us)?;
+
+    let probe = ProbeHandle::new();
+    let local_latencies = Arc::new(Mutex::new(new_histogram()));
+    let (mut records_in, mut models_in) = worker.dataflow::<Epoch, _, _>(|scope| {
+        let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
+        let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
+        let streams = task_pipeline(records, models, parts);
+
+        let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
+        let files = Arc::clone(&ctx.files);
+        let latencies = Arc::clone(&local_latencies);
+        sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
+            match store.record_finished(finals) {
+                Ok(_) => {
+                    FileSinks::write(&files.results, finals);
+                    if let Ok(mut h) = latencies.lock() {
+                        stats.record_finals(finals, &mut h);
+                    }
+                    acks.acknowledge(finals.iter().map(|c| c.task.ack));
+                }
+                Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
+            }
+            finals.clear();
+        });
+        let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
+        let files = Arc::clone(&ctx.files);
+        sink_batches(streams.rejections.probe_with(&probe), "DeadLetter", move |rejections: &mut Vec<Rejection>| {
+            match store.record_rejections(rejections) {
+                Ok(()) => {
+                    FileSinks::write(&files.dead_letters, rejections);
+                    stats.record_rejections(rejections.len());
+                    acks.acknowledge(rejections.iter().map(|r| r.ack));
+                }
+                Err(e) => tracing::error!(error = %e, count = rejections.len(), "recording rejections failed"),
+            }
+            rejections.clear();
+        });
+        sink_batches(streams.metrics, "Metrics", |metrics| metrics.clear());
+        (records_in, models_in)
+    });
+
+    let mut epoch = now_ms();
+    records_in.advance_to(epoch);
+    models_in.advance_to(epoch);
+    loop {
+        let mut moved = 0;
+        for message in inbox.receiver.try_iter().take(INBOX_BATCH) {
+            match message {
+                WorkerMessage::Record(record) => records_in.send(record),
+                WorkerMessage::Model(update) => models_in.send(update),
+            }
+            moved += 1;
+        }
+        let now = now_ms();
+        if now > epoch {
+            epoch = now;
+            records_in.advance_to(epoch);
+            models_in.advance_to(epoch);
+        }
+        if moved == 0 {
+            if inbox.is_closed() && inbox.receiver.is_empty() {
+                break;
+            }
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        } else {
+            worker.step();
+        }
+    }
+    drop(records_in);
+    drop(models_in);
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
+    if let Ok(mut h) = local_latencies.lock() {
+        ctx.stats.merge_latencies(&mut h);
+    }
+    Ok(())
+}
+
+fn now_ms() -> Epoch {
+    tidewater_operators::model::now_micros() / 1000
+}

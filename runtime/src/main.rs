@@ -1,0 +1,310 @@
+//! The `tidewater` command: run the pipeline, a demo, benchmarks, replays,
+//! submit tasks, validate configs.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use tidewater::bench::{run_bench, BenchOptions};
+use tidewater::config::{ClusterConfig, Config, StoreKind};
+use tidewater::sources::feed_json_lines;
+use tidewater::{HandlerOutput, Pipeline};
+
+/// Tidewater: a streaming dataflow engine for multi-agent task systems.
+#[derive(Parser)]
+#[command(name = "tidewater", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline with a config; serves until Ctrl-C (or until the
+    /// input is drained with --exit-when-done).
+    Run(RunArgs),
+    /// Run the pipeline on a built-in workload, show progress and a summary.
+    Demo(DemoArgs),
+    /// Submit tasks (JSON object, array, or JSON lines) to a running pipeline's HTTP API.
+    Submit(SubmitArgs),
+    /// Benchmark no-op tasks end to end.
+    Bench(BenchArgs),
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (TOML).
+    #[arg(long, short, default_value = "configs/local.toml")]
+    config: PathBuf,
+    /// Timely workers per process (overrides the config).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Processes in a timely cluster.
+    #[arg(long)]
+    processes: Option<usize>,
+    /// This process's index in the cluster.
+    #[arg(long)]
+    process: Option<usize>,
+    /// File with one host:port per process.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// JSON-lines file of tasks to feed (`-` for stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Exit once the input is fed and every task has finished.
+    #[arg(long)]
+    exit_when_done: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Tasks in the workload.
+    #[arg(long, default_value_t = 2000)]
+    tasks: u64,
+    /// Timely workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// Base URL of the HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A file of tasks (`-` for stdin): a JSON object, a JSON array, or JSON lines.
+    file: Option<PathBuf>,
+    /// A task given inline as JSON.
+    #[arg(long)]
+    json: Option<String>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Tasks to run.
+    #[arg(long, default_value_t = 2_000_000)]
+    tasks: u64,
+    /// Timely workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Target rate in tasks per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Most tasks in flight per worker.
+    #[arg(long, default_value_t = 65_536)]
+    window: u64,
+    /// Do not produce metric events.
+    #[arg(long)]
+    no_metrics: bool,
+    /// Measure memory per queued task instead of throughput.
+    #[arg(long)]
+    queue: bool,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and check a config file.
+    Validate {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Demo(args) => demo(args),
+        Command::Submit(args) => submit(args),
+        Command::Bench(args) => bench(args),
+        Command::Config { command: ConfigCommand::Validate { file } } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: valid ({} workers, {} executors, policy {}, store {:?})",
+                file.display(),
+                config.workers,
+                config.executor_specs().len(),
+                config.allocator.policy,
+                config.store.kind
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    if let Some(process) = args.process {
+        let processes = args.processes.unwrap_or(1);
+        let addresses = match &args.hostfile {
+            Some(_) => Vec::new(),
+            None => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+        };
+        config.cluster = Some(ClusterConfig { process, addresses, hostfile: args.hostfile.clone() });
+        if config.http.enabled && process > 0 {
+            // One HTTP listener per process: shift the port by the process index.
+            let addr: std::net::SocketAddr = config.http.listen.parse()?;
+            config.http.listen = std::net::SocketAddr::new(addr.ip(), addr.port() + process as u16).to_string();
+        }
+    }
+    config.validate()?;
+    let (part, parts) = match &config.cluster {
+        Some(c) => (c.process, c.resolve_addresses()?.len()),
+        None => (0, 1),
+    };
+    let pipeline = Pipeline::builder(config).start()?;
+    if let Some(addr) = pipeline.http_addr() {
+        tracing::info!("serving http://{addr}");
+    }
+    if let Some(input) = &args.input {
+        let ingress = pipeline.ingress();
+        let sent = if input.as_os_str() == "-" {
+            feed_json_lines(std::io::stdin().lock(), "stdin", &ingress, (part, parts))?
+        } else {
+            let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+            feed_json_lines(file, &input.display().to_string(), &ingress, (part, parts))?
+        };
+        tracing::info!(records = sent, "input fed");
+    }
+    if !args.exit_when_done {
+        let runtime = pipeline.runtime().context("pipeline has no runtime")?;
+        runtime.block_on(tokio::signal::ctrl_c())?;
+        tracing::info!("Ctrl-C: draining and shutting down");
+    }
+    let summary = pipeline.shutdown()?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let mut config = Config { workers: args.workers, ..Config::default() };
+    config.http.enabled = false;
+    config.store.kind = StoreKind::Memory;
+    config.handlers.command_allowlist = vec!["echo".into()];
+    config.executors[0].count = 4;
+    config.executors[0].cpu_milli = 4_000;
+    let pipeline = Pipeline::builder(config)
+        .inline_handler("checksum", |task| {
+            let sum: u64 = task.payload.as_deref().unwrap_or("").bytes().map(u64::from).sum();
+            Ok(HandlerOutput { exit_code: None, output_bytes: sum.to_string().len() as u64 })
+        })
+        .start()?;
+    let ingress = pipeline.ingress();
+    let started = Instant::now();
+    let mut expected_rejections = 0;
+    for n in 0..args.tasks {
+        let json = match n % 10 {
+            0..=5 => format!(r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":100}}}}"#),
+            6 => format!(r#"{{"id":"demo-{n}","kind":"sleep","payload":{{"ms":{}}},"resources":{{"cpu_milli":500}}}}"#, n % 20),
+            7 => format!(r#"{{"id":"demo-{n}","kind":"command","payload":{{"program":"echo","args":["task {n}"]}}}}"#),
+            8 => format!(r#"{{"id":"demo-{n}","kind":"checksum","payload":{{"n":{n}}},"qos":"latency_sensitive"}}"#),
+            _ => {
+                expected_rejections += 1;
+                match n % 3 {
+                    0 => format!(r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":-1}}}}"#),
+                    1 => format!(r#"{{"id":"demo-{n}","kind":"noop","colour":"blue"}}"#),
+                    _ => "{not json".to_string(),
+                }
+            }
+        };
+        ingress.submit_json("demo", json.into_bytes(), 0, 0)?;
+    }
+    let stats = pipeline.stats();
+    loop {
+        let s = stats.snapshot();
+        eprintln!("  progress: {} finished, {} rejected of {}", s.finished, s.rejected, args.tasks);
+        if s.finished + s.rejected >= args.tasks {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("demo did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = pipeline.shutdown()?;
+    println!("Tidewater demo: {} tasks in {:.2} s ({:.0}/s)", args.tasks, elapsed, args.tasks as f64 / elapsed);
+    println!("  succeeded {}  failed {}  timed out {}  rejected {}", summary.succeeded, summary.failed, summary.timed_out, summary.rejected);
+    println!("  latency p50 {} µs  p99 {} µs", summary.p50_us, summary.p99_us);
+    if summary.rejected != expected_rejections || summary.finished + summary.rejected != args.tasks {
+        bail!("counts do not add up: expected {expected_rejections} rejections and {} outcomes", args.tasks);
+    }
+    Ok(())
+}
+
+fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let body = match (&args.json, &args.file) {
+        (Some(json), _) => json.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        (None, None) => bail!("give a file, `-` for stdin, or --json"),
+    };
+    let trimmed = body.trim_start();
+    // JSON lines become one batch.
+    let body = if trimmed.starts_with('{') && trimmed.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
+        format!("[{}]", trimmed.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(","))
+    } else {
+        body
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let url = format!("{}/v1/tasks", args.url.trim_end_matches('/'));
+    let (status, text) = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.text().await?))
+    })?;
+    println!("{text}");
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let report = run_bench(&BenchOptions {
+        tasks: args.tasks,
+        workers: args.workers,
+        rate: args.rate,
+        window: args.window,
+        metrics: !args.no_metrics,
+        queue: args.queue,
+    })
+    .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report:#?}");
+    }
+    if args.queue {
+        // Queued tasks are abandoned, not drained.
+        std::process::exit(0);
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The library API: build a pipeline from a config and handlers, start it,
+//! submit tasks in process, and shut it down cleanly.
+//!
+//! ```no_run
+//! use tidewater::{Config, HandlerOutput, Pipeline};
+//! use tidewater_operators::model::{ResourceRequest, Task};
+//!
+//! let mut config = Config::default();
+//! config.http.enabled = false;
+//! let pipeline = Pipeline::builder(config)
+//!     .handler("greet", |task| async move {
+//!         println!("hello from {}", task.id);
+//!         Ok(HandlerOutput::default())
+//!     })
+//!     .start()?;
+//! pipeline.submit(Task::new("t-1", "greet", ResourceRequest::cpu(100, 0)))?;
+//! let summary = pipeline.shutdown()?;
+//! assert_eq!(summary.finished, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tidewater_connectors::store::{EmbeddedStore, MemoryStore, TaskStore};
+use tidewater_operators::model::{now_micros, Task};
+use tidewater_operators::validate::check_task;
+
+use crate::acks::AckRegistry;
+use crate::config::{Config, StoreKind};
+use crate::error::RuntimeError;
+use crate::handlers::{HandlerRegistry, HandlerResult};
+use crate::http::HttpServer;
+use crate::ingress::{Ingress, IngressError};
+use crate::launch::{run_worker, FileSinks, WorkerContext};
+use crate::stats::{PipelineStats, StatsSnapshot};
+
+/// Entry point of the library API.
+pub struct Pipeline;
+
+impl Pipeline {
+    /// Starts building a pipeline with `config` and the built-in handlers.
+    pub fn builder(config: Config) -> PipelineBuilder {
+        let handlers = HandlerRegistry::with_builtins(&config.handlers);
+        PipelineBuilder { config, handlers, store: None }
+    }
+}
+
+/// Collects handlers and options before [`start`](PipelineBuilder::start).
+pub struct PipelineBuilder {
+    config: Config,
+    handlers: HandlerRegistry,
+    store: Option<Arc<dyn TaskStore>>,
+}
+
+impl PipelineBuilder {
+    /// Registers an async handler (a Rust closure returning a future) for
+    /// tasks of `kind`. It runs on the tokio runtime with the task's timeout.
+    pub fn handler<F, Fut>(mut self, kind: &str, handler: F) -> Self
+    where
+        F: Fn(Task) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.handlers.register_async(kind, move |task| Box::pin(handler(task)));
+        self
+    }
+
+    /// Registers an inline handler: cheap, non-blocking work run on the
+    /// dataflow worker thread itself.
+    pub fn inline_handler<F>(mut self, kind: &str, handler: F) -> Self
+    where
+        F: Fn(&Task) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.handlers.register_inline(kind, handler);
+        self
+    }
+
+    /// Uses `store` instead of the one the config names.
+    pub fn store(mut self, store: Arc<dyn TaskStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Starts the workers, the tokio runtime and (if enabled) the HTTP API,
+    /// and resumes tasks the store holds as accepted but unfinished.
+    pub fn start(self) -> Result<RunningPipeline, RuntimeError> {
+        let config = self.config;
+        config.validate()?;
+        let (timely_config, first_worker, local_workers) = timely_config(&config)?;
+        let store = match self.store {
+            Some(store) => store,
+            None => open_store(&config)?,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tidewater-io")
+            .enable_all()
+            .build()
+            .map_err(|source| RuntimeError::Io { context: "starting the tokio runtime".into(), source })?;
+        let files = FileSinks::open(config.sinks.results_file.as_deref(), config.sinks.dead_letter_file.as_deref())
+            .map_err(|source| RuntimeError::Io { context: "opening sink files".into(), source })?;
+        let (ingress, inboxes) = Ingress::new(local_workers, first_worker);
+        let stats = Arc::new(PipelineStats::default());
+        let acks = AckRegistry::default();
+        let config = Arc::new(config);
+        let context = Arc::new(WorkerContext {
+            config: Arc::clone(&config),
+            handlers: Arc::new(self.handlers),
+            runtime: runtime.handle().clone(),
+            store: Arc::clone(&store),
+            stats: Arc::clone(&stats),
+            inboxes: Mutex::new(inboxes.into_iter().map(Some).collect()),
+            first_worker,
+            started_at_us: now_micros(),
+            files: Arc::new(files),
+            acks: acks.clone(),
+        });
+        let guards = timely::execute(timely_config, move |worker| {
+            let result = run_worker(worker, &context);
+            if let Err(e) = &result {
+                tracing::error!(worker = worker.index(), error = %e, "worker stopped");
+            }
+            result
+        })
+        .map_err(RuntimeError::Workers)?;
+
+        let resumed = store.unfinished().map_err(|e| RuntimeError::Store(e.to_string()))?;
+        if !resumed.is_empty() {
+            tracing::info!(count = resumed.len(), "resuming accepted tasks that had not finished");
+        }
+        for task in resumed {
+            ingress.submit_task("resume", task).map_err(|e| RuntimeError::Workers(e.to_string()))?;
+        }
+
+        let http = if config.http.enabled {
+            Some(HttpServer::start(&runtime, &config, ingress.clone(), Arc::clone(&store), Arc::clone(&stats))?)
+        } else {
+            None
+        };
+        Ok(RunningPipeline { config, ingress, store, stats, acks, guards: Some(guards), http, runtime: Some(runtime) })
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
+    match config.store.kind {
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreKind::Embedded => {
+            let mut path = config.store.path.clone();
+            if let Some(cluster) = &config.cluster {
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(format!(".p{}", cluster.process));
+                path.set_file_name(name);
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| RuntimeError::Io { context: format!("creating {}", parent.display()), source })?;
+            }
+            let store = EmbeddedStore::open(&path).map_err(|e| RuntimeError::Store(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Timely's configuration, this process's first global worker index and its
+/// local worker count.
+fn timely_config(config: &Config) -> Result<(timely::Config, usize, usize), RuntimeError> {
+    let workers = config.workers;
+    match &config.cluster {
+        None => Ok((timely::Config::process(workers), 0, workers)),
+        Some(cluster) => {
+            let addresses = cluster.resolve_addresses()?;
+            let communication = timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: cluster.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            };
+            let timely_config = timely::Config { communication, worker: timely::WorkerConfig::default() };
+            Ok((timely_config, cluster.process * workers, workers))
+        }
+    }
+}
+
+/// A started pipeline.
+pub struct RunningPipeline {
+    config: Arc<Config>,
+    ingress: Ingress,
+    store: Arc<dyn TaskStore>,
+    stats: Arc<PipelineStats>,
+    acks: AckRegistry,
+    guards: Option<timely::WorkerGuards<Result<(), String>>>,
+    http: Option<HttpServer>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RunningPipeline {
+    /// Submits a task through the in-process API. It is validated in the
+    /// dataflow like any other record; invalid tasks are rejected there.
+    /// Its acceptance is recorded first, so a restart resumes it.
+    pub fn submit(&self, mut task: Task) -> Result<(), SubmitError> {
+        if task.submitted_at_us == 0 {
+            task.submitted_at_us = now_micros();
+        }
+        if check_task(&task, &self.config.limits).is_ok() {
+            self.store.record_accepted(std::slice::from_ref(&task)).map_err(|e| SubmitError::Store(e.to_string()))?;
+        }
+        self.ingress.submit_task("api", task)?;
+        Ok(())
+    }
+
+    /// A handle for feeding records from other sources.
+    pub fn ingress(&self) -> Ingress {
+        self.ingress.clone()
+    }
+
+    /// The store in use.
+    pub fn store(&self) -> Arc<dyn TaskStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Run counters.
+    pub fn stats(&self) -> Arc<PipelineStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Acknowledgement callbacks, for sources that need them.
+    pub fn acks(&self) -> AckRegistry {
+        self.acks.clone()
+    }
+
+    /// The tokio runtime's handle, for sources to run on.
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
+    /// Where the HTTP API listens, if it is enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// Waits until at least `finished + rejected` records have an outcome, or
+    /// `timeout` passes. Returns whether the count was reached.
+    pub fn wait_for_outcomes(&self, count: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.stats.finished() + self.stats.rejected() < count {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Stops taking input, lets every accepted task finish, stops the HTTP
+    /// API and the workers, and returns the final counters.
+    pub fn shutdown(mut self) -> Result<StatsSnapshot, RuntimeError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<StatsSnapshot, RuntimeError> {
+        if let Some(http) = self.http.take() {
+            http.stop();
+        }
+        self.ingress.close();
+        if let Some(guards) = self.guards.take() {
+            for result in guards.join() {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => return Err(RuntimeError::WorkerFailed(e)),
+                }
+            }
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        Ok(self.stats.snapshot())
+    }
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        if self.guards.is_some() {
+            if let Err(e) = self.stop() {
+                tracing::error!(error = %e, "pipeline shutdown on drop failed");
+            }
+        }
+    }
+}
+
+/// Why an in-process submission was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The pipeline no longer takes input.
+    #[error(transparent)]
+    Closed(#[from] IngressError),
+    /// Recording the acceptance failed.
+    #[error("store: {0}")]
+    Store(String),
+}
