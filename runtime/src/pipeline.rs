@@ -191,7 +191,7 @@ pub struct RunningPipeline {
     store: Arc<dyn TaskStore>,
     stats: Arc<PipelineStats>,
     acks: AckRegistry,
-    guards: Option<timely::WorkerGuards<Result<(), String>>>,
+    guards: Option<timely::communication::WorkerGuards<Result<(), String>>>,
     http: Option<HttpServer>,
     runtime: Option<tokio::runtime::Runtime>,
 }

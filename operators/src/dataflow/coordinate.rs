@@ -360,8 +360,17 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     match tasks_frontier.first() {
                         Some(&t) if t > time => held.iter_mut().for_each(|c| c.downgrade(&t)),
                         Some(_) => {}
-                        None if state.is_idle() => caps = None,
-                        None => {}
+                        None if state.is_idle() => {
+                            tracing::debug!(shard = state.allocator.shard(), "coordinator idle; releasing capabilities");
+                            caps = None
+                        }
+                        None => tracing::debug!(
+                            shard = state.allocator.shard(),
+                            queued = state.allocator.queued(),
+                            running = state.allocator.running(),
+                            delayed = state.delayed.len(),
+                            "input closed; holding capabilities until work drains"
+                        ),
                     }
                 }
                 if let Some(due) = state.next_wakeup_us() {

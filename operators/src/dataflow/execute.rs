@@ -33,9 +33,9 @@ pub trait ExecutionBackend {
 /// Runs assignments on an [`ExecutionBackend`].
 pub trait Execute<'scope> {
     /// Starts each assignment on `backend` and emits completions as they
-    /// finish. The operator holds a capability at its input frontier while
-    /// work is in flight, so completions are stamped with the epoch in which
-    /// they are observed.
+    /// finish. The operator holds a capability, advanced with its input
+    /// frontier, only while work is in flight, so completions are stamped
+    /// with (about) the epoch in which they are observed.
     fn execute<B: ExecutionBackend + 'static>(self, backend: B) -> TimedStream<'scope, Completion>;
 }
 
@@ -71,11 +71,15 @@ impl<'scope> Execute<'scope> for TimedStream<'scope, Assignment> {
                         handle.session(&*held).give_container(&mut done);
                         done.clear();
                     }
-                    match frontiers[0].frontier().first() {
-                        Some(&t) if t > *held.time() => held.downgrade(&t),
-                        Some(_) => {}
-                        None if backend.in_flight() == 0 => cap = None,
-                        None => {}
+                    // Only work in flight needs a capability. Waiting for the
+                    // input frontier to empty would never end: through the
+                    // release loop, this capability is part of that frontier.
+                    if backend.in_flight() == 0 {
+                        cap = None;
+                    } else if let Some(&t) = frontiers[0].frontier().first() {
+                        if t > *held.time() {
+                            held.downgrade(&t);
+                        }
                     }
                 }
             }
