@@ -74,7 +74,13 @@ pub struct BenchReport {
 pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
     let mut config = Config { workers: options.workers, metrics: options.metrics, ..Config::default() };
     config.executors = if options.queue {
-        vec![ExecutorConfig { id: "bench".into(), cpu_milli: 1000, memory_mib: 1024, ..Default::default() }]
+        vec![ExecutorConfig {
+            id: "bench".into(),
+            count: options.workers,
+            cpu_milli: 1000,
+            memory_mib: 1024,
+            ..Default::default()
+        }]
     } else {
         vec![ExecutorConfig {
             id: "bench".into(),
@@ -93,12 +99,30 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
         .map_err(|e| e.to_string())?;
     let handle = runtime.handle().clone();
     let latencies = Arc::new(Mutex::new(new_histogram()));
+    let queued_rss = Arc::new(Mutex::new(0u64));
+    let barrier = Arc::new(std::sync::Barrier::new(options.workers));
     let rss_before = current_rss_bytes();
     let started = Instant::now();
     let options_for_workers = options.clone();
     let latencies_for_workers = Arc::clone(&latencies);
+    let (queued_rss_for_workers, barrier_for_workers) = (Arc::clone(&queued_rss), Arc::clone(&barrier));
     let guards = timely::execute(timely::Config::process(options.workers), move |worker| {
-        bench_worker(worker, &config, &handlers, &handle, &options_for_workers, &latencies_for_workers)
+        let result =
+            bench_worker(worker, &config, &handlers, &handle, &options_for_workers, &latencies_for_workers);
+        if options_for_workers.queue {
+            // Every worker has queued its share: measure, then abandon the queue.
+            barrier_for_workers.wait();
+            if worker.index() == 0 {
+                if let Ok(mut rss) = queued_rss_for_workers.lock() {
+                    *rss = current_rss_bytes();
+                }
+            }
+            barrier_for_workers.wait();
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        }
+        result
     })?;
     for result in guards.join() {
         result??;
@@ -106,9 +130,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_mb = peak_rss_bytes() as f64 / (1024.0 * 1024.0);
     let histogram = latencies.lock().map_err(|_| "latency lock poisoned")?;
-    let bytes_per_queued_task = options
-        .queue
-        .then(|| current_rss_bytes().saturating_sub(rss_before) as f64 / options.tasks.max(1) as f64);
+    let queued_rss = *queued_rss.lock().map_err(|_| "rss lock poisoned")?;
+    let bytes_per_queued_task =
+        options.queue.then(|| queued_rss.saturating_sub(rss_before) as f64 / options.tasks.max(1) as f64);
     runtime.shutdown_background();
     Ok(BenchReport {
         tasks: if options.queue { options.tasks } else { histogram.len() },
@@ -163,11 +187,11 @@ fn bench_worker(
     models_in.advance_to(epoch);
     let start = Instant::now();
     let mut id_buffer = itoa_buffer();
-    if options.queue && index == 0 {
-        // One task holds the only executor for the whole run.
-        let mut holder = Task::new("holder", "sleep", ResourceRequest::cpu(1000, 0));
+    if options.queue {
+        // One task holds this worker's only executor for the whole run.
+        let mut holder = Task::new(format!("holder-{index}"), "sleep", ResourceRequest::cpu(1000, 0));
         holder.payload = Some("{\"ms\":3600000}".into());
-        records_in.send(record(holder));
+        records_in.send(record(holder, index));
     }
     let target = share;
     while completed.get() < target && !(options.queue && generated >= target) {
@@ -182,7 +206,7 @@ fn bench_worker(
             let id = format_id(&mut id_buffer, index, generated);
             let mut task = Task::new(id, Name::const_new("noop"), ResourceRequest::cpu(1, 0));
             task.submitted_at_us = now_us;
-            records_in.send(record(task));
+            records_in.send(record(task, index));
             generated += 1;
         }
         let now = now_us / 1000;
@@ -198,12 +222,8 @@ fn bench_worker(
         }
     }
     if options.queue {
-        // Let every task reach the queue, then stop without draining it.
-        for _ in 0..100 {
-            worker.step();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        for _ in 0..100 {
+        // Let every task reach the queue; the caller then abandons it.
+        for _ in 0..1000 {
             worker.step();
         }
         return Ok(());
@@ -216,10 +236,10 @@ fn bench_worker(
     Ok(())
 }
 
-fn record(task: Task) -> SourceRecord {
+fn record(task: Task, worker: usize) -> SourceRecord {
     SourceRecord {
         body: RecordBody::Task(Box::new(task)),
-        ack: AckToken::NONE,
+        ack: AckToken { origin_worker: worker as u32, source: 0, tag: 0 },
         source_name: Name::const_new("bench"),
         received_at_us: 0,
     }

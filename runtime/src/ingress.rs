@@ -85,11 +85,9 @@ impl Ingress {
 
     fn send_record(&self, source: &str, body: RecordBody, ack_source: u16, tag: u64) -> Result<(), IngressError> {
         let local = self.shared.next.fetch_add(1, Ordering::Relaxed) % self.shared.senders.len();
-        let ack = if ack_source == 0 {
-            AckToken::NONE
-        } else {
-            AckToken { origin_worker: (self.shared.first_worker + local) as u32, source: ack_source, tag }
-        };
+        // Even records that need no acknowledgement name their worker, so
+        // that their results are recorded where they were ingested.
+        let ack = AckToken { origin_worker: (self.shared.first_worker + local) as u32, source: ack_source, tag };
         let record = SourceRecord { body, ack, source_name: Name::from(source), received_at_us: now_micros() };
         self.send_to(local, WorkerMessage::Record(record))
     }

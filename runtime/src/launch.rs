@@ -143,8 +143,14 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         let latencies = Arc::clone(&local_latencies);
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
             match store.record_finished(finals) {
-                Ok(_) => {
-                    FileSinks::write(&files.results, finals);
+                Ok(fresh) => {
+                    // A redelivered or resumed task that had already finished
+                    // is acknowledged again but not reported twice.
+                    if files.results.is_some() {
+                        let newly: Vec<&Completion> =
+                            finals.iter().zip(&fresh).filter(|(_, new)| **new).map(|(c, _)| c).collect();
+                        FileSinks::write(&files.results, &newly);
+                    }
                     if let Ok(mut h) = latencies.lock() {
                         stats.record_finals(finals, &mut h);
                     }

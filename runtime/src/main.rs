@@ -153,16 +153,29 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         config.workers = workers;
     }
     if let Some(process) = args.process {
-        let processes = args.processes.unwrap_or(1);
-        let addresses = match &args.hostfile {
-            Some(_) => Vec::new(),
-            None => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
-        };
-        config.cluster = Some(ClusterConfig { process, addresses, hostfile: args.hostfile.clone() });
-        if config.http.enabled && process > 0 {
+        match config.cluster.as_mut() {
+            Some(cluster) => {
+                cluster.process = process;
+                if let Some(hostfile) = &args.hostfile {
+                    cluster.hostfile = Some(hostfile.clone());
+                    cluster.addresses.clear();
+                }
+            }
+            None => {
+                let processes = args.processes.unwrap_or(1);
+                let addresses = match &args.hostfile {
+                    Some(_) => Vec::new(),
+                    None => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+                };
+                config.cluster = Some(ClusterConfig { process, addresses, hostfile: args.hostfile.clone() });
+            }
+        }
+    }
+    if let Some(cluster) = &config.cluster {
+        if config.http.enabled && cluster.process > 0 {
             // One HTTP listener per process: shift the port by the process index.
             let addr: std::net::SocketAddr = config.http.listen.parse()?;
-            config.http.listen = std::net::SocketAddr::new(addr.ip(), addr.port() + process as u16).to_string();
+            config.http.listen = std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16).to_string();
         }
     }
     config.validate()?;
@@ -301,10 +314,6 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{report:#?}");
-    }
-    if args.queue {
-        // Queued tasks are abandoned, not drained.
-        std::process::exit(0);
     }
     Ok(())
 }

@@ -194,6 +194,8 @@ impl TaskStore for EmbeddedStore {
         }
         self.write(OP, |txn| {
             let mut table = db!(OP, txn.open_table(REJECTIONS));
+            let mut tasks = db!(OP, txn.open_table(TASKS));
+            let mut unfinished = db!(OP, txn.open_table(UNFINISHED));
             let mut next = match db!(OP, table.last()) {
                 Some((key, _)) => key.value() + 1,
                 None => 0,
@@ -202,6 +204,18 @@ impl TaskStore for EmbeddedStore {
                 let bytes = encode(r, "rejection")?;
                 db!(OP, table.insert(next, bytes.as_slice()));
                 next += 1;
+                let Some(id) = r.task_id.as_deref() else { continue };
+                let existing: Option<StoredTask> = match db!(OP, tasks.get(id)) {
+                    Some(bytes) => Some(decode(bytes.value(), id)?),
+                    None => None,
+                };
+                if let Some(mut entry) = existing {
+                    if entry.reject(r.reason.to_string()) {
+                        let bytes = encode(&entry, "task")?;
+                        db!(OP, tasks.insert(id, bytes.as_slice()));
+                        db!(OP, unfinished.remove(id));
+                    }
+                }
             }
             Ok(())
         })

@@ -93,6 +93,9 @@ impl TaskStore for MemoryStore {
     fn record_rejections(&self, rejections: &[Rejection]) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         for r in rejections {
+            if let Some(entry) = r.task_id.as_ref().and_then(|id| inner.tasks.get_mut(id.as_str())) {
+                entry.reject(r.reason.to_string());
+            }
             if inner.rejections.len() == MAX_REJECTIONS {
                 inner.rejections.pop_front();
             }

@@ -20,6 +20,9 @@ pub enum TaskState {
     TimedOut,
     /// Cancelled.
     Cancelled,
+    /// Accepted by a source but rejected by the pipeline (for example
+    /// infeasible); the rejection is in the dead letters.
+    Rejected,
 }
 
 impl TaskState {
@@ -116,6 +119,18 @@ impl StoredTask {
         true
     }
 
+    /// Marks an accepted task as rejected. Returns false if it already has a
+    /// final state.
+    pub fn reject(&mut self, reason: String) -> bool {
+        if self.record.state.is_final() {
+            return false;
+        }
+        self.record.state = TaskState::Rejected;
+        self.record.reason = Some(reason);
+        self.task = None;
+        true
+    }
+
     /// The entry for a completion of a task never recorded as accepted.
     pub fn from_completion(c: &Completion) -> StoredTask {
         let mut entry = StoredTask::accepted(&c.task);
@@ -137,7 +152,7 @@ pub struct StateCounts {
     pub timed_out: u64,
     /// Cancelled.
     pub cancelled: u64,
-    /// Rejections dead-lettered.
+    /// Rejections dead-lettered (whether or not their task was recorded).
     pub rejected: u64,
 }
 
@@ -150,6 +165,8 @@ impl StateCounts {
             TaskState::Failed => self.failed += 1,
             TaskState::TimedOut => self.timed_out += 1,
             TaskState::Cancelled => self.cancelled += 1,
+            // Counted with the dead letters.
+            TaskState::Rejected => {}
         }
     }
 }

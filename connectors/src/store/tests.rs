@@ -73,9 +73,15 @@ fn behaves(store: &dyn TaskStore) {
     assert!(store.get("missing").expect("get").is_none());
 
     store.record_rejections(&[rejection(1), rejection(2), rejection(3)]).expect("reject");
-    assert_eq!(store.rejections(2).expect("rejections"), vec![rejection(2), rejection(3)]);
+    // A rejection naming an accepted task closes its record.
+    store.record_accepted(&[task("infeasible")]).expect("accept");
+    let mut closing = rejection(4);
+    closing.task_id = Some(Name::from("infeasible"));
+    store.record_rejections(std::slice::from_ref(&closing)).expect("reject");
+    assert_eq!(store.get("infeasible").expect("get").expect("present").state, TaskState::Rejected);
+    assert_eq!(store.rejections(2).expect("rejections"), vec![rejection(3), closing]);
     let counts = store.counts().expect("counts");
-    assert_eq!(counts, StateCounts { queued: 1, succeeded: 1, timed_out: 1, rejected: 3, ..Default::default() });
+    assert_eq!(counts, StateCounts { queued: 1, succeeded: 1, timed_out: 1, rejected: 4, ..Default::default() });
 
     for v in [3, 1, 2] {
         store.put_model(&model(ModelTarget::RunTime, v)).expect("model");
