@@ -69,8 +69,14 @@ impl Http {
 /// Starts `tidewater run` with `config` and extra arguments; logs go to
 /// `log` inside `dir`.
 pub fn spawn_run(dir: &Path, config: &Path, extra: &[&str], log: &str) -> Child {
+    spawn_run_with_env(dir, config, extra, log, &[])
+}
+
+/// Like [`spawn_run`], with extra environment variables.
+pub fn spawn_run_with_env(dir: &Path, config: &Path, extra: &[&str], log: &str, env: &[(String, String)]) -> Child {
     let log = std::fs::File::create(dir.join(log)).expect("log file");
     Command::new(binary())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .arg("run")
         .arg("--config")
         .arg(config)

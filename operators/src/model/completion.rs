@@ -6,7 +6,7 @@ use super::{ExecutorId, Lease, Task};
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The handler finished successfully.
     Succeeded,

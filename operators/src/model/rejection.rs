@@ -7,7 +7,7 @@ use super::{AckToken, Name};
 /// Why a record was rejected. Each variant names the offending field where
 /// there is one, so that the submitter can fix the input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// Not valid JSON at all.
     #[error("malformed JSON: {detail}")]
