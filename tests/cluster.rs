@@ -26,7 +26,9 @@ fn input() -> String {
 
 fn config(dir: &Path, cluster: Option<(u16, u16)>) -> std::path::PathBuf {
     let cluster = match cluster {
-        Some((a, b)) => format!("[cluster]\nprocess = 0\naddresses = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\n"),
+        Some((a, b)) => {
+            format!("[cluster]\nprocess = 0\naddresses = [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\"]\n")
+        }
         None => String::new(),
     };
     let text = format!(
@@ -59,8 +61,13 @@ gpu_model = "A100"
     path
 }
 
-/// (id, status, attempt) of every result, and (code, excerpt) of every dead letter.
-fn outcomes(dir: &Path, files: &[&str]) -> (BTreeSet<(String, String, u64)>, BTreeSet<(String, String)>) {
+/// (id, status, attempt) of every result.
+type Results = BTreeSet<(String, String, u64)>;
+/// (code, excerpt) of every dead letter.
+type DeadLetters = BTreeSet<(String, String)>;
+
+/// Every result and dead letter in the named runs' files.
+fn outcomes(dir: &Path, files: &[&str]) -> (Results, DeadLetters) {
     let mut results = BTreeSet::new();
     let mut dead = BTreeSet::new();
     for file in files {
@@ -94,8 +101,14 @@ fn run(dir: &Path, config: &Path, extra: &[&str], name: &str) -> std::process::C
     let mut args = vec!["--input", "tasks.jsonl", "--exit-when-done"];
     args.extend_from_slice(extra);
     let env = [
-        ("TIDEWATER__SINKS__RESULTS_FILE".to_string(), format!("{name}.results.jsonl")),
-        ("TIDEWATER__SINKS__DEAD_LETTER_FILE".to_string(), format!("{name}.dead.jsonl")),
+        (
+            "TIDEWATER__SINKS__RESULTS_FILE".to_string(),
+            format!("{name}.results.jsonl"),
+        ),
+        (
+            "TIDEWATER__SINKS__DEAD_LETTER_FILE".to_string(),
+            format!("{name}.dead.jsonl"),
+        ),
     ];
     spawn_run_with_env(dir, config, &args, &format!("{name}.log"), &env)
 }
@@ -122,11 +135,17 @@ fn two_processes_give_the_same_completions_as_one() {
     std::fs::write(dir.path().join("tasks.jsonl"), input()).expect("input");
 
     let single = config(dir.path(), None);
-    wait(dir.path(), run(dir.path(), &single, &[], "single"), "single");
+    wait(
+        dir.path(),
+        run(dir.path(), &single, &[], "single"),
+        "single",
+    );
     let (expected_results, expected_dead) = outcomes(dir.path(), &["single"]);
     assert_eq!(expected_results.len(), 250);
     assert_eq!(expected_dead.len(), 50);
-    assert!(expected_results.iter().any(|(_, status, attempt)| status == "failed" && *attempt == 2));
+    assert!(expected_results
+        .iter()
+        .any(|(_, status, attempt)| status == "failed" && *attempt == 2));
 
     let clustered = config(dir.path(), Some((free_port(), free_port())));
     let p0 = run(dir.path(), &clustered, &["--process", "0"], "p0");

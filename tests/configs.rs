@@ -14,10 +14,17 @@ fn every_file_in_configs_parses_and_validates() {
             continue;
         }
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(!config.executor_specs().is_empty(), "{} declares no executors", path.display());
+        assert!(
+            !config.executor_specs().is_empty(),
+            "{} declares no executors",
+            path.display()
+        );
         checked += 1;
     }
-    assert!(checked >= 3, "expected the shipped configs, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected the shipped configs, found {checked}"
+    );
 }
 
 #[test]

@@ -12,7 +12,10 @@ use tidewater_connectors::store::{MemoryStore, TaskState, TaskStore};
 use tidewater_operators::model::{ResourceRequest, Task};
 
 fn config() -> Config {
-    let mut config = Config { workers: 2, ..Config::default() };
+    let mut config = Config {
+        workers: 2,
+        ..Config::default()
+    };
     config.http.enabled = false;
     config.store.kind = StoreKind::Memory;
     config.handlers.command_allowlist = vec!["sh".into()];
@@ -34,14 +37,25 @@ fn closures_commands_timeouts_and_retries() {
     let pipeline = Pipeline::builder(config())
         .store(store.clone())
         .handler("double", |task| async move {
-            let n: u64 = task.payload.as_deref().unwrap_or("0").parse().map_err(|e| format!("{e}"))?;
+            let n: u64 = task
+                .payload
+                .as_deref()
+                .unwrap_or("0")
+                .parse()
+                .map_err(|e| format!("{e}"))?;
             tokio::time::sleep(Duration::from_millis(5)).await;
-            Ok(HandlerOutput { exit_code: None, output_bytes: (n * 2).to_string().len() as u64 })
+            Ok(HandlerOutput {
+                exit_code: None,
+                output_bytes: (n * 2).to_string().len() as u64,
+            })
         })
         .inline_handler("fails-twice", move |task| {
             counted.fetch_add(1, Ordering::SeqCst);
             if task.attempt < 3 {
-                Err(HandlerFailure::from(format!("attempt {} fails", task.attempt)))
+                Err(HandlerFailure::from(format!(
+                    "attempt {} fails",
+                    task.attempt
+                )))
             } else {
                 Ok(HandlerOutput::default())
             }
@@ -49,21 +63,39 @@ fn closures_commands_timeouts_and_retries() {
         .start()
         .expect("start");
 
-    pipeline.submit(task("closure", "double", Some("21"))).expect("submit");
     pipeline
-        .submit(task("echo", "command", Some(r#"{"program":"sh","args":["-c","printf hello"]}"#)))
+        .submit(task("closure", "double", Some("21")))
         .expect("submit");
     pipeline
-        .submit(task("exit3", "command", Some(r#"{"program":"sh","args":["-c","printf oops >&2; exit 3"]}"#)))
+        .submit(task(
+            "echo",
+            "command",
+            Some(r#"{"program":"sh","args":["-c","printf hello"]}"#),
+        ))
         .expect("submit");
-    pipeline.submit(task("forbidden", "command", Some(r#"{"program":"rm","args":["-rf","/tmp/x"]}"#))).expect("submit");
+    pipeline
+        .submit(task(
+            "exit3",
+            "command",
+            Some(r#"{"program":"sh","args":["-c","printf oops >&2; exit 3"]}"#),
+        ))
+        .expect("submit");
+    pipeline
+        .submit(task(
+            "forbidden",
+            "command",
+            Some(r#"{"program":"rm","args":["-rf","/tmp/x"]}"#),
+        ))
+        .expect("submit");
     let mut slow = task("slow", "sleep", Some(r#"{"ms":5000}"#));
     slow.timeout_ms = 50;
     pipeline.submit(slow).expect("submit");
     let mut flaky = task("flaky", "fails-twice", None);
     flaky.max_attempts = 3;
     pipeline.submit(flaky).expect("submit");
-    pipeline.submit(task("nobody", "no-such-kind", None)).expect("submit");
+    pipeline
+        .submit(task("nobody", "no-such-kind", None))
+        .expect("submit");
     let mut bad_sleep = task("bad-sleep", "sleep", Some(r#"{"seconds":1}"#));
     bad_sleep.max_attempts = 1;
     pipeline.submit(bad_sleep).expect("submit");
@@ -73,20 +105,41 @@ fn closures_commands_timeouts_and_retries() {
 
     let record = |id: &str| store.get(id).expect("get").expect(id);
     let closure = record("closure");
-    assert_eq!((closure.state, closure.output_bytes), (TaskState::Succeeded, 2));
+    assert_eq!(
+        (closure.state, closure.output_bytes),
+        (TaskState::Succeeded, 2)
+    );
     let echo = record("echo");
-    assert_eq!((echo.state, echo.exit_code, echo.output_bytes), (TaskState::Succeeded, Some(0), 5));
+    assert_eq!(
+        (echo.state, echo.exit_code, echo.output_bytes),
+        (TaskState::Succeeded, Some(0), 5)
+    );
     let exit3 = record("exit3");
-    assert_eq!((exit3.state, exit3.exit_code, exit3.output_bytes), (TaskState::Failed, Some(3), 4));
-    assert!(exit3.reason.unwrap_or_default().contains("exited with code 3"));
+    assert_eq!(
+        (exit3.state, exit3.exit_code, exit3.output_bytes),
+        (TaskState::Failed, Some(3), 4)
+    );
+    assert!(exit3
+        .reason
+        .unwrap_or_default()
+        .contains("exited with code 3"));
     let forbidden = record("forbidden");
     assert_eq!(forbidden.state, TaskState::Failed);
-    assert!(forbidden.reason.unwrap_or_default().contains("not in handlers.command_allowlist"));
+    assert!(forbidden
+        .reason
+        .unwrap_or_default()
+        .contains("not in handlers.command_allowlist"));
     assert_eq!(record("slow").state, TaskState::TimedOut);
     let flaky = record("flaky");
     assert_eq!((flaky.state, flaky.attempts), (TaskState::Succeeded, 3));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     let nobody = record("nobody");
-    assert!(nobody.reason.unwrap_or_default().contains("no handler registered for kind \"no-such-kind\""));
-    assert!(record("bad-sleep").reason.unwrap_or_default().contains("sleep payload"));
+    assert!(nobody
+        .reason
+        .unwrap_or_default()
+        .contains("no handler registered for kind \"no-such-kind\""));
+    assert!(record("bad-sleep")
+        .reason
+        .unwrap_or_default()
+        .contains("sleep payload"));
 }

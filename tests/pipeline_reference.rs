@@ -16,13 +16,21 @@ use tidewater_operators::validate::{ValidationLimits, Validator};
 
 /// Whether the `flaky` handler fails this attempt: a fixed function of id and attempt.
 fn flaky_fails(id: &str, attempt: u16) -> bool {
-    let h = id.bytes().fold(u64::from(attempt) * 7919, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let h = id.bytes().fold(u64::from(attempt) * 7919, |h, b| {
+        h.wrapping_mul(31).wrapping_add(u64::from(b))
+    });
     h % 3 == 0
 }
 
 fn executors() -> Vec<ExecutorConfig> {
     vec![
-        ExecutorConfig { id: "cpu".into(), count: 3, cpu_milli: 4000, memory_mib: 8192, ..Default::default() },
+        ExecutorConfig {
+            id: "cpu".into(),
+            count: 3,
+            cpu_milli: 4000,
+            memory_mib: 8192,
+            ..Default::default()
+        },
         ExecutorConfig {
             id: "a100".into(),
             count: 2,
@@ -80,13 +88,19 @@ fn workload(seed: u64, n: usize) -> Vec<String> {
 /// the allocator).
 fn feasible(request: &ResourceRequest, specs: &[ExecutorSpec]) -> bool {
     specs.iter().any(|e| {
-        let gpus = e.gpus.iter().filter(|g| request.allows_gpu_model(&g.model)).count();
+        let gpus = e
+            .gpus
+            .iter()
+            .filter(|g| request.allows_gpu_model(&g.model))
+            .count();
         let gpu_ok = match request.gpu {
             GpuRequest::None => true,
             GpuRequest::Fraction(_) => gpus >= 1,
             GpuRequest::Whole(n) => gpus >= usize::from(n),
         };
-        u64::from(request.cpu_milli) <= e.cpu_milli && u64::from(request.memory_mib) <= e.memory_mib && gpu_ok
+        u64::from(request.cpu_milli) <= e.cpu_milli
+            && u64::from(request.memory_mib) <= e.memory_mib
+            && gpu_ok
     })
 }
 
@@ -127,7 +141,10 @@ fn final_outcome(task: &Task) -> Expected {
 }
 
 fn run_pipeline(records: &[String], workers: usize) -> BTreeMap<String, Expected> {
-    let mut config = Config { workers, ..Config::default() };
+    let mut config = Config {
+        workers,
+        ..Config::default()
+    };
     config.http.enabled = false;
     config.store.kind = StoreKind::Memory;
     config.executors = executors();
@@ -138,7 +155,10 @@ fn run_pipeline(records: &[String], workers: usize) -> BTreeMap<String, Expected
         .store(store.clone())
         .inline_handler("flaky", |task| {
             if flaky_fails(&task.id, task.attempt) {
-                Err(HandlerFailure::from(format!("flaky failure on attempt {}", task.attempt)))
+                Err(HandlerFailure::from(format!(
+                    "flaky failure on attempt {}",
+                    task.attempt
+                )))
             } else {
                 Ok(HandlerOutput::default())
             }
@@ -147,26 +167,38 @@ fn run_pipeline(records: &[String], workers: usize) -> BTreeMap<String, Expected
         .expect("start");
     let ingress = pipeline.ingress();
     for record in records {
-        ingress.submit_json("test", record.clone().into_bytes(), 0, 0).expect("submit");
+        ingress
+            .submit_json("test", record.clone().into_bytes(), 0, 0)
+            .expect("submit");
     }
     let summary = pipeline.shutdown().expect("shutdown");
-    assert_eq!(summary.finished + summary.rejected, records.len() as u64, "every record has one outcome");
+    assert_eq!(
+        summary.finished + summary.rejected,
+        records.len() as u64,
+        "every record has one outcome"
+    );
 
     let mut results = BTreeMap::new();
     for rejection in store.rejections(usize::MAX).expect("rejections") {
         // Records that failed to parse carry no id; identify them by excerpt.
-        let id = rejection.task_id.map(|id| id.to_string()).unwrap_or_else(|| {
-            let index = records.iter().position(|r| *r == rejection.excerpt).expect("known record");
-            format!("r{index}")
-        });
+        let id = rejection
+            .task_id
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| {
+                let index = records
+                    .iter()
+                    .position(|r| *r == rejection.excerpt)
+                    .expect("known record");
+                format!("r{index}")
+            });
         results.insert(id, Expected::Rejected(rejection.reason.code()));
     }
     for i in 0..records.len() {
         let id = format!("r{i}");
         if let Some(record) = store.get(&id).expect("get") {
-            if !results.contains_key(&id) {
-                results.insert(id, Expected::Final(record.state, record.attempts));
-            }
+            results
+                .entry(id)
+                .or_insert(Expected::Final(record.state, record.attempts));
         }
     }
     results
@@ -178,9 +210,15 @@ fn pipeline_matches_sequential_reference_with_1_and_4_workers() {
     for seed in [1, 2, 3] {
         let records = workload(seed, 600);
         let expected = reference(&records, &specs);
-        assert!(expected.values().any(|e| matches!(e, Expected::Rejected("infeasible"))));
-        assert!(expected.values().any(|e| matches!(e, Expected::Final(TaskState::Failed, _))));
-        assert!(expected.values().any(|e| matches!(e, Expected::Final(TaskState::Succeeded, 2 | 3))));
+        assert!(expected
+            .values()
+            .any(|e| matches!(e, Expected::Rejected("infeasible"))));
+        assert!(expected
+            .values()
+            .any(|e| matches!(e, Expected::Final(TaskState::Failed, _))));
+        assert!(expected
+            .values()
+            .any(|e| matches!(e, Expected::Final(TaskState::Succeeded, 2 | 3))));
         for workers in [1, 4] {
             let actual = run_pipeline(&records, workers);
             let differences: Vec<_> = expected
@@ -188,8 +226,15 @@ fn pipeline_matches_sequential_reference_with_1_and_4_workers() {
                 .filter(|(id, e)| actual.get(*id) != Some(e))
                 .map(|(id, e)| format!("{id}: expected {e:?}, got {:?}", actual.get(id)))
                 .collect();
-            assert!(differences.is_empty(), "{workers} workers, seed {seed}: {differences:#?}");
-            assert_eq!(actual.len(), expected.len(), "{workers} workers, seed {seed}: extra outcomes");
+            assert!(
+                differences.is_empty(),
+                "{workers} workers, seed {seed}: {differences:#?}"
+            );
+            assert_eq!(
+                actual.len(),
+                expected.len(),
+                "{workers} workers, seed {seed}: extra outcomes"
+            );
         }
     }
 }

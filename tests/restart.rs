@@ -69,17 +69,26 @@ fn every_task_completes_exactly_once_across_kill_9_restarts() {
     let batch: Vec<String> = (0..TASKS)
         .map(|i| format!(r#"{{"id":"job-{i}","kind":"sleep","payload":{{"ms":60}},"resources":{{"cpu_milli":1000}}}}"#))
         .collect();
-    let (status, answer) = http.post(&format!("{base}/v1/tasks"), &format!("[{}]", batch.join(",")));
+    let (status, answer) = http.post(
+        &format!("{base}/v1/tasks"),
+        &format!("[{}]", batch.join(",")),
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"].as_array().map(Vec::len), Some(TASKS));
 
     // Crash twice at different points, restarting in between.
     for (round, crash_after) in [(1, 6), (2, 20)] {
         let done = wait_for_results(dir.path(), crash_after, Duration::from_secs(30));
-        assert!(done >= crash_after, "round {round}: only {done} results before the crash");
+        assert!(
+            done >= crash_after,
+            "round {round}: only {done} results before the crash"
+        );
         child.kill().expect("kill -9");
         child.wait().expect("reap");
-        assert!(results(dir.path()).len() < TASKS, "round {round}: crash came after everything finished");
+        assert!(
+            results(dir.path()).len() < TASKS,
+            "round {round}: crash came after everything finished"
+        );
         child = spawn_run(dir.path(), &config, &[], &format!("run-{}.log", round + 1));
         http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(20));
     }
@@ -90,13 +99,18 @@ fn every_task_completes_exactly_once_across_kill_9_restarts() {
         assert_eq!(count, 1, "{id} reported {count} times");
     }
     for i in 0..TASKS {
-        let (status, record) = http.get(&format!("{base}/v1/tasks/job-{i}")).expect("reachable");
+        let (status, record) = http
+            .get(&format!("{base}/v1/tasks/job-{i}"))
+            .expect("reachable");
         assert_eq!(status, 200);
         assert_eq!(record["state"], "succeeded", "job-{i}: {record}");
     }
 
     // Ctrl-C: drain and exit cleanly.
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
     assert!(status.success());
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "clean shutdown on Ctrl-C: {exit:?}");

@@ -20,8 +20,8 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, ConnectLoop};
 
 use tidewater_operators::dataflow::{
-    metric_for_rejection, Coordinate, CoordinatorState, Decode, Execute, ExecutionBackend, Feedback,
-    TimedStream,
+    metric_for_rejection, Coordinate, CoordinatorState, Decode, Execute, ExecutionBackend,
+    Feedback, TimedStream,
 };
 use tidewater_operators::model::{
     Completion, MetricEvent, MetricKind, ModelUpdate, Name, Rejection, SourceRecord,
@@ -61,9 +61,14 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
     let emit_metrics = parts.emit_metrics;
     let (tasks, decode_rejections) = records.decode(parts.validator);
     let (loop_handle, feedback) = scope.feedback::<Vec<Feedback>>(1);
-    let coordinated = tasks.clone().coordinate(feedback, models.broadcast(), parts.coordinator);
+    let coordinated = tasks
+        .clone()
+        .coordinate(feedback, models.broadcast(), parts.coordinator);
     let completions = coordinated.assignments.execute(parts.backend);
-    completions.map(Feedback::Completed).concat(coordinated.forwards).connect_loop(loop_handle);
+    completions
+        .map(Feedback::Completed)
+        .concat(coordinated.forwards)
+        .connect_loop(loop_handle);
 
     let rejections = decode_rejections.concat(coordinated.rejections);
     let metrics = if emit_metrics {
@@ -83,7 +88,9 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
         coordinated.metrics
     };
     PipelineStreams {
-        finals: coordinated.finals.exchange(|c: &Completion| u64::from(c.task.ack.origin_worker)),
+        finals: coordinated
+            .finals
+            .exchange(|c: &Completion| u64::from(c.task.ack.origin_worker)),
         rejections: rejections.exchange(|r: &Rejection| u64::from(r.ack.origin_worker)),
         metrics,
     }

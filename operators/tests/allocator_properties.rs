@@ -17,21 +17,32 @@ fn cluster() -> Vec<ExecutorSpec> {
 }
 
 fn request() -> impl Strategy<Value = ResourceRequest> {
-    (1u32..5000, 0u32..9000, 0u8..6, 1u16..1000, 0u8..4, 0u8..3).prop_map(|(cpu, mem, gpu_kind, milli, n, model)| {
-        let gpu = match gpu_kind {
-            0 => GpuRequest::Fraction(milli),
-            1 => GpuRequest::Whole(n.max(1)),
-            _ => GpuRequest::None,
-        };
-        let gpu_models: Box<[Name]> = match (gpu, model) {
-            (GpuRequest::None, _) | (_, 0) => Box::new([]),
-            (_, 1) => Box::new([Name::from("A100")]),
-            _ => Box::new([Name::from("V100")]),
-        };
-        let custom: Box<[(Name, u64)]> =
-            if cpu % 7 == 0 { Box::new([(Name::from("licence"), 1)]) } else { Box::new([]) };
-        ResourceRequest { cpu_milli: cpu, memory_mib: mem, gpu, gpu_models, custom }
-    })
+    (1u32..5000, 0u32..9000, 0u8..6, 1u16..1000, 0u8..4, 0u8..3).prop_map(
+        |(cpu, mem, gpu_kind, milli, n, model)| {
+            let gpu = match gpu_kind {
+                0 => GpuRequest::Fraction(milli),
+                1 => GpuRequest::Whole(n.max(1)),
+                _ => GpuRequest::None,
+            };
+            let gpu_models: Box<[Name]> = match (gpu, model) {
+                (GpuRequest::None, _) | (_, 0) => Box::new([]),
+                (_, 1) => Box::new([Name::from("A100")]),
+                _ => Box::new([Name::from("V100")]),
+            };
+            let custom: Box<[(Name, u64)]> = if cpu % 7 == 0 {
+                Box::new([(Name::from("licence"), 1)])
+            } else {
+                Box::new([])
+            };
+            ResourceRequest {
+                cpu_milli: cpu,
+                memory_mib: mem,
+                gpu,
+                gpu_models,
+                custom,
+            }
+        },
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +58,10 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn allocator(policy: &str) -> ShardAllocator {
     let feasibility = FeasibilityIndex::new(1, cluster().into_iter().map(|s| (0, s)));
-    let config = AllocatorConfig { policy: policy.to_string(), backfill_depth: 8 };
+    let config = AllocatorConfig {
+        policy: policy.to_string(),
+        backfill_depth: 8,
+    };
     ShardAllocator::new(0, cluster(), feasibility, &config).expect("allocator")
 }
 
@@ -119,9 +133,17 @@ proptest! {
 fn fractional_shares_pack_onto_the_fullest_device() {
     let mut alloc = allocator("first_fit");
     let mut decisions = Vec::new();
-    let share = |milli| ResourceRequest { gpu: GpuRequest::Fraction(milli), gpu_models: Box::new([Name::from("A100")]), ..ResourceRequest::cpu(1, 0) };
+    let share = |milli| ResourceRequest {
+        gpu: GpuRequest::Fraction(milli),
+        gpu_models: Box::new([Name::from("A100")]),
+        ..ResourceRequest::cpu(1, 0)
+    };
     for (n, milli) in [600, 300, 100, 500].into_iter().enumerate() {
-        alloc.submit(Task::new(format!("f{n}"), "noop", share(milli)), 0, &mut decisions);
+        alloc.submit(
+            Task::new(format!("f{n}"), "noop", share(milli)),
+            0,
+            &mut decisions,
+        );
     }
     let devices: Vec<Vec<u8>> = decisions
         .iter()
@@ -141,16 +163,46 @@ fn queue_serves_qos_then_priority_then_deadline() {
     use tidewater_operators::model::QosClass;
     let spec = vec![ExecutorSpec::cpu("one", 1000, 1000)];
     let feasibility = FeasibilityIndex::new(1, spec.clone().into_iter().map(|s| (0, s)));
-    let mut alloc = ShardAllocator::new(0, spec, feasibility, &AllocatorConfig::default()).expect("allocator");
+    let mut alloc =
+        ShardAllocator::new(0, spec, feasibility, &AllocatorConfig::default()).expect("allocator");
     let mut decisions = Vec::new();
     let whole = ResourceRequest::cpu(1000, 0);
-    alloc.submit(Task::new("holder", "noop", whole.clone()), 0, &mut decisions);
+    alloc.submit(
+        Task::new("holder", "noop", whole.clone()),
+        0,
+        &mut decisions,
+    );
     let mut tasks = vec![
-        (Task::new("be", "noop", whole.clone()), QosClass::BestEffort, 9, None),
-        (Task::new("burst-low", "noop", whole.clone()), QosClass::Burstable, 1, None),
-        (Task::new("burst-high-late", "noop", whole.clone()), QosClass::Burstable, 5, Some(u64::MAX - 1)),
-        (Task::new("burst-high-soon", "noop", whole.clone()), QosClass::Burstable, 5, Some(u64::MAX - 2)),
-        (Task::new("ls", "noop", whole.clone()), QosClass::LatencySensitive, 0, None),
+        (
+            Task::new("be", "noop", whole.clone()),
+            QosClass::BestEffort,
+            9,
+            None,
+        ),
+        (
+            Task::new("burst-low", "noop", whole.clone()),
+            QosClass::Burstable,
+            1,
+            None,
+        ),
+        (
+            Task::new("burst-high-late", "noop", whole.clone()),
+            QosClass::Burstable,
+            5,
+            Some(u64::MAX - 1),
+        ),
+        (
+            Task::new("burst-high-soon", "noop", whole.clone()),
+            QosClass::Burstable,
+            5,
+            Some(u64::MAX - 2),
+        ),
+        (
+            Task::new("ls", "noop", whole.clone()),
+            QosClass::LatencySensitive,
+            0,
+            None,
+        ),
     ];
     for (mut task, qos, priority, deadline) in tasks.drain(..) {
         task.qos = qos;
@@ -158,17 +210,30 @@ fn queue_serves_qos_then_priority_then_deadline() {
         task.deadline_ms = deadline;
         alloc.submit(task, 0, &mut decisions);
     }
-    let Some(Decision::Assign(holder)) = decisions.pop() else { panic!("holder placed") };
+    let Some(Decision::Assign(holder)) = decisions.pop() else {
+        panic!("holder placed")
+    };
     let mut order = Vec::new();
     let mut lease = holder.lease;
     for _ in 0..5 {
         alloc.release(lease);
         alloc.schedule(0, &mut decisions);
-        let Some(Decision::Assign(next)) = decisions.pop() else { panic!("next placed") };
+        let Some(Decision::Assign(next)) = decisions.pop() else {
+            panic!("next placed")
+        };
         order.push(next.task.id.to_string());
         lease = next.lease;
     }
-    assert_eq!(order, ["ls", "burst-high-soon", "burst-high-late", "burst-low", "be"]);
+    assert_eq!(
+        order,
+        [
+            "ls",
+            "burst-high-soon",
+            "burst-high-late",
+            "burst-low",
+            "be"
+        ]
+    );
 }
 
 #[test]
@@ -178,7 +243,11 @@ fn expired_deadlines_and_infeasible_requests_are_rejected() {
     let mut late = Task::new("late", "noop", ResourceRequest::cpu(1, 0));
     late.deadline_ms = Some(1);
     alloc.submit(late, 5_000, &mut decisions);
-    let huge = ResourceRequest { gpu: GpuRequest::Whole(3), gpu_models: Box::new([Name::from("V100")]), ..ResourceRequest::cpu(1, 0) };
+    let huge = ResourceRequest {
+        gpu: GpuRequest::Whole(3),
+        gpu_models: Box::new([Name::from("V100")]),
+        ..ResourceRequest::cpu(1, 0)
+    };
     alloc.submit(Task::new("huge", "noop", huge), 0, &mut decisions);
     let reasons: Vec<String> = decisions
         .iter()
@@ -188,5 +257,8 @@ fn expired_deadlines_and_infeasible_requests_are_rejected() {
         })
         .collect();
     assert!(reasons[0].contains("deadline passed"), "{reasons:?}");
-    assert!(reasons[1].contains("3 GPUs requested but no executor has more than 2"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("3 GPUs requested but no executor has more than 2"),
+        "{reasons:?}"
+    );
 }

@@ -36,11 +36,17 @@ impl AckRegistry {
         if by_source.is_empty() {
             return;
         }
-        let Ok(map) = self.callbacks.read() else { return };
+        let Ok(map) = self.callbacks.read() else {
+            return;
+        };
         for (source, tokens) in by_source {
             match map.get(&source) {
                 Some(callback) => callback(&tokens),
-                None => tracing::warn!(source, count = tokens.len(), "no acknowledgement callback for source"),
+                None => tracing::warn!(
+                    source,
+                    count = tokens.len(),
+                    "no acknowledgement callback for source"
+                ),
             }
         }
     }

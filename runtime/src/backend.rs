@@ -30,7 +30,14 @@ impl LocalBackend {
     /// A backend spawning async handlers on `runtime`.
     pub fn new(handlers: Arc<HandlerRegistry>, runtime: tokio::runtime::Handle) -> Self {
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        LocalBackend { handlers, runtime, done_tx, done_rx, activator: None, in_flight: 0 }
+        LocalBackend {
+            handlers,
+            runtime,
+            done_tx,
+            done_rx,
+            activator: None,
+            in_flight: 0,
+        }
     }
 }
 
@@ -38,9 +45,11 @@ fn completion(assignment: Assignment, started_at_us: u64, result: HandlerResult)
     let finished_at_us = now_micros();
     let (outcome, exit_code, output_bytes) = match result {
         Ok(out) => (Outcome::Succeeded, out.exit_code, out.output_bytes),
-        Err(HandlerFailure { reason, exit_code, output_bytes }) => {
-            (Outcome::Failed { reason }, exit_code, output_bytes)
-        }
+        Err(HandlerFailure {
+            reason,
+            exit_code,
+            output_bytes,
+        }) => (Outcome::Failed { reason }, exit_code, output_bytes),
     };
     Completion {
         executor: assignment.executor,
@@ -78,7 +87,8 @@ impl ExecutionBackend for LocalBackend {
                     let finished = match tokio::time::timeout(timeout, future).await {
                         Ok(result) => completion(assignment, started_at_us, result),
                         Err(_elapsed) => {
-                            let mut c = completion(assignment, started_at_us, Ok(Default::default()));
+                            let mut c =
+                                completion(assignment, started_at_us, Ok(Default::default()));
                             c.outcome = Outcome::TimedOut;
                             c
                         }

@@ -18,7 +18,8 @@ use timely::dataflow::operators::Input;
 use tidewater_dataflows::pipeline::task_pipeline;
 use tidewater_dataflows::sinks::sink_batches;
 use tidewater_operators::model::{
-    now_micros, AckToken, Completion, Epoch, ModelUpdate, Name, RecordBody, ResourceRequest, SourceRecord, Task,
+    now_micros, AckToken, Completion, Epoch, ModelUpdate, Name, RecordBody, ResourceRequest,
+    SourceRecord, Task,
 };
 
 use crate::config::{Config, ExecutorConfig};
@@ -72,7 +73,11 @@ pub struct BenchReport {
 
 /// Runs the benchmark.
 pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
-    let mut config = Config { workers: options.workers, metrics: options.metrics, ..Config::default() };
+    let mut config = Config {
+        workers: options.workers,
+        metrics: options.metrics,
+        ..Config::default()
+    };
     config.executors = if options.queue {
         vec![ExecutorConfig {
             id: "bench".into(),
@@ -105,10 +110,17 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
     let started = Instant::now();
     let options_for_workers = options.clone();
     let latencies_for_workers = Arc::clone(&latencies);
-    let (queued_rss_for_workers, barrier_for_workers) = (Arc::clone(&queued_rss), Arc::clone(&barrier));
+    let (queued_rss_for_workers, barrier_for_workers) =
+        (Arc::clone(&queued_rss), Arc::clone(&barrier));
     let guards = timely::execute(timely::Config::process(options.workers), move |worker| {
-        let result =
-            bench_worker(worker, &config, &handlers, &handle, &options_for_workers, &latencies_for_workers);
+        let result = bench_worker(
+            worker,
+            &config,
+            &handlers,
+            &handle,
+            &options_for_workers,
+            &latencies_for_workers,
+        );
         if options_for_workers.queue {
             // Every worker has queued its share: measure, then abandon the queue.
             barrier_for_workers.wait();
@@ -131,11 +143,16 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
     let peak_rss_mb = peak_rss_bytes() as f64 / (1024.0 * 1024.0);
     let histogram = latencies.lock().map_err(|_| "latency lock poisoned")?;
     let queued_rss = *queued_rss.lock().map_err(|_| "rss lock poisoned")?;
-    let bytes_per_queued_task =
-        options.queue.then(|| queued_rss.saturating_sub(rss_before) as f64 / options.tasks.max(1) as f64);
+    let bytes_per_queued_task = options
+        .queue
+        .then(|| queued_rss.saturating_sub(rss_before) as f64 / options.tasks.max(1) as f64);
     runtime.shutdown_background();
     Ok(BenchReport {
-        tasks: if options.queue { options.tasks } else { histogram.len() },
+        tasks: if options.queue {
+            options.tasks
+        } else {
+            histogram.len()
+        },
         workers: options.workers,
         seconds,
         tasks_per_sec: histogram.len() as f64 / seconds,
@@ -159,7 +176,8 @@ fn bench_worker(
 ) -> Result<(), String> {
     let (index, peers) = (worker.index(), worker.peers());
     let parts = pipeline_parts(config, index, peers, handlers, runtime, now_micros())?;
-    let share = options.tasks / peers as u64 + u64::from((index as u64) < options.tasks % peers as u64);
+    let share =
+        options.tasks / peers as u64 + u64::from((index as u64) < options.tasks % peers as u64);
     let completed = Rc::new(Cell::new(0u64));
     let local = Rc::new(std::cell::RefCell::new(new_histogram()));
     let (mut records_in, mut models_in) = worker.dataflow::<Epoch, _, _>(|scope| {
@@ -167,20 +185,28 @@ fn bench_worker(
         let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
         let streams = task_pipeline(records, models, parts);
         let (completed, local) = (Rc::clone(&completed), Rc::clone(&local));
-        sink_batches(streams.finals, "BenchResults", move |finals: &mut Vec<Completion>| {
-            let mut histogram = local.borrow_mut();
-            for c in finals.drain(..) {
-                let _ = histogram.record(c.latency_us().max(1));
-            }
-            completed.set(histogram.len());
-        });
+        sink_batches(
+            streams.finals,
+            "BenchResults",
+            move |finals: &mut Vec<Completion>| {
+                let mut histogram = local.borrow_mut();
+                for c in finals.drain(..) {
+                    let _ = histogram.record(c.latency_us().max(1));
+                }
+                completed.set(histogram.len());
+            },
+        );
         sink_batches(streams.rejections, "BenchRejections", |r| r.clear());
         sink_batches(streams.metrics, "BenchMetrics", |m| m.clear());
         (records_in, models_in)
     });
 
     let per_worker_rate = options.rate.map(|r| (r as f64 / peers as f64).max(1.0));
-    let window = if options.queue { u64::MAX } else { options.window };
+    let window = if options.queue {
+        u64::MAX
+    } else {
+        options.window
+    };
     let mut generated = 0u64;
     let mut epoch = now_micros() / 1000;
     records_in.advance_to(epoch);
@@ -189,7 +215,11 @@ fn bench_worker(
     let mut id_buffer = itoa_buffer();
     if options.queue {
         // One task holds this worker's only executor for the whole run.
-        let mut holder = Task::new(format!("holder-{index}"), "sleep", ResourceRequest::cpu(1000, 0));
+        let mut holder = Task::new(
+            format!("holder-{index}"),
+            "sleep",
+            ResourceRequest::cpu(1000, 0),
+        );
         holder.payload = Some("{\"ms\":3600000}".into());
         records_in.send(record(holder, index));
     }
@@ -200,7 +230,10 @@ fn bench_worker(
             None => target,
         };
         let in_flight = generated - completed.get();
-        let batch = allowed.saturating_sub(generated).min(window.saturating_sub(in_flight)).min(4096);
+        let batch = allowed
+            .saturating_sub(generated)
+            .min(window.saturating_sub(in_flight))
+            .min(4096);
         let now_us = now_micros();
         for _ in 0..batch {
             let id = format_id(&mut id_buffer, index, generated);
@@ -239,7 +272,11 @@ fn bench_worker(
 fn record(task: Task, worker: usize) -> SourceRecord {
     SourceRecord {
         body: RecordBody::Task(Box::new(task)),
-        ack: AckToken { origin_worker: worker as u32, source: 0, tag: 0 },
+        ack: AckToken {
+            origin_worker: worker as u32,
+            source: 0,
+            tag: 0,
+        },
         source_name: Name::const_new("bench"),
         received_at_us: 0,
     }

@@ -96,7 +96,11 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { enabled: true, listen: "127.0.0.1:8080".to_string(), max_body_bytes: 16 << 20 }
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:8080".to_string(),
+            max_body_bytes: 16 << 20,
+        }
     }
 }
 
@@ -112,7 +116,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { kind: StoreKind::Embedded, path: PathBuf::from("tidewater-data/tidewater.redb") }
+        StoreConfig {
+            kind: StoreKind::Embedded,
+            path: PathBuf::from("tidewater-data/tidewater.redb"),
+        }
     }
 }
 
@@ -140,7 +147,10 @@ pub struct HandlersConfig {
 
 impl Default for HandlersConfig {
     fn default() -> Self {
-        HandlersConfig { command_allowlist: Vec::new(), max_sleep_ms: 3_600_000 }
+        HandlersConfig {
+            command_allowlist: Vec::new(),
+            max_sleep_ms: 3_600_000,
+        }
     }
 }
 
@@ -186,11 +196,23 @@ impl ExecutorConfig {
     pub fn specs(&self) -> Vec<ExecutorSpec> {
         (0..self.count)
             .map(|n| ExecutorSpec {
-                id: if self.count == 1 { Name::from(self.id.as_str()) } else { Name::from(format!("{}-{n}", self.id)) },
+                id: if self.count == 1 {
+                    Name::from(self.id.as_str())
+                } else {
+                    Name::from(format!("{}-{n}", self.id))
+                },
                 cpu_milli: self.cpu_milli,
                 memory_mib: self.memory_mib,
-                gpus: (0..self.gpus).map(|_| GpuDevice { model: Name::from(self.gpu_model.as_str()) }).collect(),
-                custom: self.custom.iter().map(|(k, v)| (Name::from(k.as_str()), *v)).collect(),
+                gpus: (0..self.gpus)
+                    .map(|_| GpuDevice {
+                        model: Name::from(self.gpu_model.as_str()),
+                    })
+                    .collect(),
+                custom: self
+                    .custom
+                    .iter()
+                    .map(|(k, v)| (Name::from(k.as_str()), *v))
+                    .collect(),
                 labels: self.labels.clone(),
             })
             .collect()
@@ -210,8 +232,10 @@ pub struct SinksConfig {
 impl Config {
     /// Reads `path`, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml_with_env(&text, std::env::vars(), &path.display().to_string())
     }
 
@@ -221,37 +245,59 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         origin: &str,
     ) -> Result<Config, ConfigError> {
-        let mut value: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_string(), detail: e.to_string() })?;
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            detail: e.to_string(),
+        })?;
         for (name, raw) in env {
             if let Some(key) = name.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut value, key, &raw)
-                    .map_err(|detail| ConfigError::Override { variable: name.clone(), detail })?;
+                apply_override(&mut value, key, &raw).map_err(|detail| ConfigError::Override {
+                    variable: name.clone(),
+                    detail,
+                })?;
             }
         }
-        let config: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), detail: e.to_string() })?;
+        let config: Config =
+            toml::Value::Table(value)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: origin.to_string(),
+                    detail: e.to_string(),
+                })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks values that the schema alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, detail: String| Err(ConfigError::Invalid { key: key.to_string(), detail });
+        let invalid = |key: &str, detail: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                detail,
+            })
+        };
         if self.workers == 0 {
             return invalid("workers", "must be at least 1".into());
         }
         if !POLICY_NAMES.contains(&self.allocator.policy.as_str()) {
-            return invalid("allocator.policy", format!("{:?} is not one of {POLICY_NAMES:?}", self.allocator.policy));
+            return invalid(
+                "allocator.policy",
+                format!("{:?} is not one of {POLICY_NAMES:?}", self.allocator.policy),
+            );
         }
         if self.http.enabled && self.http.listen.parse::<SocketAddr>().is_err() {
-            return invalid("http.listen", format!("{:?} is not a socket address", self.http.listen));
+            return invalid(
+                "http.listen",
+                format!("{:?} is not a socket address", self.http.listen),
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for spec in self.executor_specs() {
             if spec.cpu_milli == 0 {
-                return invalid("executors.cpu_milli", format!("executor {} has no CPU", spec.id));
+                return invalid(
+                    "executors.cpu_milli",
+                    format!("executor {} has no CPU", spec.id),
+                );
             }
             if !seen.insert(spec.id.clone()) {
                 return invalid("executors.id", format!("duplicate executor id {}", spec.id));
@@ -262,7 +308,11 @@ impl Config {
             if cluster.process >= addresses.len() {
                 return invalid(
                     "cluster.process",
-                    format!("{} is not below the {} addresses", cluster.process, addresses.len()),
+                    format!(
+                        "{} is not below the {} addresses",
+                        cluster.process,
+                        addresses.len()
+                    ),
                 );
             }
         }
@@ -274,7 +324,10 @@ impl Config {
 
     /// Every executor the config declares.
     pub fn executor_specs(&self) -> Vec<ExecutorSpec> {
-        self.executors.iter().flat_map(ExecutorConfig::specs).collect()
+        self.executors
+            .iter()
+            .flat_map(ExecutorConfig::specs)
+            .collect()
     }
 }
 
@@ -290,9 +343,16 @@ impl ClusterConfig {
                 detail: "set `addresses` or `hostfile`".into(),
             });
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect())
     }
 }
 
@@ -301,8 +361,12 @@ fn apply_override(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), S
     let (last, parents) = parts.split_last().ok_or("empty key")?;
     let mut current = table;
     for part in parents {
-        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry.as_table_mut().ok_or_else(|| format!("`{part}` is not a table"))?;
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a table"))?;
     }
     let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
@@ -320,7 +384,10 @@ mod tests {
     fn env_overrides_apply_and_parse_scalars() {
         let env = [
             ("TIDEWATER__WORKERS".to_string(), "4".to_string()),
-            ("TIDEWATER__HTTP__LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            (
+                "TIDEWATER__HTTP__LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
             ("OTHER".to_string(), "x".to_string()),
         ];
         let config = Config::from_toml_with_env("workers = 1", env, "test").expect("valid");
@@ -332,7 +399,8 @@ mod tests {
     fn unknown_keys_and_bad_values_are_reported() {
         let err = Config::from_toml_with_env("wrokers = 1", [], "test").expect_err("unknown");
         assert!(err.to_string().contains("wrokers"), "{err}");
-        let err = Config::from_toml_with_env("[allocator]\npolicy = \"magic\"", [], "test").expect_err("policy");
+        let err = Config::from_toml_with_env("[allocator]\npolicy = \"magic\"", [], "test")
+            .expect_err("policy");
         assert!(err.to_string().contains("allocator.policy"), "{err}");
         let err = Config::from_toml_with_env("workers = 0", [], "test").expect_err("zero");
         assert!(err.to_string().contains("workers"), "{err}");

@@ -41,7 +41,11 @@ pub struct HandlerFailure {
 
 impl From<String> for HandlerFailure {
     fn from(reason: String) -> Self {
-        HandlerFailure { reason, exit_code: None, output_bytes: 0 }
+        HandlerFailure {
+            reason,
+            exit_code: None,
+            output_bytes: 0,
+        }
     }
 }
 
@@ -79,7 +83,9 @@ impl HandlerRegistry {
         let max_sleep_ms = config.max_sleep_ms;
         registry.register_async("sleep", move |task| Box::pin(sleep(task, max_sleep_ms)));
         let allowlist = Arc::new(config.command_allowlist.clone());
-        registry.register_async("command", move |task| Box::pin(command(task, Arc::clone(&allowlist))));
+        registry.register_async("command", move |task| {
+            Box::pin(command(task, Arc::clone(&allowlist)))
+        });
         registry
     }
 
@@ -88,7 +94,8 @@ impl HandlerRegistry {
     where
         F: Fn(&Task) -> HandlerResult + Send + Sync + 'static,
     {
-        self.handlers.insert(kind.to_string(), Handler::Inline(Arc::new(handler)));
+        self.handlers
+            .insert(kind.to_string(), Handler::Inline(Arc::new(handler)));
     }
 
     /// Registers an async handler for `kind`, replacing any other.
@@ -96,7 +103,8 @@ impl HandlerRegistry {
     where
         F: Fn(Task) -> HandlerFuture + Send + Sync + 'static,
     {
-        self.handlers.insert(kind.to_string(), Handler::Async(Arc::new(handler)));
+        self.handlers
+            .insert(kind.to_string(), Handler::Async(Arc::new(handler)));
     }
 
     /// The handler for `kind`.
@@ -119,7 +127,10 @@ struct SleepPayload {
 }
 
 async fn sleep(task: Task, max_sleep_ms: u64) -> HandlerResult {
-    let payload = task.payload.as_deref().ok_or_else(|| "sleep needs a payload {\"ms\": N}".to_string())?;
+    let payload = task
+        .payload
+        .as_deref()
+        .ok_or_else(|| "sleep needs a payload {\"ms\": N}".to_string())?;
     let SleepPayload { ms } = serde_json::from_str(payload)
         .map_err(|e| format!("sleep payload must be {{\"ms\": N}}: {e}"))?;
     if ms > max_sleep_ms {
@@ -158,7 +169,11 @@ async fn command(task: Task, allowlist: Arc<Vec<String>>) -> HandlerResult {
     }
     let mut child = tokio::process::Command::new(&spec.program)
         .args(&spec.args)
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -166,16 +181,25 @@ async fn command(task: Task, allowlist: Arc<Vec<String>>) -> HandlerResult {
         .map_err(|e| format!("cannot start {:?}: {e}", spec.program))?;
     if let (Some(input), Some(mut pipe)) = (spec.stdin, child.stdin.take()) {
         use tokio::io::AsyncWriteExt;
-        pipe.write_all(input.as_bytes()).await.map_err(|e| format!("writing stdin: {e}"))?;
+        pipe.write_all(input.as_bytes())
+            .await
+            .map_err(|e| format!("writing stdin: {e}"))?;
     }
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut stdout = child.stdout.take().ok_or("no stdout pipe".to_string())?;
     let mut stderr = child.stderr.take().ok_or("no stderr pipe".to_string())?;
-    let (r1, r2, status) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err), child.wait());
+    let (r1, r2, status) = tokio::join!(
+        stdout.read_to_end(&mut out),
+        stderr.read_to_end(&mut err),
+        child.wait()
+    );
     let output_bytes = (r1.unwrap_or(0) + r2.unwrap_or(0)) as u64;
     let status = status.map_err(|e| format!("waiting for {:?}: {e}", spec.program))?;
     match status.code() {
-        Some(0) => Ok(HandlerOutput { exit_code: Some(0), output_bytes }),
+        Some(0) => Ok(HandlerOutput {
+            exit_code: Some(0),
+            output_bytes,
+        }),
         code => Err(HandlerFailure {
             reason: match code {
                 Some(code) => format!("{} exited with code {code}", spec.program),

@@ -58,16 +58,24 @@ impl HttpServer {
             ingress,
             store,
             stats,
-            validator: Mutex::new(Validator::new(config.limits.clone(), usize::MAX >> 1, now_micros())),
+            validator: Mutex::new(Validator::new(
+                config.limits.clone(),
+                usize::MAX >> 1,
+                now_micros(),
+            )),
         });
         let app = router(state).layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(&listen))
-            .map_err(|source| RuntimeError::Io { context: format!("binding HTTP on {listen}"), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| RuntimeError::Io { context: "reading the HTTP address".into(), source })?;
+            .map_err(|source| RuntimeError::Io {
+                context: format!("binding HTTP on {listen}"),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| RuntimeError::Io {
+            context: "reading the HTTP address".into(),
+            source,
+        })?;
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = runtime.spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -78,7 +86,12 @@ impl HttpServer {
             }
         });
         tracing::info!(%addr, "HTTP API listening");
-        Ok(HttpServer { addr, shutdown, task, runtime: runtime.handle().clone() })
+        Ok(HttpServer {
+            addr,
+            shutdown,
+            task,
+            runtime: runtime.handle().clone(),
+        })
     }
 
     /// The bound address.
@@ -116,17 +129,29 @@ struct BatchAnswer {
 }
 
 fn error(status: StatusCode, code: &str, reason: String) -> Response {
-    (status, Json(serde_json::json!({ "code": code, "reason": reason }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "code": code, "reason": reason })),
+    )
+        .into_response()
 }
 
 async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let trimmed = body.iter().position(|b| !b.is_ascii_whitespace()).map(|i| body[i]);
+    let trimmed = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| body[i]);
     let is_batch = trimmed == Some(b'[');
     let items: Vec<Vec<u8>> = if is_batch {
         match serde_json::from_slice::<Vec<Box<RawValue>>>(&body) {
-            Ok(items) => items.into_iter().map(|raw| raw.get().as_bytes().to_vec()).collect(),
+            Ok(items) => items
+                .into_iter()
+                .map(|raw| raw.get().as_bytes().to_vec())
+                .collect(),
             Err(e) => {
-                let reason = RejectReason::Malformed { detail: e.to_string() };
+                let reason = RejectReason::Malformed {
+                    detail: e.to_string(),
+                };
                 let _ = state.ingress.submit_json("http", body.to_vec(), 0, 0);
                 return error(StatusCode::BAD_REQUEST, reason.code(), reason.to_string());
             }
@@ -140,7 +165,11 @@ async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let mut rejected = Vec::new();
     {
         let Ok(mut validator) = state.validator.lock() else {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "validator unavailable".into());
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "validator unavailable".into(),
+            );
         };
         for (index, item) in items.into_iter().enumerate() {
             match validator.decode(&item, AckToken::NONE, now) {
@@ -149,7 +178,11 @@ async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
                     // The record also goes through the dataflow's decoder so that
                     // it reaches the dead-letter sink and the rejection counters.
                     let _ = state.ingress.submit_json("http", item, 0, 0);
-                    rejected.push(Rejected { index, code: reason.code(), reason: reason.to_string() });
+                    rejected.push(Rejected {
+                        index,
+                        code: reason.code(),
+                        reason: reason.to_string(),
+                    });
                 }
             }
         }
@@ -167,16 +200,26 @@ async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let accepted: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
     for task in tasks {
         if let Err(e) = state.ingress.submit_task("http", task) {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string());
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            );
         }
     }
     if is_batch {
         return (StatusCode::OK, Json(BatchAnswer { accepted, rejected })).into_response();
     }
     match (accepted.first(), rejected.first()) {
-        (Some(id), _) => (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response(),
+        (Some(id), _) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response()
+        }
         (None, Some(r)) => error(StatusCode::BAD_REQUEST, r.code, r.reason.clone()),
-        (None, None) => error(StatusCode::BAD_REQUEST, "empty", "no task in the request".into()),
+        (None, None) => error(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "no task in the request".into(),
+        ),
     }
 }
 
@@ -185,7 +228,11 @@ async fn get_task(State(state): State<Arc<AppState>>, Path(id): Path<String>) ->
     let lookup = id.clone();
     match tokio::task::spawn_blocking(move || store.get(&lookup)).await {
         Ok(Ok(Some(record))) => Json(record).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no task with id {id:?}")),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task with id {id:?}"),
+        ),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

@@ -11,7 +11,9 @@ use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use tidewater_operators::model::{now_micros, AckToken, ModelUpdate, Name, RecordBody, SourceRecord};
+use tidewater_operators::model::{
+    now_micros, AckToken, ModelUpdate, Name, RecordBody, SourceRecord,
+};
 
 /// A message for one worker.
 #[derive(Debug)]
@@ -56,7 +58,8 @@ impl Ingress {
     /// An ingress for `workers` local workers whose global indices start at
     /// `first_worker`, with one inbox per worker.
     pub fn new(workers: usize, first_worker: usize) -> (Ingress, Vec<WorkerInbox>) {
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let shared = Arc::new(Shared {
             senders,
             threads: Mutex::new(vec![None; workers]),
@@ -67,28 +70,57 @@ impl Ingress {
         let inboxes = receivers
             .into_iter()
             .enumerate()
-            .map(|(local_index, receiver)| WorkerInbox { receiver, shared: Arc::clone(&shared), local_index })
+            .map(|(local_index, receiver)| WorkerInbox {
+                receiver,
+                shared: Arc::clone(&shared),
+                local_index,
+            })
             .collect();
         (Ingress { shared }, inboxes)
     }
 
     /// Submits raw JSON bytes from `source`, to be decoded and validated in
     /// the dataflow.
-    pub fn submit_json(&self, source: &str, bytes: Vec<u8>, ack_source: u16, tag: u64) -> Result<(), IngressError> {
+    pub fn submit_json(
+        &self,
+        source: &str,
+        bytes: Vec<u8>,
+        ack_source: u16,
+        tag: u64,
+    ) -> Result<(), IngressError> {
         self.send_record(source, RecordBody::Json(bytes), ack_source, tag)
     }
 
     /// Submits an already decoded task.
-    pub fn submit_task(&self, source: &str, task: tidewater_operators::model::Task) -> Result<(), IngressError> {
+    pub fn submit_task(
+        &self,
+        source: &str,
+        task: tidewater_operators::model::Task,
+    ) -> Result<(), IngressError> {
         self.send_record(source, RecordBody::Task(Box::new(task)), 0, 0)
     }
 
-    fn send_record(&self, source: &str, body: RecordBody, ack_source: u16, tag: u64) -> Result<(), IngressError> {
+    fn send_record(
+        &self,
+        source: &str,
+        body: RecordBody,
+        ack_source: u16,
+        tag: u64,
+    ) -> Result<(), IngressError> {
         let local = self.shared.next.fetch_add(1, Ordering::Relaxed) % self.shared.senders.len();
         // Even records that need no acknowledgement name their worker, so
         // that their results are recorded where they were ingested.
-        let ack = AckToken { origin_worker: (self.shared.first_worker + local) as u32, source: ack_source, tag };
-        let record = SourceRecord { body, ack, source_name: Name::from(source), received_at_us: now_micros() };
+        let ack = AckToken {
+            origin_worker: (self.shared.first_worker + local) as u32,
+            source: ack_source,
+            tag,
+        };
+        let record = SourceRecord {
+            body,
+            ack,
+            source_name: Name::from(source),
+            received_at_us: now_micros(),
+        };
         self.send_to(local, WorkerMessage::Record(record))
     }
 
@@ -102,7 +134,9 @@ impl Ingress {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(IngressError::Closed);
         }
-        self.shared.senders[local].send(message).map_err(|_| IngressError::Closed)?;
+        self.shared.senders[local]
+            .send(message)
+            .map_err(|_| IngressError::Closed)?;
         if let Ok(threads) = self.shared.threads.lock() {
             if let Some(Some(thread)) = threads.get(local) {
                 thread.unpark();

@@ -48,16 +48,24 @@ impl FileSinks {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            Ok(Mutex::new(BufWriter::new(File::options().create(true).append(true).open(path)?)))
+            Ok(Mutex::new(BufWriter::new(
+                File::options().create(true).append(true).open(path)?,
+            )))
         };
-        Ok(FileSinks { results: results.map(open).transpose()?, dead_letters: dead_letters.map(open).transpose()? })
+        Ok(FileSinks {
+            results: results.map(open).transpose()?,
+            dead_letters: dead_letters.map(open).transpose()?,
+        })
     }
 
     fn write<T: serde::Serialize>(file: &Option<Mutex<BufWriter<File>>>, records: &[T]) {
         let Some(file) = file else { return };
         let Ok(mut file) = file.lock() else { return };
         for record in records {
-            if let Err(e) = serde_json::to_writer(&mut *file, record).map_err(std::io::Error::from).and_then(|()| file.write_all(b"\n")) {
+            if let Err(e) = serde_json::to_writer(&mut *file, record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+            {
                 tracing::error!(error = %e, "writing to a sink file");
                 return;
             }
@@ -104,9 +112,19 @@ pub fn pipeline_parts(
     started_at_us: u64,
 ) -> Result<PipelineParts<LocalBackend>, String> {
     let specs = config.executor_specs();
-    let feasibility =
-        FeasibilityIndex::new(peers, specs.iter().enumerate().map(|(i, s)| ((i % peers) as u32, s.clone())));
-    let local = specs.into_iter().enumerate().filter(|(i, _)| i % peers == index).map(|(_, s)| s).collect();
+    let feasibility = FeasibilityIndex::new(
+        peers,
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((i % peers) as u32, s.clone())),
+    );
+    let local = specs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % peers == index)
+        .map(|(_, s)| s)
+        .collect();
     let allocator = ShardAllocator::new(index as u32, local, feasibility, &config.allocator)?;
     Ok(PipelineParts {
         validator: Validator::new(config.limits.clone(), index, started_at_us),
@@ -129,7 +147,14 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         .ok_or_else(|| format!("no inbox for worker {index}"))?;
     inbox.register_current_thread();
 
-    let parts = pipeline_parts(&ctx.config, index, peers, &ctx.handlers, &ctx.runtime, ctx.started_at_us)?;
+    let parts = pipeline_parts(
+        &ctx.config,
+        index,
+        peers,
+        &ctx.handlers,
+        &ctx.runtime,
+        ctx.started_at_us,
+    )?;
 
     let probe = ProbeHandle::new();
     let local_latencies = Arc::new(Mutex::new(new_histogram()));

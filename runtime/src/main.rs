@@ -132,7 +132,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::Submit(args) => submit(args),
         Command::Bench(args) => bench(args),
-        Command::Config { command: ConfigCommand::Validate { file } } => {
+        Command::Config {
+            command: ConfigCommand::Validate { file },
+        } => {
             let config = Config::load(&file)?;
             println!(
                 "{}: valid ({} workers, {} executors, policy {}, store {:?})",
@@ -165,9 +167,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 let processes = args.processes.unwrap_or(1);
                 let addresses = match &args.hostfile {
                     Some(_) => Vec::new(),
-                    None => (0..processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+                    None => (0..processes)
+                        .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                        .collect(),
                 };
-                config.cluster = Some(ClusterConfig { process, addresses, hostfile: args.hostfile.clone() });
+                config.cluster = Some(ClusterConfig {
+                    process,
+                    addresses,
+                    hostfile: args.hostfile.clone(),
+                });
             }
         }
     }
@@ -175,7 +183,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if config.http.enabled && cluster.process > 0 {
             // One HTTP listener per process: shift the port by the process index.
             let addr: std::net::SocketAddr = config.http.listen.parse()?;
-            config.http.listen = std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16).to_string();
+            config.http.listen =
+                std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16)
+                    .to_string();
         }
     }
     config.validate()?;
@@ -192,7 +202,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let sent = if input.as_os_str() == "-" {
             feed_json_lines(std::io::stdin().lock(), "stdin", &ingress, (part, parts))?
         } else {
-            let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+            let file = std::fs::File::open(input)
+                .with_context(|| format!("opening {}", input.display()))?;
             feed_json_lines(file, &input.display().to_string(), &ingress, (part, parts))?
         };
         tracing::info!(records = sent, "input fed");
@@ -208,7 +219,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let mut config = Config { workers: args.workers, ..Config::default() };
+    let mut config = Config {
+        workers: args.workers,
+        ..Config::default()
+    };
     config.http.enabled = false;
     config.store.kind = StoreKind::Memory;
     config.handlers.command_allowlist = vec!["echo".into()];
@@ -216,8 +230,17 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.executors[0].cpu_milli = 4_000;
     let pipeline = Pipeline::builder(config)
         .inline_handler("checksum", |task| {
-            let sum: u64 = task.payload.as_deref().unwrap_or("").bytes().map(u64::from).sum();
-            Ok(HandlerOutput { exit_code: None, output_bytes: sum.to_string().len() as u64 })
+            let sum: u64 = task
+                .payload
+                .as_deref()
+                .unwrap_or("")
+                .bytes()
+                .map(u64::from)
+                .sum();
+            Ok(HandlerOutput {
+                exit_code: None,
+                output_bytes: sum.to_string().len() as u64,
+            })
         })
         .start()?;
     let ingress = pipeline.ingress();
@@ -225,14 +248,25 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut expected_rejections = 0;
     for n in 0..args.tasks {
         let json = match n % 10 {
-            0..=5 => format!(r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":100}}}}"#),
-            6 => format!(r#"{{"id":"demo-{n}","kind":"sleep","payload":{{"ms":{}}},"resources":{{"cpu_milli":500}}}}"#, n % 20),
-            7 => format!(r#"{{"id":"demo-{n}","kind":"command","payload":{{"program":"echo","args":["task {n}"]}}}}"#),
-            8 => format!(r#"{{"id":"demo-{n}","kind":"checksum","payload":{{"n":{n}}},"qos":"latency_sensitive"}}"#),
+            0..=5 => {
+                format!(r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":100}}}}"#)
+            }
+            6 => format!(
+                r#"{{"id":"demo-{n}","kind":"sleep","payload":{{"ms":{}}},"resources":{{"cpu_milli":500}}}}"#,
+                n % 20
+            ),
+            7 => format!(
+                r#"{{"id":"demo-{n}","kind":"command","payload":{{"program":"echo","args":["task {n}"]}}}}"#
+            ),
+            8 => format!(
+                r#"{{"id":"demo-{n}","kind":"checksum","payload":{{"n":{n}}},"qos":"latency_sensitive"}}"#
+            ),
             _ => {
                 expected_rejections += 1;
                 match n % 3 {
-                    0 => format!(r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":-1}}}}"#),
+                    0 => format!(
+                        r#"{{"id":"demo-{n}","kind":"noop","resources":{{"cpu_milli":-1}}}}"#
+                    ),
                     1 => format!(r#"{{"id":"demo-{n}","kind":"noop","colour":"blue"}}"#),
                     _ => "{not json".to_string(),
                 }
@@ -243,7 +277,10 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let stats = pipeline.stats();
     loop {
         let s = stats.snapshot();
-        eprintln!("  progress: {} finished, {} rejected of {}", s.finished, s.rejected, args.tasks);
+        eprintln!(
+            "  progress: {} finished, {} rejected of {}",
+            s.finished, s.rejected, args.tasks
+        );
         if s.finished + s.rejected >= args.tasks {
             break;
         }
@@ -254,11 +291,26 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let summary = pipeline.shutdown()?;
-    println!("Tidewater demo: {} tasks in {:.2} s ({:.0}/s)", args.tasks, elapsed, args.tasks as f64 / elapsed);
-    println!("  succeeded {}  failed {}  timed out {}  rejected {}", summary.succeeded, summary.failed, summary.timed_out, summary.rejected);
-    println!("  latency p50 {} µs  p99 {} µs", summary.p50_us, summary.p99_us);
-    if summary.rejected != expected_rejections || summary.finished + summary.rejected != args.tasks {
-        bail!("counts do not add up: expected {expected_rejections} rejections and {} outcomes", args.tasks);
+    println!(
+        "Tidewater demo: {} tasks in {:.2} s ({:.0}/s)",
+        args.tasks,
+        elapsed,
+        args.tasks as f64 / elapsed
+    );
+    println!(
+        "  succeeded {}  failed {}  timed out {}  rejected {}",
+        summary.succeeded, summary.failed, summary.timed_out, summary.rejected
+    );
+    println!(
+        "  latency p50 {} µs  p99 {} µs",
+        summary.p50_us, summary.p99_us
+    );
+    if summary.rejected != expected_rejections || summary.finished + summary.rejected != args.tasks
+    {
+        bail!(
+            "counts do not add up: expected {expected_rejections} rejections and {} outcomes",
+            args.tasks
+        );
     }
     Ok(())
 }
@@ -271,17 +323,30 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
             std::io::stdin().read_to_string(&mut text)?;
             text
         }
-        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         (None, None) => bail!("give a file, `-` for stdin, or --json"),
     };
     let trimmed = body.trim_start();
     // JSON lines become one batch.
-    let body = if trimmed.starts_with('{') && trimmed.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
-        format!("[{}]", trimmed.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(","))
+    let body = if trimmed.starts_with('{')
+        && trimmed.lines().filter(|l| !l.trim().is_empty()).count() > 1
+    {
+        format!(
+            "[{}]",
+            trimmed
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     } else {
         body
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let url = format!("{}/v1/tasks", args.url.trim_end_matches('/'));
     let (status, text) = runtime.block_on(async {
         let response = reqwest::Client::new()

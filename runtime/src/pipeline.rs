@@ -44,7 +44,11 @@ impl Pipeline {
     /// Starts building a pipeline with `config` and the built-in handlers.
     pub fn builder(config: Config) -> PipelineBuilder {
         let handlers = HandlerRegistry::with_builtins(&config.handlers);
-        PipelineBuilder { config, handlers, store: None }
+        PipelineBuilder {
+            config,
+            handlers,
+            store: None,
+        }
     }
 }
 
@@ -63,7 +67,8 @@ impl PipelineBuilder {
         F: Fn(Task) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        self.handlers.register_async(kind, move |task| Box::pin(handler(task)));
+        self.handlers
+            .register_async(kind, move |task| Box::pin(handler(task)));
         self
     }
 
@@ -98,9 +103,18 @@ impl PipelineBuilder {
             .thread_name("tidewater-io")
             .enable_all()
             .build()
-            .map_err(|source| RuntimeError::Io { context: "starting the tokio runtime".into(), source })?;
-        let files = FileSinks::open(config.sinks.results_file.as_deref(), config.sinks.dead_letter_file.as_deref())
-            .map_err(|source| RuntimeError::Io { context: "opening sink files".into(), source })?;
+            .map_err(|source| RuntimeError::Io {
+                context: "starting the tokio runtime".into(),
+                source,
+            })?;
+        let files = FileSinks::open(
+            config.sinks.results_file.as_deref(),
+            config.sinks.dead_letter_file.as_deref(),
+        )
+        .map_err(|source| RuntimeError::Io {
+            context: "opening sink files".into(),
+            source,
+        })?;
         let (ingress, inboxes) = Ingress::new(local_workers, first_worker);
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
@@ -126,20 +140,42 @@ impl PipelineBuilder {
         })
         .map_err(RuntimeError::Workers)?;
 
-        let resumed = store.unfinished().map_err(|e| RuntimeError::Store(e.to_string()))?;
+        let resumed = store
+            .unfinished()
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
         if !resumed.is_empty() {
-            tracing::info!(count = resumed.len(), "resuming accepted tasks that had not finished");
+            tracing::info!(
+                count = resumed.len(),
+                "resuming accepted tasks that had not finished"
+            );
         }
         for task in resumed {
-            ingress.submit_task("resume", task).map_err(|e| RuntimeError::Workers(e.to_string()))?;
+            ingress
+                .submit_task("resume", task)
+                .map_err(|e| RuntimeError::Workers(e.to_string()))?;
         }
 
         let http = if config.http.enabled {
-            Some(HttpServer::start(&runtime, &config, ingress.clone(), Arc::clone(&store), Arc::clone(&stats))?)
+            Some(HttpServer::start(
+                &runtime,
+                &config,
+                ingress.clone(),
+                Arc::clone(&store),
+                Arc::clone(&stats),
+            )?)
         } else {
             None
         };
-        Ok(RunningPipeline { config, ingress, store, stats, acks, guards: Some(guards), http, runtime: Some(runtime) })
+        Ok(RunningPipeline {
+            config,
+            ingress,
+            store,
+            stats,
+            acks,
+            guards: Some(guards),
+            http,
+            runtime: Some(runtime),
+        })
     }
 }
 
@@ -154,10 +190,13 @@ fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
                 path.set_file_name(name);
             }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|source| RuntimeError::Io { context: format!("creating {}", parent.display()), source })?;
+                std::fs::create_dir_all(parent).map_err(|source| RuntimeError::Io {
+                    context: format!("creating {}", parent.display()),
+                    source,
+                })?;
             }
-            let store = EmbeddedStore::open(&path).map_err(|e| RuntimeError::Store(e.to_string()))?;
+            let store =
+                EmbeddedStore::open(&path).map_err(|e| RuntimeError::Store(e.to_string()))?;
             Ok(Arc::new(store))
         }
     }
@@ -178,7 +217,10 @@ fn timely_config(config: &Config) -> Result<(timely::Config, usize, usize), Runt
                 report: false,
                 zerocopy: false,
             };
-            let timely_config = timely::Config { communication, worker: timely::WorkerConfig::default() };
+            let timely_config = timely::Config {
+                communication,
+                worker: timely::WorkerConfig::default(),
+            };
             Ok((timely_config, cluster.process * workers, workers))
         }
     }
@@ -205,7 +247,9 @@ impl RunningPipeline {
             task.submitted_at_us = now_micros();
         }
         if check_task(&task, &self.config.limits).is_ok() {
-            self.store.record_accepted(std::slice::from_ref(&task)).map_err(|e| SubmitError::Store(e.to_string()))?;
+            self.store
+                .record_accepted(std::slice::from_ref(&task))
+                .map_err(|e| SubmitError::Store(e.to_string()))?;
         }
         self.ingress.submit_task("api", task)?;
         Ok(())

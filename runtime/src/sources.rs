@@ -19,7 +19,10 @@ pub fn feed_json_lines<R: Read>(
     let mut sent = 0;
     let mut records = 0usize;
     for (number, line) in BufReader::new(reader).split(b'\n').enumerate() {
-        let mut line = line.map_err(|source| FeedError::Read { line: number + 1, source })?;
+        let mut line = line.map_err(|source| FeedError::Read {
+            line: number + 1,
+            source,
+        })?;
         if line.last() == Some(&b'\r') {
             line.pop();
         }

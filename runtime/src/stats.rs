@@ -76,7 +76,8 @@ impl PipelineStats {
         self.failed.fetch_add(failed, Ordering::Relaxed);
         self.timed_out.fetch_add(timed_out, Ordering::Relaxed);
         self.cancelled.fetch_add(cancelled, Ordering::Relaxed);
-        self.finished.fetch_add(finals.len() as u64, Ordering::Release);
+        self.finished
+            .fetch_add(finals.len() as u64, Ordering::Release);
     }
 
     /// Counts rejections.

@@ -13,7 +13,10 @@ pub fn binary() -> &'static str {
 
 /// A TCP port free on loopback right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Blocking HTTP over a small tokio runtime.
@@ -26,8 +29,14 @@ impl Http {
     /// A client.
     pub fn new() -> Self {
         Http {
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
         }
     }
 
@@ -43,7 +52,10 @@ impl Http {
                 .await
                 .expect("request");
             let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(serde_json::Value::Null))
+            (
+                status,
+                response.json().await.unwrap_or(serde_json::Value::Null),
+            )
         })
     }
 
@@ -52,7 +64,10 @@ impl Http {
         self.runtime.block_on(async {
             let response = self.client.get(url).send().await.ok()?;
             let status = response.status().as_u16();
-            Some((status, response.json().await.unwrap_or(serde_json::Value::Null)))
+            Some((
+                status,
+                response.json().await.unwrap_or(serde_json::Value::Null),
+            ))
         })
     }
 
@@ -60,7 +75,10 @@ impl Http {
     pub fn wait_ready(&self, url: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.get(url).is_none() {
-            assert!(Instant::now() < deadline, "{url} did not come up within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{url} did not come up within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -73,7 +91,13 @@ pub fn spawn_run(dir: &Path, config: &Path, extra: &[&str], log: &str) -> Child 
 }
 
 /// Like [`spawn_run`], with extra environment variables.
-pub fn spawn_run_with_env(dir: &Path, config: &Path, extra: &[&str], log: &str, env: &[(String, String)]) -> Child {
+pub fn spawn_run_with_env(
+    dir: &Path,
+    config: &Path,
+    extra: &[&str],
+    log: &str,
+    env: &[(String, String)],
+) -> Child {
     let log = std::fs::File::create(dir.join(log)).expect("log file");
     Command::new(binary())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

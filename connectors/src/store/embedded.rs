@@ -33,11 +33,17 @@ pub struct EmbeddedStore {
 }
 
 fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Encode { what, detail: e.to_string() })
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], key: impl ToString) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), detail: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 fn model_key(target: ModelTarget, version: u64) -> String {
@@ -47,9 +53,13 @@ fn model_key(target: ModelTarget, version: u64) -> String {
 impl EmbeddedStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), detail: e.to_string() })?;
-        let txn = db.begin_write().map_err(|e| StoreError::db("initialising")(e.into()))?;
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| StoreError::db("initialising")(e.into()))?;
         {
             let init = |e: redb::TableError| StoreError::db("initialising")(e.into());
             txn.open_table(TASKS).map_err(init)?;
@@ -57,7 +67,8 @@ impl EmbeddedStore {
             txn.open_table(REJECTIONS).map_err(init)?;
             txn.open_table(MODELS).map_err(init)?;
         }
-        txn.commit().map_err(|e| StoreError::db("initialising")(e.into()))?;
+        txn.commit()
+            .map_err(|e| StoreError::db("initialising")(e.into()))?;
         Ok(EmbeddedStore { db })
     }
 
@@ -66,9 +77,13 @@ impl EmbeddedStore {
         operation: &'static str,
         body: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| StoreError::db(operation)(e.into()))?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::db(operation)(e.into()))?;
         let result = body(&txn)?;
-        txn.commit().map_err(|e| StoreError::db(operation)(e.into()))?;
+        txn.commit()
+            .map_err(|e| StoreError::db(operation)(e.into()))?;
         Ok(result)
     }
 
@@ -77,7 +92,10 @@ impl EmbeddedStore {
         operation: &'static str,
         body: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| StoreError::db(operation)(e.into()))?;
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::db(operation)(e.into()))?;
         body(&txn)
     }
 }
@@ -161,7 +179,10 @@ impl TaskStore for EmbeddedStore {
                 let (id, _) = db!(OP, entry);
                 let id = id.value();
                 let Some(bytes) = db!(OP, table.get(id)) else {
-                    return Err(StoreError::Corrupt { key: id.to_string(), detail: "unfinished id without a task".into() });
+                    return Err(StoreError::Corrupt {
+                        key: id.to_string(),
+                        detail: "unfinished id without a task".into(),
+                    });
                 };
                 let stored: StoredTask = decode(bytes.value(), id)?;
                 if let Some(task) = stored.task {
@@ -177,7 +198,10 @@ impl TaskStore for EmbeddedStore {
         self.read(OP, |txn| {
             let table = db!(OP, txn.open_table(TASKS));
             let rejections = db!(OP, txn.open_table(REJECTIONS));
-            let mut counts = StateCounts { rejected: db!(OP, rejections.len()), ..Default::default() };
+            let mut counts = StateCounts {
+                rejected: db!(OP, rejections.len()),
+                ..Default::default()
+            };
             for entry in db!(OP, table.iter()) {
                 let (id, bytes) = db!(OP, entry);
                 let stored: StoredTask = decode(bytes.value(), id.value())?;
@@ -196,15 +220,16 @@ impl TaskStore for EmbeddedStore {
             let mut table = db!(OP, txn.open_table(REJECTIONS));
             let mut tasks = db!(OP, txn.open_table(TASKS));
             let mut unfinished = db!(OP, txn.open_table(UNFINISHED));
-            let mut next = match db!(OP, table.last()) {
+            let first = match db!(OP, table.last()) {
                 Some((key, _)) => key.value() + 1,
                 None => 0,
             };
-            for r in rejections {
+            for (seq, r) in (first..).zip(rejections) {
                 let bytes = encode(r, "rejection")?;
-                db!(OP, table.insert(next, bytes.as_slice()));
-                next += 1;
-                let Some(id) = r.task_id.as_deref() else { continue };
+                db!(OP, table.insert(seq, bytes.as_slice()));
+                let Some(id) = r.task_id.as_deref() else {
+                    continue;
+                };
                 let existing: Option<StoredTask> = match db!(OP, tasks.get(id)) {
                     Some(bytes) => Some(decode(bytes.value(), id)?),
                     None => None,

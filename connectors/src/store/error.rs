@@ -39,6 +39,9 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn db(operation: &'static str) -> impl FnOnce(redb::Error) -> StoreError {
-        move |e| StoreError::Database { operation, detail: e.to_string() }
+        move |e| StoreError::Database {
+            operation,
+            detail: e.to_string(),
+        }
     }
 }

@@ -31,7 +31,10 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError::Database { operation: "lock", detail: "poisoned".into() })
+        self.inner.lock().map_err(|_| StoreError::Database {
+            operation: "lock",
+            detail: "poisoned".into(),
+        })
     }
 }
 
@@ -47,12 +50,10 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock()?;
         Ok(tasks
             .iter()
-            .map(|task| {
-                let key = task.id.to_string();
-                if inner.tasks.contains_key(&key) {
-                    false
-                } else {
-                    inner.tasks.insert(key, StoredTask::accepted(task));
+            .map(|task| match inner.tasks.entry(task.id.to_string()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(StoredTask::accepted(task));
                     true
                 }
             })
@@ -66,7 +67,9 @@ impl TaskStore for MemoryStore {
             .map(|c| match inner.tasks.get_mut(c.task.id.as_str()) {
                 Some(entry) => entry.finish(c),
                 None => {
-                    inner.tasks.insert(c.task.id.to_string(), StoredTask::from_completion(c));
+                    inner
+                        .tasks
+                        .insert(c.task.id.to_string(), StoredTask::from_completion(c));
                     true
                 }
             })
@@ -78,22 +81,37 @@ impl TaskStore for MemoryStore {
     }
 
     fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
-        let mut tasks: Vec<Task> = self.lock()?.tasks.values().filter_map(|e| e.task.clone()).collect();
+        let mut tasks: Vec<Task> = self
+            .lock()?
+            .tasks
+            .values()
+            .filter_map(|e| e.task.clone())
+            .collect();
         tasks.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(tasks)
     }
 
     fn counts(&self) -> Result<StateCounts, StoreError> {
         let inner = self.lock()?;
-        let mut counts = StateCounts { rejected: inner.rejected_total, ..Default::default() };
-        inner.tasks.values().for_each(|e| counts.add(e.record.state));
+        let mut counts = StateCounts {
+            rejected: inner.rejected_total,
+            ..Default::default()
+        };
+        inner
+            .tasks
+            .values()
+            .for_each(|e| counts.add(e.record.state));
         Ok(counts)
     }
 
     fn record_rejections(&self, rejections: &[Rejection]) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         for r in rejections {
-            if let Some(entry) = r.task_id.as_ref().and_then(|id| inner.tasks.get_mut(id.as_str())) {
+            if let Some(entry) = r
+                .task_id
+                .as_ref()
+                .and_then(|id| inner.tasks.get_mut(id.as_str()))
+            {
                 entry.reject(r.reason.to_string());
             }
             if inner.rejections.len() == MAX_REJECTIONS {
@@ -112,13 +130,22 @@ impl TaskStore for MemoryStore {
     }
 
     fn put_model(&self, record: &ModelRecord) -> Result<(), StoreError> {
-        let key = (target_key(record.update.target).to_string(), record.update.version);
+        let key = (
+            target_key(record.update.target).to_string(),
+            record.update.version,
+        );
         self.lock()?.models.insert(key, record.clone());
         Ok(())
     }
 
     fn models(&self, target: ModelTarget) -> Result<Vec<ModelRecord>, StoreError> {
         let name = target_key(target);
-        Ok(self.lock()?.models.iter().filter(|((t, _), _)| t == name).map(|(_, r)| r.clone()).collect())
+        Ok(self
+            .lock()?
+            .models
+            .iter()
+            .filter(|((t, _), _)| t == name)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 }

@@ -5,16 +5,27 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use tidewater_operators::model::{
-    AckToken, Completion, GpuRequest, Lease, ModelTarget, ModelUpdate, Name, Outcome, RejectReason, Rejection,
-    ResourceRequest, Task,
+    AckToken, Completion, GpuRequest, Lease, ModelTarget, ModelUpdate, Name, Outcome, RejectReason,
+    Rejection, ResourceRequest, Task,
 };
 
 use super::*;
 
 fn task(id: &str) -> Task {
-    let mut t = Task::new(id, "sleep", ResourceRequest { gpu: GpuRequest::Fraction(250), ..ResourceRequest::cpu(500, 64) });
+    let mut t = Task::new(
+        id,
+        "sleep",
+        ResourceRequest {
+            gpu: GpuRequest::Fraction(250),
+            ..ResourceRequest::cpu(500, 64)
+        },
+    );
     t.payload = Some("{\"ms\":5}".into());
-    t.ack = AckToken { origin_worker: 1, source: 2, tag: 3 };
+    t.ack = AckToken {
+        origin_worker: 1,
+        source: 2,
+        tag: 3,
+    };
     t.submitted_at_us = 42;
     t
 }
@@ -36,7 +47,9 @@ fn done(id: &str, outcome: Outcome) -> Completion {
 
 fn rejection(n: u64) -> Rejection {
     Rejection {
-        reason: RejectReason::Malformed { detail: format!("bad {n}") },
+        reason: RejectReason::Malformed {
+            detail: format!("bad {n}"),
+        },
         task_id: None,
         source_name: Name::from("test"),
         excerpt: "{".into(),
@@ -47,49 +60,130 @@ fn rejection(n: u64) -> Rejection {
 
 fn model(target: ModelTarget, version: u64) -> ModelRecord {
     ModelRecord {
-        update: ModelUpdate { version, target, feature_dim: 4, hidden_dim: 0, params: vec![0.5; 5], trained_samples: version * 10 },
+        update: ModelUpdate {
+            version,
+            target,
+            feature_dim: 4,
+            hidden_dim: 0,
+            params: vec![0.5; 5],
+            trained_samples: version * 10,
+        },
         metrics: BTreeMap::from([("loss".to_string(), 1.0 / version as f64)]),
         created_at_ms: version,
     }
 }
 
 fn behaves(store: &dyn TaskStore) {
-    assert_eq!(store.record_accepted(&[task("a"), task("b"), task("a")]).expect("accept"), vec![true, true, false]);
-    assert_eq!(store.get("a").expect("get").expect("present").state, TaskState::Queued);
-    assert_eq!(store.unfinished().expect("unfinished"), vec![task("a"), task("b")]);
+    assert_eq!(
+        store
+            .record_accepted(&[task("a"), task("b"), task("a")])
+            .expect("accept"),
+        vec![true, true, false]
+    );
+    assert_eq!(
+        store.get("a").expect("get").expect("present").state,
+        TaskState::Queued
+    );
+    assert_eq!(
+        store.unfinished().expect("unfinished"),
+        vec![task("a"), task("b")]
+    );
 
     let first = done("a", Outcome::Succeeded);
-    let second = done("a", Outcome::Failed { reason: "late".into() });
-    assert_eq!(store.record_finished(&[first, second]).expect("finish"), vec![true, false]);
+    let second = done(
+        "a",
+        Outcome::Failed {
+            reason: "late".into(),
+        },
+    );
+    assert_eq!(
+        store.record_finished(&[first, second]).expect("finish"),
+        vec![true, false]
+    );
     let record = store.get("a").expect("get").expect("present");
     assert_eq!(record.state, TaskState::Succeeded);
-    assert_eq!((record.executor.as_deref(), record.output_bytes, record.exit_code), (Some("e1"), 7, Some(0)));
+    assert_eq!(
+        (
+            record.executor.as_deref(),
+            record.output_bytes,
+            record.exit_code
+        ),
+        (Some("e1"), 7, Some(0))
+    );
     assert_eq!(store.unfinished().expect("unfinished"), vec![task("b")]);
-    assert_eq!(store.record_accepted(&[task("a")]).expect("re-accept"), vec![false]);
+    assert_eq!(
+        store.record_accepted(&[task("a")]).expect("re-accept"),
+        vec![false]
+    );
 
     // A completion for a task never accepted still gets a record.
-    assert_eq!(store.record_finished(&[done("z", Outcome::TimedOut)]).expect("finish"), vec![true]);
-    assert_eq!(store.get("z").expect("get").expect("present").state, TaskState::TimedOut);
+    assert_eq!(
+        store
+            .record_finished(&[done("z", Outcome::TimedOut)])
+            .expect("finish"),
+        vec![true]
+    );
+    assert_eq!(
+        store.get("z").expect("get").expect("present").state,
+        TaskState::TimedOut
+    );
     assert!(store.get("missing").expect("get").is_none());
 
-    store.record_rejections(&[rejection(1), rejection(2), rejection(3)]).expect("reject");
+    store
+        .record_rejections(&[rejection(1), rejection(2), rejection(3)])
+        .expect("reject");
     // A rejection naming an accepted task closes its record.
-    store.record_accepted(&[task("infeasible")]).expect("accept");
+    store
+        .record_accepted(&[task("infeasible")])
+        .expect("accept");
     let mut closing = rejection(4);
     closing.task_id = Some(Name::from("infeasible"));
-    store.record_rejections(std::slice::from_ref(&closing)).expect("reject");
-    assert_eq!(store.get("infeasible").expect("get").expect("present").state, TaskState::Rejected);
-    assert_eq!(store.rejections(2).expect("rejections"), vec![rejection(3), closing]);
+    store
+        .record_rejections(std::slice::from_ref(&closing))
+        .expect("reject");
+    assert_eq!(
+        store
+            .get("infeasible")
+            .expect("get")
+            .expect("present")
+            .state,
+        TaskState::Rejected
+    );
+    assert_eq!(
+        store.rejections(2).expect("rejections"),
+        vec![rejection(3), closing]
+    );
     let counts = store.counts().expect("counts");
-    assert_eq!(counts, StateCounts { queued: 1, succeeded: 1, timed_out: 1, rejected: 4, ..Default::default() });
+    assert_eq!(
+        counts,
+        StateCounts {
+            queued: 1,
+            succeeded: 1,
+            timed_out: 1,
+            rejected: 4,
+            ..Default::default()
+        }
+    );
 
     for v in [3, 1, 2] {
-        store.put_model(&model(ModelTarget::RunTime, v)).expect("model");
+        store
+            .put_model(&model(ModelTarget::RunTime, v))
+            .expect("model");
     }
-    store.put_model(&model(ModelTarget::Failure, 9)).expect("model");
-    let versions: Vec<u64> = store.models(ModelTarget::RunTime).expect("models").iter().map(|m| m.update.version).collect();
+    store
+        .put_model(&model(ModelTarget::Failure, 9))
+        .expect("model");
+    let versions: Vec<u64> = store
+        .models(ModelTarget::RunTime)
+        .expect("models")
+        .iter()
+        .map(|m| m.update.version)
+        .collect();
     assert_eq!(versions, vec![1, 2, 3]);
-    assert_eq!(store.latest_model(ModelTarget::Failure).expect("latest"), Some(model(ModelTarget::Failure, 9)));
+    assert_eq!(
+        store.latest_model(ModelTarget::Failure).expect("latest"),
+        Some(model(ModelTarget::Failure, 9))
+    );
 }
 
 #[test]
@@ -109,19 +203,37 @@ fn embedded_store_survives_reopen() {
     let path = dir.path().join("t.redb");
     {
         let store = EmbeddedStore::open(&path).expect("open");
-        store.record_accepted(&[task("keep"), task("done")]).expect("accept");
-        store.record_finished(&[done("done", Outcome::Succeeded)]).expect("finish");
+        store
+            .record_accepted(&[task("keep"), task("done")])
+            .expect("accept");
+        store
+            .record_finished(&[done("done", Outcome::Succeeded)])
+            .expect("finish");
         store.record_rejections(&[rejection(5)]).expect("reject");
-        store.put_model(&model(ModelTarget::RunTime, 4)).expect("model");
+        store
+            .put_model(&model(ModelTarget::RunTime, 4))
+            .expect("model");
     }
     let store = EmbeddedStore::open(&path).expect("reopen");
     assert_eq!(store.unfinished().expect("unfinished"), vec![task("keep")]);
-    assert_eq!(store.get("done").expect("get").expect("present").state, TaskState::Succeeded);
-    assert_eq!(store.rejections(10).expect("rejections"), vec![rejection(5)]);
-    assert_eq!(store.latest_model(ModelTarget::RunTime).expect("latest"), Some(model(ModelTarget::RunTime, 4)));
+    assert_eq!(
+        store.get("done").expect("get").expect("present").state,
+        TaskState::Succeeded
+    );
+    assert_eq!(
+        store.rejections(10).expect("rejections"),
+        vec![rejection(5)]
+    );
+    assert_eq!(
+        store.latest_model(ModelTarget::RunTime).expect("latest"),
+        Some(model(ModelTarget::RunTime, 4))
+    );
     // Sequence numbers continue after a reopen.
     store.record_rejections(&[rejection(6)]).expect("reject");
-    assert_eq!(store.rejections(10).expect("rejections"), vec![rejection(5), rejection(6)]);
+    assert_eq!(
+        store.rejections(10).expect("rejections"),
+        vec![rejection(5), rejection(6)]
+    );
 }
 
 #[test]
@@ -139,7 +251,10 @@ fn corrupt_entries_are_reported_with_their_key() {
     }
     let store = EmbeddedStore::open(&path).expect("open");
     let err = store.get("broken").expect_err("corrupt");
-    assert!(matches!(err, StoreError::Corrupt { ref key, .. } if key == "broken"), "{err}");
+    assert!(
+        matches!(err, StoreError::Corrupt { ref key, .. } if key == "broken"),
+        "{err}"
+    );
 }
 
 #[derive(Debug, Clone)]

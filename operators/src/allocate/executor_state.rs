@@ -82,13 +82,17 @@ impl ExecutorState {
         let full = vec![GPU_MILLI_PER_DEVICE; self.spec.gpus.len()];
         u64::from(req.cpu_milli) <= self.spec.cpu_milli
             && u64::from(req.memory_mib) <= self.spec.memory_mib
-            && req.custom.iter().all(|(name, amount)| self.spec.custom.get(name).is_some_and(|cap| cap >= amount))
+            && req
+                .custom
+                .iter()
+                .all(|(name, amount)| self.spec.custom.get(name).is_some_and(|cap| cap >= amount))
             && self.pick_gpus(req, &full).is_some()
     }
 
     fn custom_fits(&self, req: &ResourceRequest) -> bool {
         req.custom.iter().all(|(name, amount)| {
-            self.custom_index(name).is_some_and(|i| self.free_custom[i] >= *amount)
+            self.custom_index(name)
+                .is_some_and(|i| self.free_custom[i] >= *amount)
         })
     }
 
@@ -103,7 +107,10 @@ impl ExecutorState {
             GpuRequest::Fraction(milli) => (0..free.len())
                 .filter(|&i| allowed(i) && free[i] >= milli)
                 .min_by_key(|&i| (free[i], i))
-                .map(|i| GpuPick::Share { device: i as u8, milli }),
+                .map(|i| GpuPick::Share {
+                    device: i as u8,
+                    milli,
+                }),
             GpuRequest::Whole(n) => {
                 let devices: Vec<u8> = (0..free.len())
                     .filter(|&i| allowed(i) && free[i] == GPU_MILLI_PER_DEVICE)

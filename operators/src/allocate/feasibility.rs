@@ -18,14 +18,20 @@ pub struct FeasibilityIndex {
 
 impl FeasibilityIndex {
     /// An index over `executors`, each tagged with the shard that owns it.
-    pub fn new(shard_count: usize, executors: impl IntoIterator<Item = (u32, ExecutorSpec)>) -> Self {
+    pub fn new(
+        shard_count: usize,
+        executors: impl IntoIterator<Item = (u32, ExecutorSpec)>,
+    ) -> Self {
         let mut shards = vec![Vec::new(); shard_count.max(1)];
         for (shard, spec) in executors {
             if let Some(list) = shards.get_mut(shard as usize) {
                 list.push(ExecutorState::new(spec));
             }
         }
-        FeasibilityIndex { shards, memo: HashMap::new() }
+        FeasibilityIndex {
+            shards,
+            memo: HashMap::new(),
+        }
     }
 
     /// Adds an executor that joined at run time.
@@ -69,34 +75,57 @@ impl FeasibilityIndex {
         let max_cpu = all().map(|e| e.spec.cpu_milli).max().unwrap_or(0);
         let max_mem = all().map(|e| e.spec.memory_mib).max().unwrap_or(0);
         let max_gpus = all()
-            .map(|e| e.spec.gpus.iter().filter(|g| req.allows_gpu_model(&g.model)).count())
+            .map(|e| {
+                e.spec
+                    .gpus
+                    .iter()
+                    .filter(|g| req.allows_gpu_model(&g.model))
+                    .count()
+            })
             .max()
             .unwrap_or(0);
         if all().next().is_none() {
             return "no executors are registered".to_string();
         }
         if u64::from(req.cpu_milli) > max_cpu {
-            return format!("cpu_milli {} exceeds the largest executor's {max_cpu}", req.cpu_milli);
+            return format!(
+                "cpu_milli {} exceeds the largest executor's {max_cpu}",
+                req.cpu_milli
+            );
         }
         if u64::from(req.memory_mib) > max_mem {
-            return format!("memory_mib {} exceeds the largest executor's {max_mem}", req.memory_mib);
+            return format!(
+                "memory_mib {} exceeds the largest executor's {max_mem}",
+                req.memory_mib
+            );
         }
         if req.gpu.milli() > 0 && max_gpus == 0 {
             return if req.gpu_models.is_empty() {
                 "GPU requested but no executor has a GPU".to_string()
             } else {
-                format!("no executor has a GPU of the allowed models {:?}", req.gpu_models)
+                format!(
+                    "no executor has a GPU of the allowed models {:?}",
+                    req.gpu_models
+                )
             };
         }
         if let crate::model::GpuRequest::Whole(n) = req.gpu {
             if usize::from(n) > max_gpus {
-                return format!("{n} GPUs requested but no executor has more than {max_gpus} suitable GPUs");
+                return format!(
+                    "{n} GPUs requested but no executor has more than {max_gpus} suitable GPUs"
+                );
             }
         }
         for (name, amount) in req.custom.iter() {
-            let max = all().filter_map(|e| e.spec.custom.get(name)).max().copied().unwrap_or(0);
+            let max = all()
+                .filter_map(|e| e.spec.custom.get(name))
+                .max()
+                .copied()
+                .unwrap_or(0);
             if *amount > max {
-                return format!("custom resource {name:?}: {amount} requested, at most {max} on any executor");
+                return format!(
+                    "custom resource {name:?}: {amount} requested, at most {max} on any executor"
+                );
             }
         }
         "no single executor has all the requested resources together".to_string()

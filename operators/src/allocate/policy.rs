@@ -56,7 +56,11 @@ pub(crate) fn leftover_score(req: &ResourceRequest, e: &ExecutorState) -> f64 {
     };
     let gpu_cap = e.spec.gpus.len() as u64 * 1000;
     frac(e.free_cpu_milli, u64::from(req.cpu_milli), e.spec.cpu_milli)
-        + frac(e.free_memory_mib, u64::from(req.memory_mib), e.spec.memory_mib)
+        + frac(
+            e.free_memory_mib,
+            u64::from(req.memory_mib),
+            e.spec.memory_mib,
+        )
         + frac(e.free_gpu_total(), u64::from(req.gpu.milli()), gpu_cap)
 }
 

@@ -12,7 +12,14 @@ struct Queued {
 
 impl Queued {
     /// Larger is served first.
-    fn rank(&self) -> (std::cmp::Reverse<crate::model::QosClass>, i32, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>) {
+    fn rank(
+        &self,
+    ) -> (
+        std::cmp::Reverse<crate::model::QosClass>,
+        i32,
+        std::cmp::Reverse<u64>,
+        std::cmp::Reverse<u64>,
+    ) {
         use std::cmp::Reverse;
         (
             Reverse(self.task.qos),
@@ -58,7 +65,10 @@ impl TaskQueue {
     /// Adds a task.
     pub fn push(&mut self, task: Task) {
         self.next_seq += 1;
-        self.heap.push(Queued { task, seq: self.next_seq });
+        self.heap.push(Queued {
+            task,
+            seq: self.next_seq,
+        });
     }
 
     /// Removes and returns the task to serve next.

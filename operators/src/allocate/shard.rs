@@ -21,7 +21,10 @@ pub struct AllocatorConfig {
 
 impl Default for AllocatorConfig {
     fn default() -> Self {
-        AllocatorConfig { policy: "best_fit".to_string(), backfill_depth: 64 }
+        AllocatorConfig {
+            policy: "best_fit".to_string(),
+            backfill_depth: 64,
+        }
     }
 }
 
@@ -95,7 +98,13 @@ impl ShardAllocator {
     ) -> Result<Self, String> {
         let policy = policy_by_name(&config.policy)
             .ok_or_else(|| format!("unknown placement policy {:?}", config.policy))?;
-        Ok(Self::with_policy(shard, executors, feasibility, policy, config.backfill_depth))
+        Ok(Self::with_policy(
+            shard,
+            executors,
+            feasibility,
+            policy,
+            config.backfill_depth,
+        ))
     }
 
     /// Like [`new`](Self::new) with a policy object.
@@ -155,7 +164,9 @@ impl ShardAllocator {
         }
         let capable = self.feasibility.capable_shards(&task.resources);
         if capable.is_empty() {
-            let reason = RejectReason::Infeasible { detail: self.feasibility.explain(&task.resources) };
+            let reason = RejectReason::Infeasible {
+                detail: self.feasibility.explain(&task.resources),
+            };
             out.push(Decision::Reject { task, reason });
             return;
         }
@@ -185,7 +196,9 @@ impl ShardAllocator {
         self.dirty = false;
         let mut passed_over = Vec::new();
         while passed_over.len() < self.backfill_depth {
-            let Some((task, seq)) = self.queue.pop_entry() else { break };
+            let Some((task, seq)) = self.queue.pop_entry() else {
+                break;
+            };
             if let Some(reason) = expired(&task, now_us) {
                 out.push(Decision::Reject { task, reason });
                 continue;
@@ -214,7 +227,12 @@ impl ShardAllocator {
         let gpu_devices = gpu.devices();
         self.running.insert(
             lease.0,
-            Placement { executor: index, task_id: task.id.clone(), request: task.resources.clone(), gpu },
+            Placement {
+                executor: index,
+                task_id: task.id.clone(),
+                request: task.resources.clone(),
+                gpu,
+            },
         );
         out.push(Decision::Assign(Assignment {
             executor: executor.spec.id.clone(),
@@ -250,14 +268,19 @@ impl ShardAllocator {
     /// Checks that each executor's free capacity equals its capacity minus
     /// the requests of the leases placed on it, and is never negative.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let mut expected: Vec<ExecutorState> =
-            self.executors.iter().map(|e| ExecutorState::new(e.spec.clone())).collect();
+        let mut expected: Vec<ExecutorState> = self
+            .executors
+            .iter()
+            .map(|e| ExecutorState::new(e.spec.clone()))
+            .collect();
         for p in self.running.values() {
             let e = &mut expected[p.executor];
             let fits = e.fit(&p.request).is_some_and(|_| true);
             let gpu_ok = match &p.gpu {
                 GpuPick::None => true,
-                GpuPick::Share { device, milli } => e.free_gpu_milli[usize::from(*device)] >= *milli,
+                GpuPick::Share { device, milli } => {
+                    e.free_gpu_milli[usize::from(*device)] >= *milli
+                }
                 GpuPick::Whole(ds) => ds.iter().all(|d| e.free_gpu_milli[usize::from(*d)] == 1000),
             };
             if !fits || !gpu_ok {

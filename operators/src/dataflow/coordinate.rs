@@ -26,8 +26,8 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::allocate::{Decision, ShardAllocator};
 use crate::model::{
-    now_micros, Assignment, Completion, Epoch, Lease, MetricEvent, MetricKind, ModelTarget, ModelUpdate,
-    Name, Outcome, RejectReason, Rejection, Task,
+    now_micros, Assignment, Completion, Epoch, Lease, MetricEvent, MetricKind, ModelTarget,
+    ModelUpdate, Name, Outcome, RejectReason, Rejection, Task,
 };
 
 use super::TimedStream;
@@ -70,7 +70,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial_backoff_ms: 100, multiplier: 2.0, max_backoff_ms: 30_000 }
+        RetryPolicy {
+            initial_backoff_ms: 100,
+            multiplier: 2.0,
+            max_backoff_ms: 30_000,
+        }
     }
 }
 
@@ -168,7 +172,12 @@ impl CoordinatorState {
         }
     }
 
-    fn on_completion(&mut self, mut completion: Completion, now_us: u64, out: &mut CoordinatorOutputs) {
+    fn on_completion(
+        &mut self,
+        mut completion: Completion,
+        now_us: u64,
+        out: &mut CoordinatorOutputs,
+    ) {
         if completion.lease != Lease(0) && self.allocator.release(completion.lease).is_none() {
             tracing::warn!(task = %completion.task.id, lease = completion.lease.0, "completion for a lease not held; ignored");
             return;
@@ -182,7 +191,13 @@ impl CoordinatorState {
             retry.attempt += 1;
             let due = now_us + self.retry.backoff(retry.attempt).as_micros() as u64;
             if self.emit_metrics {
-                out.metrics.push(event(MetricKind::Retried, &retry, &completion.executor, 1.0, now_us));
+                out.metrics.push(event(
+                    MetricKind::Retried,
+                    &retry,
+                    &completion.executor,
+                    1.0,
+                    now_us,
+                ));
             }
             self.delayed_seq += 1;
             self.delayed.insert((due, self.delayed_seq), retry);
@@ -211,15 +226,29 @@ impl CoordinatorState {
             match decision {
                 Decision::Assign(assignment) => {
                     if self.emit_metrics {
-                        let wait_s = now_us.saturating_sub(assignment.task.submitted_at_us) as f64 / 1e6;
-                        out.metrics.push(event(MetricKind::Assigned, &assignment.task, &assignment.executor, wait_s, now_us));
+                        let wait_s =
+                            now_us.saturating_sub(assignment.task.submitted_at_us) as f64 / 1e6;
+                        out.metrics.push(event(
+                            MetricKind::Assigned,
+                            &assignment.task,
+                            &assignment.executor,
+                            wait_s,
+                            now_us,
+                        ));
                     }
                     out.assignments.push(assignment);
                 }
-                Decision::Forward { task, shard } => out.forwards.push(Feedback::Forwarded { shard, task }),
-                Decision::Reject { task, reason: reason @ RejectReason::DeadlinePassed { .. } } => {
+                Decision::Forward { task, shard } => {
+                    out.forwards.push(Feedback::Forwarded { shard, task })
+                }
+                Decision::Reject {
+                    task,
+                    reason: reason @ RejectReason::DeadlinePassed { .. },
+                } => {
                     let completion = Completion {
-                        outcome: Outcome::Failed { reason: reason.to_string() },
+                        outcome: Outcome::Failed {
+                            reason: reason.to_string(),
+                        },
                         executor: Name::default(),
                         shard,
                         lease: Lease(0),
@@ -306,7 +335,8 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
         let mut builder = OperatorBuilder::new("Coordinate".to_owned(), scope);
         let activator = scope.activator_for(builder.operator_info().address);
         let mut tasks_in = builder.new_input(self, Pipeline);
-        let mut feedback_in = builder.new_input(feedback, Exchange::new(|f: &Feedback| u64::from(f.shard())));
+        let mut feedback_in =
+            builder.new_input(feedback, Exchange::new(|f: &Feedback| u64::from(f.shard())));
         let mut models_in = builder.new_input(models, Pipeline);
         let (a, assignments) = builder.new_output();
         let (f, finals) = builder.new_output();
@@ -361,7 +391,10 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                         Some(&t) if t > time => held.iter_mut().for_each(|c| c.downgrade(&t)),
                         Some(_) => {}
                         None if state.is_idle() => {
-                            tracing::debug!(shard = state.allocator.shard(), "coordinator idle; releasing capabilities");
+                            tracing::debug!(
+                                shard = state.allocator.shard(),
+                                "coordinator idle; releasing capabilities"
+                            );
                             caps = None
                         }
                         None => tracing::debug!(
@@ -374,11 +407,18 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     }
                 }
                 if let Some(due) = state.next_wakeup_us() {
-                    activator.activate_after(Duration::from_micros(due.saturating_sub(now_micros())));
+                    activator
+                        .activate_after(Duration::from_micros(due.saturating_sub(now_micros())));
                 }
             }
         });
-        CoordinatorStreams { assignments, finals, rejections, forwards, metrics }
+        CoordinatorStreams {
+            assignments,
+            finals,
+            rejections,
+            forwards,
+            metrics,
+        }
     }
 }
 

@@ -38,19 +38,30 @@ pub trait Decode<'scope> {
     /// assert_eq!(tasks.extract()[0].1.len(), 1);
     /// assert_eq!(rejects.extract()[0].1[0].reason.code(), "wrong_type");
     /// ```
-    fn decode(self, validator: Validator) -> (TimedStream<'scope, Task>, TimedStream<'scope, Rejection>);
+    fn decode(
+        self,
+        validator: Validator,
+    ) -> (TimedStream<'scope, Task>, TimedStream<'scope, Rejection>);
 }
 
 impl<'scope> Decode<'scope> for TimedStream<'scope, SourceRecord> {
-    fn decode(self, mut validator: Validator) -> (TimedStream<'scope, Task>, TimedStream<'scope, Rejection>) {
+    fn decode(
+        self,
+        mut validator: Validator,
+    ) -> (TimedStream<'scope, Task>, TimedStream<'scope, Rejection>) {
         let mut builder = OperatorBuilder::new("Decode".to_owned(), self.scope());
         let mut input = builder.new_input(self, Pipeline);
         builder.set_notify_for(0, FrontierInterest::Never);
         let (tasks_out, tasks) = builder.new_output();
         let (rejects_out, rejects) = builder.new_output();
-        let mut tasks_out = OutputBuilder::<_, timely::container::CapacityContainerBuilder<Vec<Task>>>::from(tasks_out);
-        let mut rejects_out =
-            OutputBuilder::<_, timely::container::CapacityContainerBuilder<Vec<Rejection>>>::from(rejects_out);
+        let mut tasks_out = OutputBuilder::<
+            _,
+            timely::container::CapacityContainerBuilder<Vec<Task>>,
+        >::from(tasks_out);
+        let mut rejects_out = OutputBuilder::<
+            _,
+            timely::container::CapacityContainerBuilder<Vec<Rejection>>,
+        >::from(rejects_out);
 
         builder.build(move |_capabilities| {
             move |_frontiers| {
@@ -73,18 +84,38 @@ impl<'scope> Decode<'scope> for TimedStream<'scope, SourceRecord> {
     }
 }
 
-fn decode_one(validator: &mut Validator, record: SourceRecord, now_us: u64) -> Result<Task, Rejection> {
-    let SourceRecord { body, ack, source_name, received_at_us } = record;
-    let received_at_us = if received_at_us == 0 { now_us } else { received_at_us };
+// Both variants are records that move on at once; boxing either would add an
+// allocation per record on the hot path.
+#[allow(clippy::result_large_err)]
+fn decode_one(
+    validator: &mut Validator,
+    record: SourceRecord,
+    now_us: u64,
+) -> Result<Task, Rejection> {
+    let SourceRecord {
+        body,
+        ack,
+        source_name,
+        received_at_us,
+    } = record;
+    let received_at_us = if received_at_us == 0 {
+        now_us
+    } else {
+        received_at_us
+    };
     match body {
-        RecordBody::Json(bytes) => validator.decode(&bytes, ack, received_at_us).map_err(|reason| Rejection {
-            reason,
-            task_id: None,
-            source_name,
-            excerpt: excerpt(&bytes),
-            ack,
-            at_us: now_us,
-        }),
+        RecordBody::Json(bytes) => {
+            validator
+                .decode(&bytes, ack, received_at_us)
+                .map_err(|reason| Rejection {
+                    reason,
+                    task_id: None,
+                    source_name,
+                    excerpt: excerpt(&bytes),
+                    ack,
+                    at_us: now_us,
+                })
+        }
         RecordBody::Task(mut task) => {
             task.ack = ack;
             if task.submitted_at_us == 0 {

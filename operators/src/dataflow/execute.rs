@@ -40,13 +40,21 @@ pub trait Execute<'scope> {
 }
 
 impl<'scope> Execute<'scope> for TimedStream<'scope, Assignment> {
-    fn execute<B: ExecutionBackend + 'static>(self, mut backend: B) -> TimedStream<'scope, Completion> {
+    fn execute<B: ExecutionBackend + 'static>(
+        self,
+        mut backend: B,
+    ) -> TimedStream<'scope, Completion> {
         let scope = self.scope();
         let mut builder = OperatorBuilder::new("Execute".to_owned(), scope);
-        backend.set_activator(scope.worker().sync_activator_for(builder.operator_info().address.to_vec()));
+        backend.set_activator(
+            scope
+                .worker()
+                .sync_activator_for(builder.operator_info().address.to_vec()),
+        );
         let mut input = builder.new_input(self, Pipeline);
         let (output, completions) = builder.new_output();
-        let mut output = OutputBuilder::<Epoch, CapacityContainerBuilder<Vec<Completion>>>::from(output);
+        let mut output =
+            OutputBuilder::<Epoch, CapacityContainerBuilder<Vec<Completion>>>::from(output);
 
         builder.build(move |capabilities| {
             let mut cap: Option<Capability<Epoch>> = capabilities.into_iter().next();

@@ -16,5 +16,5 @@ mod streams;
 
 pub use coordinate::{Coordinate, CoordinatorOutputs, CoordinatorState, Feedback, RetryPolicy};
 pub use decode::Decode;
-pub use execute::{ExecutionBackend, Execute};
+pub use execute::{Execute, ExecutionBackend};
 pub use streams::{metric_for_completion, metric_for_rejection, TimedStream};

@@ -23,7 +23,11 @@ pub struct AckToken {
 
 impl AckToken {
     /// A token for records that need no acknowledgement (in-process submits).
-    pub const NONE: AckToken = AckToken { origin_worker: 0, source: 0, tag: 0 };
+    pub const NONE: AckToken = AckToken {
+        origin_worker: 0,
+        source: 0,
+        tag: 0,
+    };
 
     /// Whether the token names a source that expects an acknowledgement.
     pub fn is_some(&self) -> bool {

@@ -71,6 +71,7 @@ impl Completion {
 
     /// Submit-to-finish latency in microseconds.
     pub fn latency_us(&self) -> u64 {
-        self.finished_at_us.saturating_sub(self.task.submitted_at_us)
+        self.finished_at_us
+            .saturating_sub(self.task.submitted_at_us)
     }
 }

@@ -50,7 +50,9 @@ impl ExecutorSpec {
 
     /// Adds `count` GPUs of `model`.
     pub fn with_gpus(mut self, count: usize, model: &str) -> Self {
-        self.gpus.extend((0..count).map(|_| GpuDevice { model: Name::from(model) }));
+        self.gpus.extend((0..count).map(|_| GpuDevice {
+            model: Name::from(model),
+        }));
         self
     }
 

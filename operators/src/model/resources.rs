@@ -50,7 +50,11 @@ pub struct ResourceRequest {
 impl ResourceRequest {
     /// A CPU-only request.
     pub fn cpu(cpu_milli: u32, memory_mib: u32) -> Self {
-        ResourceRequest { cpu_milli, memory_mib, ..Default::default() }
+        ResourceRequest {
+            cpu_milli,
+            memory_mib,
+            ..Default::default()
+        }
     }
 
     /// Whether a GPU of `model` satisfies the request's model constraint.
@@ -60,7 +64,9 @@ impl ResourceRequest {
 }
 
 /// Quality-of-service class; the coordinator serves classes in this order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QosClass {
     /// Served first: interactive, latency-sensitive work ("LS" in traces).

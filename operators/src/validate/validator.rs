@@ -19,7 +19,11 @@ impl Validator {
     /// A validator for worker `worker_index`, generating ids that embed
     /// `started_at_us` so that restarts never reuse one.
     pub fn new(limits: ValidationLimits, worker_index: usize, started_at_us: u64) -> Self {
-        Validator { limits, id_prefix: format!("t{started_at_us:x}w{worker_index}-"), next_id: 0 }
+        Validator {
+            limits,
+            id_prefix: format!("t{started_at_us:x}w{worker_index}-"),
+            next_id: 0,
+        }
     }
 
     /// The limits in force.
@@ -28,7 +32,12 @@ impl Validator {
     }
 
     /// Parses and validates one JSON record.
-    pub fn decode(&mut self, bytes: &[u8], ack: AckToken, now_us: u64) -> Result<Task, RejectReason> {
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        ack: AckToken,
+        now_us: u64,
+    ) -> Result<Task, RejectReason> {
         if bytes.len() > self.limits.max_record_bytes() {
             return Err(RejectReason::Oversize {
                 size: bytes.len(),
@@ -55,24 +64,23 @@ impl Validator {
         };
         let payload = submission.payload.map(|raw| Box::<str>::from(raw.get()));
         let r = submission.resources;
-        let gpu = match (r.gpus, r.gpu_milli) {
-            (0, 0) => GpuRequest::None,
-            (0, GPU_MILLI_PER_DEVICE) => GpuRequest::Whole(1),
-            (0, m) if m < GPU_MILLI_PER_DEVICE => GpuRequest::Fraction(m),
-            (0, m) => {
-                return Err(invalid(
-                    "resources.gpu_milli",
-                    format!("{m} is more than one GPU (1000); ask for whole GPUs with `gpus`"),
-                ))
-            }
-            (n, 0) => GpuRequest::Whole(n),
-            (_, _) => {
-                return Err(invalid(
+        let gpu =
+            match (r.gpus, r.gpu_milli) {
+                (0, 0) => GpuRequest::None,
+                (0, GPU_MILLI_PER_DEVICE) => GpuRequest::Whole(1),
+                (0, m) if m < GPU_MILLI_PER_DEVICE => GpuRequest::Fraction(m),
+                (0, m) => {
+                    return Err(invalid(
+                        "resources.gpu_milli",
+                        format!("{m} is more than one GPU (1000); ask for whole GPUs with `gpus`"),
+                    ))
+                }
+                (n, 0) => GpuRequest::Whole(n),
+                (_, _) => return Err(invalid(
                     "resources.gpu_milli",
                     "set either `gpus` (whole devices) or `gpu_milli` (a share of one), not both",
-                ))
-            }
-        };
+                )),
+            };
         let task = Task {
             id: Name::from(id),
             kind: Name::from(submission.kind),
@@ -82,12 +90,18 @@ impl Validator {
                 memory_mib: r.memory_mib,
                 gpu,
                 gpu_models: r.gpu_models.into_iter().map(Name::from).collect(),
-                custom: r.custom.into_iter().map(|(k, v)| (Name::from(k), v)).collect(),
+                custom: r
+                    .custom
+                    .into_iter()
+                    .map(|(k, v)| (Name::from(k), v))
+                    .collect(),
             },
             qos: submission.qos,
             priority: submission.priority,
             deadline_ms: submission.deadline_ms,
-            tenant: submission.tenant.map_or(Name::const_new("default"), Name::from),
+            tenant: submission
+                .tenant
+                .map_or(Name::const_new("default"), Name::from),
             max_attempts: submission.max_attempts.unwrap_or(1),
             attempt: 1,
             timeout_ms: submission.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
@@ -108,26 +122,41 @@ pub fn check_task(task: &Task, limits: &ValidationLimits) -> Result<(), RejectRe
     check_name("tenant", &task.tenant, limits)?;
     let size = task.payload_bytes();
     if size > limits.max_payload_bytes {
-        return Err(RejectReason::Oversize { size, limit: limits.max_payload_bytes });
+        return Err(RejectReason::Oversize {
+            size,
+            limit: limits.max_payload_bytes,
+        });
     }
     let r = &task.resources;
     if r.cpu_milli == 0 {
         return Err(invalid("resources.cpu_milli", "must be at least 1"));
     }
     match r.gpu {
-        GpuRequest::Whole(0) => return Err(invalid("resources.gpus", "must be at least 1 when set")),
+        GpuRequest::Whole(0) => {
+            return Err(invalid("resources.gpus", "must be at least 1 when set"))
+        }
         GpuRequest::Fraction(m) if m == 0 || m >= GPU_MILLI_PER_DEVICE => {
             return Err(invalid("resources.gpu_milli", "a share must be in 1..=999"))
         }
         GpuRequest::None if !r.gpu_models.is_empty() => {
-            return Err(invalid("resources.gpu_models", "GPU models given but no GPU requested"))
+            return Err(invalid(
+                "resources.gpu_models",
+                "GPU models given but no GPU requested",
+            ))
         }
         _ => {}
     }
     if let Some(empty) = r.gpu_models.iter().find(|m| m.is_empty()) {
-        return Err(invalid("resources.gpu_models", format!("empty model name {empty:?}")));
+        return Err(invalid(
+            "resources.gpu_models",
+            format!("empty model name {empty:?}"),
+        ));
     }
-    if let Some((name, _)) = r.custom.iter().find(|(name, amount)| name.is_empty() || *amount == 0) {
+    if let Some((name, _)) = r
+        .custom
+        .iter()
+        .find(|(name, amount)| name.is_empty() || *amount == 0)
+    {
         return Err(invalid(
             "resources.custom",
             format!("resource {name:?} must have a non-empty name and an amount of at least 1"),
@@ -136,17 +165,26 @@ pub fn check_task(task: &Task, limits: &ValidationLimits) -> Result<(), RejectRe
     if task.max_attempts == 0 || task.max_attempts > limits.max_attempts {
         return Err(invalid(
             "max_attempts",
-            format!("{} is outside 1..={}", task.max_attempts, limits.max_attempts),
+            format!(
+                "{} is outside 1..={}",
+                task.max_attempts, limits.max_attempts
+            ),
         ));
     }
     if task.timeout_ms == 0 || task.timeout_ms > limits.max_timeout_ms {
         return Err(invalid(
             "timeout_ms",
-            format!("{} is outside 1..={}", task.timeout_ms, limits.max_timeout_ms),
+            format!(
+                "{} is outside 1..={}",
+                task.timeout_ms, limits.max_timeout_ms
+            ),
         ));
     }
     if task.requested_runtime_s == Some(0) {
-        return Err(invalid("requested_runtime_s", "must be at least 1 when given"));
+        return Err(invalid(
+            "requested_runtime_s",
+            "must be at least 1 when given",
+        ));
     }
     Ok(())
 }
@@ -158,7 +196,11 @@ fn check_name(field: &str, value: &str, limits: &ValidationLimits) -> Result<(),
     if value.len() > limits.max_name_bytes {
         return Err(invalid(
             field,
-            format!("{} bytes is over the limit of {}", value.len(), limits.max_name_bytes),
+            format!(
+                "{} bytes is over the limit of {}",
+                value.len(),
+                limits.max_name_bytes
+            ),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -168,17 +210,21 @@ fn check_name(field: &str, value: &str, limits: &ValidationLimits) -> Result<(),
 }
 
 fn invalid(path: &str, detail: impl Into<String>) -> RejectReason {
-    RejectReason::InvalidValue { path: path.to_string(), detail: detail.into() }
+    RejectReason::InvalidValue {
+        path: path.to_string(),
+        detail: detail.into(),
+    }
 }
 
 /// Parses JSON into a submission, classifying serde's errors into reasons
 /// that name the field.
 fn parse_submission(bytes: &[u8]) -> Result<TaskSubmission, RejectReason> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let submission = serde_path_to_error::deserialize::<_, TaskSubmission>(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        classify(&path, err.inner())
-    })?;
+    let submission =
+        serde_path_to_error::deserialize::<_, TaskSubmission>(&mut de).map_err(|err| {
+            let path = err.path().to_string();
+            classify(&path, err.inner())
+        })?;
     de.end().map_err(|err| classify(".", &err))?;
     Ok(submission)
 }
@@ -186,7 +232,10 @@ fn parse_submission(bytes: &[u8]) -> Result<TaskSubmission, RejectReason> {
 fn classify(path: &str, err: &serde_json::Error) -> RejectReason {
     use serde_json::error::Category;
     let message = err.to_string();
-    if matches!(err.classify(), Category::Syntax | Category::Eof | Category::Io) {
+    if matches!(
+        err.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
         return RejectReason::Malformed { detail: message };
     }
     // Serde's data errors carry the field name between backticks.
@@ -196,13 +245,25 @@ fn classify(path: &str, err: &serde_json::Error) -> RejectReason {
         None => ".".to_string(),
     };
     if message.starts_with("unknown field") {
-        RejectReason::UnknownField { field: quoted(), path: parent(path) }
+        RejectReason::UnknownField {
+            field: quoted(),
+            path: parent(path),
+        }
     } else if message.starts_with("missing field") {
-        RejectReason::MissingField { field: quoted(), path: path.to_string() }
+        RejectReason::MissingField {
+            field: quoted(),
+            path: path.to_string(),
+        }
     } else if message.starts_with("invalid type") {
-        RejectReason::WrongType { path: path.to_string(), detail: message }
+        RejectReason::WrongType {
+            path: path.to_string(),
+            detail: message,
+        }
     } else {
-        RejectReason::InvalidValue { path: path.to_string(), detail: message }
+        RejectReason::InvalidValue {
+            path: path.to_string(),
+            detail: message,
+        }
     }
 }
 
@@ -230,69 +291,133 @@ mod tests {
     #[test]
     fn generates_distinct_ids() {
         let mut v = Validator::new(ValidationLimits::default(), 3, 1);
-        let a = v.decode(br#"{"kind":"noop"}"#, AckToken::NONE, 0).expect("valid");
-        let b = v.decode(br#"{"kind":"noop"}"#, AckToken::NONE, 0).expect("valid");
+        let a = v
+            .decode(br#"{"kind":"noop"}"#, AckToken::NONE, 0)
+            .expect("valid");
+        let b = v
+            .decode(br#"{"kind":"noop"}"#, AckToken::NONE, 0)
+            .expect("valid");
         assert_ne!(a.id, b.id);
     }
 
     #[test]
     fn malformed_json() {
-        assert!(matches!(decode(r#"{"kind": "#), Err(RejectReason::Malformed { .. })));
-        assert!(matches!(decode(r#"{"kind":"a"} trailing"#), Err(RejectReason::Malformed { .. })));
+        assert!(matches!(
+            decode(r#"{"kind": "#),
+            Err(RejectReason::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(r#"{"kind":"a"} trailing"#),
+            Err(RejectReason::Malformed { .. })
+        ));
     }
 
     #[test]
     fn unknown_field_is_named_with_its_path() {
         let err = decode(r#"{"kind":"a","resources":{"cpus":1}}"#).expect_err("unknown");
-        assert_eq!(err, RejectReason::UnknownField { field: "cpus".into(), path: "resources".into() });
+        assert_eq!(
+            err,
+            RejectReason::UnknownField {
+                field: "cpus".into(),
+                path: "resources".into()
+            }
+        );
         let err = decode(r#"{"kind":"a","colour":1}"#).expect_err("unknown");
-        assert!(matches!(err, RejectReason::UnknownField { ref field, .. } if field == "colour"), "{err:?}");
+        assert!(
+            matches!(err, RejectReason::UnknownField { ref field, .. } if field == "colour"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn missing_field() {
         let err = decode(r#"{"id":"x"}"#).expect_err("missing");
-        assert!(matches!(err, RejectReason::MissingField { ref field, .. } if field == "kind"), "{err:?}");
+        assert!(
+            matches!(err, RejectReason::MissingField { ref field, .. } if field == "kind"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_field() {
         let err = decode(r#"{"kind":"a","resources":{"cpu_milli":"lots"}}"#).expect_err("type");
-        assert!(matches!(err, RejectReason::WrongType { ref path, .. } if path == "resources.cpu_milli"), "{err:?}");
+        assert!(
+            matches!(err, RejectReason::WrongType { ref path, .. } if path == "resources.cpu_milli"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn negative_and_overflowing_resources() {
         let err = decode(r#"{"kind":"a","resources":{"memory_mib":-5}}"#).expect_err("negative");
-        assert!(matches!(err, RejectReason::InvalidValue { ref path, .. } if path == "resources.memory_mib"), "{err:?}");
+        assert!(
+            matches!(err, RejectReason::InvalidValue { ref path, .. } if path == "resources.memory_mib"),
+            "{err:?}"
+        );
         let err = decode(r#"{"kind":"a","resources":{"gpus":300}}"#).expect_err("overflow");
-        assert!(matches!(err, RejectReason::InvalidValue { ref path, .. } if path == "resources.gpus"), "{err:?}");
+        assert!(
+            matches!(err, RejectReason::InvalidValue { ref path, .. } if path == "resources.gpus"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn zero_where_invalid() {
         for (json, field) in [
-            (r#"{"kind":"a","resources":{"cpu_milli":0}}"#, "resources.cpu_milli"),
+            (
+                r#"{"kind":"a","resources":{"cpu_milli":0}}"#,
+                "resources.cpu_milli",
+            ),
             (r#"{"kind":"a","max_attempts":0}"#, "max_attempts"),
             (r#"{"kind":"a","timeout_ms":0}"#, "timeout_ms"),
             (r#"{"kind":""}"#, "kind"),
-            (r#"{"kind":"a","resources":{"gpus":1,"gpu_milli":500}}"#, "resources.gpu_milli"),
-            (r#"{"kind":"a","resources":{"gpu_milli":1500}}"#, "resources.gpu_milli"),
-            (r#"{"kind":"a","resources":{"gpu_models":["A100"]}}"#, "resources.gpu_models"),
-            (r#"{"kind":"a","resources":{"custom":{"lic":0}}}"#, "resources.custom"),
+            (
+                r#"{"kind":"a","resources":{"gpus":1,"gpu_milli":500}}"#,
+                "resources.gpu_milli",
+            ),
+            (
+                r#"{"kind":"a","resources":{"gpu_milli":1500}}"#,
+                "resources.gpu_milli",
+            ),
+            (
+                r#"{"kind":"a","resources":{"gpu_models":["A100"]}}"#,
+                "resources.gpu_models",
+            ),
+            (
+                r#"{"kind":"a","resources":{"custom":{"lic":0}}}"#,
+                "resources.custom",
+            ),
         ] {
             let err = decode(json).expect_err(json);
-            assert!(matches!(err, RejectReason::InvalidValue { ref path, .. } if path == field), "{json}: {err:?}");
+            assert!(
+                matches!(err, RejectReason::InvalidValue { ref path, .. } if path == field),
+                "{json}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn oversize_payload_and_record() {
-        let limits = ValidationLimits { max_payload_bytes: 16, ..Default::default() };
+        let limits = ValidationLimits {
+            max_payload_bytes: 16,
+            ..Default::default()
+        };
         let mut v = Validator::new(limits, 0, 1);
-        let err = v.decode(br#"{"kind":"a","payload":"0123456789abcdefghij"}"#, AckToken::NONE, 0).expect_err("big");
-        assert!(matches!(err, RejectReason::Oversize { limit: 16, .. }), "{err:?}");
+        let err = v
+            .decode(
+                br#"{"kind":"a","payload":"0123456789abcdefghij"}"#,
+                AckToken::NONE,
+                0,
+            )
+            .expect_err("big");
+        assert!(
+            matches!(err, RejectReason::Oversize { limit: 16, .. }),
+            "{err:?}"
+        );
         let huge = vec![b' '; 200_000];
-        assert!(matches!(v.decode(&huge, AckToken::NONE, 0), Err(RejectReason::Oversize { .. })));
+        assert!(matches!(
+            v.decode(&huge, AckToken::NONE, 0),
+            Err(RejectReason::Oversize { .. })
+        ));
     }
 }
