@@ -29,7 +29,7 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
-use crate::stats::{new_histogram, PipelineStats};
+use crate::stats::PipelineStats;
 
 /// Most messages moved from an inbox into the dataflow per step.
 const INBOX_BATCH: usize = 1 << 14;
@@ -157,7 +157,6 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     )?;
 
     let probe = ProbeHandle::new();
-    let local_latencies = Arc::new(Mutex::new(new_histogram()));
     let (mut records_in, mut models_in) = worker.dataflow::<Epoch, _, _>(|scope| {
         let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
         let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
@@ -165,7 +164,6 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
 
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
-        let latencies = Arc::clone(&local_latencies);
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
             match store.record_finished(finals) {
                 Ok(fresh) => {
@@ -176,9 +174,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                             finals.iter().zip(&fresh).filter(|(_, new)| **new).map(|(c, _)| c).collect();
                         FileSinks::write(&files.results, &newly);
                     }
-                    if let Ok(mut h) = latencies.lock() {
-                        stats.record_finals(finals, &mut h);
-                    }
+                    stats.record_finals(finals);
                     acks.acknowledge(finals.iter().map(|c| c.task.ack));
                 }
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
@@ -233,9 +229,6 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     drop(models_in);
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(5)));
-    }
-    if let Ok(mut h) = local_latencies.lock() {
-        ctx.stats.merge_latencies(&mut h);
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 impl PipelineStats {
     /// Counts a batch of final completions, recording their latencies.
-    pub fn record_finals(&self, finals: &[Completion], local: &mut Histogram<u64>) {
+    pub fn record_finals(&self, finals: &[Completion]) {
         let (mut ok, mut failed, mut timed_out, mut cancelled) = (0, 0, 0, 0);
         for c in finals {
             match c.outcome {
@@ -70,7 +70,11 @@ impl PipelineStats {
                 Outcome::TimedOut => timed_out += 1,
                 Outcome::Cancelled => cancelled += 1,
             }
-            let _ = local.record(c.latency_us().max(1));
+        }
+        if let Ok(mut histogram) = self.latency_us.lock() {
+            for c in finals {
+                let _ = histogram.record(c.latency_us().max(1));
+            }
         }
         self.succeeded.fetch_add(ok, Ordering::Relaxed);
         self.failed.fetch_add(failed, Ordering::Relaxed);
@@ -83,14 +87,6 @@ impl PipelineStats {
     /// Counts rejections.
     pub fn record_rejections(&self, count: usize) {
         self.rejected.fetch_add(count as u64, Ordering::Release);
-    }
-
-    /// Merges a worker's local latency histogram.
-    pub fn merge_latencies(&self, local: &mut Histogram<u64>) {
-        if let Ok(mut global) = self.latency_us.lock() {
-            let _ = global.add(&*local);
-        }
-        local.reset();
     }
 
     /// Tasks with a final outcome so far.

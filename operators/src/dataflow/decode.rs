@@ -18,8 +18,8 @@ pub trait Decode<'scope> {
     ///
     /// # Examples
     /// ```
+    /// use timely::dataflow::operators::capture::Event;
     /// use timely::dataflow::operators::{Capture, ToStream};
-    /// use timely::dataflow::operators::capture::Extract;
     /// use tidewater_operators::dataflow::Decode;
     /// use tidewater_operators::model::{AckToken, RecordBody, SourceRecord};
     /// use tidewater_operators::validate::{ValidationLimits, Validator};
@@ -35,8 +35,14 @@ pub trait Decode<'scope> {
     ///     let (tasks, rejects) = records.to_stream(scope).decode(validator);
     ///     (tasks.capture(), rejects.capture())
     /// });
-    /// assert_eq!(tasks.extract()[0].1.len(), 1);
-    /// assert_eq!(rejects.extract()[0].1[0].reason.code(), "wrong_type");
+    /// fn records<D>(events: std::sync::mpsc::Receiver<Event<u64, Vec<D>>>) -> Vec<D> {
+    ///     events.try_iter().flat_map(|e| match e {
+    ///         Event::Messages(_, data) => data,
+    ///         Event::Progress(_) => Vec::new(),
+    ///     }).collect()
+    /// }
+    /// assert_eq!(records(tasks).len(), 1);
+    /// assert_eq!(records(rejects)[0].reason.code(), "wrong_type");
     /// ```
     fn decode(
         self,
