@@ -8,14 +8,24 @@
 //! "allocated = sum of running requests, never above capacity" is checked by
 //! [`ShardAllocator::check_invariants`].
 
+mod dot_product;
 mod executor_state;
 mod feasibility;
+mod fgd;
 mod policy;
 mod queue;
+mod random_fit;
 mod shard;
+mod spread;
+mod task_mix;
 
+pub use dot_product::DotProduct;
 pub use executor_state::{ExecutorState, GpuPick};
 pub use feasibility::FeasibilityIndex;
+pub use fgd::{node_fragmentation, Fgd};
 pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, POLICY_NAMES};
 pub use queue::TaskQueue;
+pub use random_fit::RandomFit;
 pub use shard::{AllocatorConfig, Decision, InvariantViolation, Placement, ShardAllocator};
+pub use spread::Spread;
+pub use task_mix::{TaskClass, TaskMix};

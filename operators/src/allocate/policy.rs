@@ -10,6 +10,10 @@ pub trait PlacementPolicy: Send {
     fn name(&self) -> &'static str;
     /// Index of the chosen executor, or `None` if none fits now.
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize>;
+
+    /// Sees every request submitted, placed or not, so that policies that
+    /// model the workload (the fragmentation-aware one) can learn its mix.
+    fn observe(&mut self, _req: &ResourceRequest) {}
 }
 
 /// The first executor, in registry order, that fits.
@@ -65,13 +69,26 @@ pub(crate) fn leftover_score(req: &ResourceRequest, e: &ExecutorState) -> f64 {
 }
 
 /// Names accepted by [`policy_by_name`].
-pub const POLICY_NAMES: &[&str] = &["first_fit", "best_fit"];
+pub const POLICY_NAMES: &[&str] = &[
+    "first_fit",
+    "best_fit",
+    "spread",
+    "dot_product",
+    "random_fit",
+    "fgd",
+];
 
-/// Builds a policy from its configuration name.
+/// Builds a policy from its configuration name. The fragmentation-aware
+/// policy starts with an empty task mix and learns it from the requests it
+/// observes; [`super::Fgd::with_mix`] seeds it with a known one.
 pub fn policy_by_name(name: &str) -> Option<Box<dyn PlacementPolicy>> {
     match name {
         "first_fit" => Some(Box::new(FirstFit)),
         "best_fit" => Some(Box::new(BestFit)),
+        "spread" => Some(Box::new(super::Spread)),
+        "dot_product" => Some(Box::new(super::DotProduct)),
+        "random_fit" => Some(Box::new(super::RandomFit::new(0x5eed))),
+        "fgd" => Some(Box::new(super::Fgd::new())),
         _ => None,
     }
 }
