@@ -1,1 +1,318 @@
-//! Replay of the openb GPU cluster trace (Alibaba, ATC '23) through placement policies.
+//! Replay of the openb GPU cluster trace (Alibaba, ATC '23) through
+//! placement policies, to saturation.
+//!
+//! The node list becomes the cluster; the pod list defines the workload mix.
+//! Following the FGD paper's method, pods are drawn at random (with
+//! replacement, seeded) from the trace and submitted one after another, each
+//! placed by the policy or counted as failed, until the GPU demand that has
+//! arrived equals the cluster's GPU capacity: that is saturation, where the
+//! share of GPU capacity still unallocated is reported. The allocation curve
+//! records (arrived demand, allocated) every 2% of capacity. The first pod
+//! that failed to place is reported too.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use tidewater_operators::allocate::{policy_by_name, ExecutorState, Fgd, PlacementPolicy, TaskMix};
+use tidewater_operators::model::{ExecutorSpec, GpuDevice, GpuRequest, Name, ResourceRequest};
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A file could not be read or parsed.
+    #[error("{path}: {detail}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What went wrong, with the line where there is one.
+        detail: String,
+    },
+    /// A row has values outside what the format allows.
+    #[error("{path} line {line}: {detail}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The policy name is not known.
+    #[error("unknown policy {0:?}")]
+    UnknownPolicy(String),
+    /// Nothing to replay.
+    #[error("{0}")]
+    Empty(String),
+}
+
+#[derive(Deserialize)]
+struct NodeRow {
+    sn: String,
+    cpu_milli: u64,
+    memory_mib: u64,
+    gpu: usize,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PodRow {
+    #[allow(dead_code)]
+    name: String,
+    cpu_milli: u32,
+    memory_mib: u32,
+    num_gpu: u8,
+    gpu_milli: u16,
+    #[serde(default)]
+    gpu_spec: Option<String>,
+}
+
+fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(u64, T)>, ReplayError> {
+    let name = path.display().to_string();
+    let mut reader = csv::Reader::from_path(path).map_err(|e| ReplayError::Read {
+        path: name.clone(),
+        detail: e.to_string(),
+    })?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<T>().enumerate() {
+        let line = i as u64 + 2;
+        let row = row.map_err(|e| ReplayError::Invalid {
+            path: name.clone(),
+            line,
+            detail: e.to_string(),
+        })?;
+        rows.push((line, row));
+    }
+    Ok(rows)
+}
+
+/// Reads an openb node list into executor specs.
+pub fn read_nodes(path: &Path) -> Result<Vec<ExecutorSpec>, ReplayError> {
+    let nodes: Vec<ExecutorSpec> = read_rows::<NodeRow>(path)?
+        .into_iter()
+        .map(|(_, n)| {
+            let model = Name::from(n.model.unwrap_or_default().trim());
+            let mut spec = ExecutorSpec::cpu(n.sn.as_str(), n.cpu_milli, n.memory_mib);
+            spec.gpus = (0..n.gpu)
+                .map(|_| GpuDevice {
+                    model: model.clone(),
+                })
+                .collect();
+            spec
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Err(ReplayError::Empty(format!("{}: no nodes", path.display())));
+    }
+    Ok(nodes)
+}
+
+/// Reads an openb pod list into resource requests.
+pub fn read_pods(path: &Path) -> Result<Vec<ResourceRequest>, ReplayError> {
+    let name = path.display().to_string();
+    let mut pods = Vec::new();
+    for (line, p) in read_rows::<PodRow>(path)? {
+        let invalid = |detail: String| ReplayError::Invalid {
+            path: name.clone(),
+            line,
+            detail,
+        };
+        let gpu = match (p.num_gpu, p.gpu_milli) {
+            (0, _) => GpuRequest::None,
+            (1, m) if m > 0 && m < 1000 => GpuRequest::Fraction(m),
+            (n, 1000) | (n, 0) => GpuRequest::Whole(n),
+            (n, m) => {
+                return Err(invalid(format!(
+                    "num_gpu {n} with gpu_milli {m}: a share is of one GPU"
+                )))
+            }
+        };
+        if p.cpu_milli == 0 {
+            return Err(invalid("cpu_milli must be at least 1".into()));
+        }
+        let gpu_models: Box<[Name]> = p
+            .gpu_spec
+            .as_deref()
+            .unwrap_or_default()
+            .split('|')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(Name::from)
+            .collect();
+        let gpu_models = if gpu == GpuRequest::None {
+            Box::new([]) as Box<[Name]>
+        } else {
+            gpu_models
+        };
+        pods.push(ResourceRequest {
+            cpu_milli: p.cpu_milli,
+            memory_mib: p.memory_mib,
+            gpu,
+            gpu_models,
+            custom: Box::new([]),
+        });
+    }
+    if pods.is_empty() {
+        return Err(ReplayError::Empty(format!("{name}: no pods")));
+    }
+    Ok(pods)
+}
+
+/// One point of the allocation curve, as shares of cluster GPU capacity.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// GPU demand submitted so far.
+    pub arrived: f64,
+    /// GPU capacity allocated so far.
+    pub allocated: f64,
+}
+
+/// The result of a replay (averaged over runs where it says so).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    /// Policy name.
+    pub policy: String,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// GPUs in the cluster.
+    pub gpus: usize,
+    /// Pods in the trace (the mix).
+    pub trace_pods: usize,
+    /// Independent runs averaged.
+    pub runs: usize,
+    /// Pods submitted per run, on average.
+    pub submitted: f64,
+    /// Pods placed per run, on average.
+    pub placed: f64,
+    /// Placement decisions per second (placed or failed), over all runs.
+    pub placements_per_sec: f64,
+    /// Share of GPU capacity unallocated when arrived demand reached
+    /// capacity, averaged over runs.
+    pub unallocated_gpu_share_at_saturation: f64,
+    /// Arrived demand (share of capacity) when the first pod failed to
+    /// place, averaged over runs.
+    pub first_failure_at_arrived_share: f64,
+    /// Allocation curve of the first run.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// Builds the named policy; `fgd` is seeded with the trace's mix, as the
+/// paper assumes the workload distribution is known.
+fn policy(
+    name: &str,
+    pods: &[ResourceRequest],
+    seed: u64,
+) -> Result<Box<dyn PlacementPolicy>, ReplayError> {
+    match name {
+        "fgd" => Ok(Box::new(Fgd::with_mix(TaskMix::from_requests(pods)))),
+        "random_fit" => Ok(Box::new(tidewater_operators::allocate::RandomFit::new(
+            seed,
+        ))),
+        other => policy_by_name(other).ok_or_else(|| ReplayError::UnknownPolicy(other.to_string())),
+    }
+}
+
+/// Replays `pods` on `nodes` with `policy_name`, `runs` times from `seed`.
+pub fn replay(
+    nodes: &[ExecutorSpec],
+    pods: &[ResourceRequest],
+    policy_name: &str,
+    seed: u64,
+    runs: usize,
+) -> Result<ReplayReport, ReplayError> {
+    let capacity: u64 = nodes.iter().map(|n| n.gpus.len() as u64 * 1000).sum();
+    if capacity == 0 {
+        return Err(ReplayError::Empty("the cluster has no GPUs".into()));
+    }
+    let runs = runs.max(1);
+    let (mut decisions, mut seconds) = (0u64, 0.0f64);
+    let (mut submitted, mut placed, mut unallocated, mut first_failure) = (0.0, 0.0, 0.0, 0.0);
+    let mut curve = Vec::new();
+    for run in 0..runs {
+        let run_seed = seed.wrapping_add(run as u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(run_seed);
+        let mut policy = policy(policy_name, pods, run_seed)?;
+        let mut executors: Vec<ExecutorState> =
+            nodes.iter().cloned().map(ExecutorState::new).collect();
+        let (mut arrived, mut allocated, mut count, mut ok) = (0u64, 0u64, 0u64, 0u64);
+        let mut first: Option<f64> = None;
+        let mut next_point = 0.0;
+        let started = Instant::now();
+        while arrived < capacity {
+            let pod = &pods[rng.random_range(0..pods.len())];
+            count += 1;
+            arrived += u64::from(pod.gpu.milli());
+            if let Some(index) = policy.choose(pod, &executors) {
+                if let Some(pick) = executors[index].fit(pod) {
+                    executors[index].take(pod, &pick);
+                    allocated += u64::from(pod.gpu.milli());
+                    ok += 1;
+                }
+            } else if first.is_none() {
+                first = Some(arrived as f64 / capacity as f64);
+            }
+            if run == 0 && arrived as f64 / capacity as f64 >= next_point {
+                curve.push(CurvePoint {
+                    arrived: arrived as f64 / capacity as f64,
+                    allocated: allocated as f64 / capacity as f64,
+                });
+                next_point += 0.02;
+            }
+        }
+        seconds += started.elapsed().as_secs_f64();
+        decisions += count;
+        submitted += count as f64;
+        placed += ok as f64;
+        unallocated += 1.0 - allocated as f64 / capacity as f64;
+        first_failure += first.unwrap_or(1.0);
+    }
+    let n = runs as f64;
+    Ok(ReplayReport {
+        policy: policy_name.to_string(),
+        nodes: nodes.len(),
+        gpus: (capacity / 1000) as usize,
+        trace_pods: pods.len(),
+        runs,
+        submitted: submitted / n,
+        placed: placed / n,
+        placements_per_sec: decisions as f64 / seconds.max(1e-9),
+        unallocated_gpu_share_at_saturation: unallocated / n,
+        first_failure_at_arrived_share: first_failure / n,
+        curve,
+    })
+}
+
+/// A cluster of `size` nodes keeping the trace's mix of node types: an
+/// even sample of the list when smaller, the list repeated when larger (ids
+/// made unique).
+pub fn resize_cluster(nodes: &[ExecutorSpec], size: usize) -> Vec<ExecutorSpec> {
+    (0..size)
+        .map(|i| {
+            let index = if size <= nodes.len() {
+                i * nodes.len() / size
+            } else {
+                i % nodes.len()
+            };
+            let mut spec = nodes[index].clone();
+            spec.id = Name::from(format!("{}-{}", spec.id, i / nodes.len()));
+            spec
+        })
+        .collect()
+}
+
+/// Reads the trace files and replays them (the `tidewater replay` command).
+pub fn replay_openb(
+    nodes_path: &Path,
+    pods_path: &Path,
+    policy_name: &str,
+    seed: u64,
+    runs: usize,
+) -> Result<ReplayReport, ReplayError> {
+    let nodes = read_nodes(nodes_path)?;
+    let pods = read_pods(pods_path)?;
+    replay(&nodes, &pods, policy_name, seed, runs)
+}

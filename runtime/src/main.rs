@@ -32,6 +32,8 @@ enum Command {
     Submit(SubmitArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
+    /// Replay a cluster trace through a placement policy (openb format).
+    Replay(ReplayArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -111,6 +113,38 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct ReplayArgs {
+    /// openb node list (CSV).
+    #[arg(
+        long,
+        default_value = "../shared/data/openb/openb_node_list_all_node.csv"
+    )]
+    nodes: PathBuf,
+    /// openb pod list (CSV).
+    #[arg(
+        long,
+        default_value = "../shared/data/openb/openb_pod_list_default.csv"
+    )]
+    pods: PathBuf,
+    /// Placement policy: first_fit, best_fit, spread, dot_product, random_fit, fgd.
+    #[arg(long, default_value = "fgd")]
+    policy: String,
+    /// Random seed of the first run.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Independent runs to average.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Resize the cluster to this many nodes by cycling through the node
+    /// list (for measuring how placement cost grows with cluster size).
+    #[arg(long)]
+    cluster_size: Option<usize>,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and check a config file.
@@ -132,6 +166,29 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::Submit(args) => submit(args),
         Command::Bench(args) => bench(args),
+        Command::Replay(args) => {
+            let mut nodes = tidewater_bench::openb::read_nodes(&args.nodes)?;
+            if let Some(size) = args.cluster_size {
+                nodes = tidewater_bench::openb::resize_cluster(&nodes, size);
+            }
+            let pods = tidewater_bench::openb::read_pods(&args.pods)?;
+            let report =
+                tidewater_bench::openb::replay(&nodes, &pods, &args.policy, args.seed, args.runs)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{}: {:.1}% of GPU capacity unallocated at saturation, {:.0} placements/s ({} nodes, {} GPUs, {} runs)",
+                    report.policy,
+                    100.0 * report.unallocated_gpu_share_at_saturation,
+                    report.placements_per_sec,
+                    report.nodes,
+                    report.gpus,
+                    report.runs
+                );
+            }
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Validate { file },
         } => {

@@ -12,16 +12,47 @@
 //! whose fragmentation grows least (the "gradient"), breaking ties by the
 //! tightest fit.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
 use crate::model::{GpuRequest, ResourceRequest, GPU_MILLI_PER_DEVICE};
 
 use super::policy::leftover_score;
 use super::{ExecutorState, GpuPick, PlacementPolicy, TaskClass, TaskMix};
 
 /// The fragmentation-aware policy.
+///
+/// Deciding costs one fragmentation evaluation per *distinct* node state
+/// that fits: nodes of the same shape in the same state share one
+/// evaluation within a decision, and each node's current fragmentation is
+/// cached until its state changes.
 #[derive(Clone, Debug, Default)]
 pub struct Fgd {
     mix: TaskMix,
     scratch: Vec<u16>,
+    /// Fragmentation of each node's current state, keyed by the state.
+    current: Vec<(u64, f64)>,
+    /// Deltas computed in this decision, by node state.
+    deltas: HashMap<u64, f64>,
+    /// Number of classes the caches were computed with.
+    cached_classes: usize,
+}
+
+/// A fingerprint of a node's shape and free resources.
+fn state_key(e: &ExecutorState) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        e.spec.cpu_milli,
+        e.spec.memory_mib,
+        e.free_cpu_milli,
+        e.free_memory_mib,
+    )
+        .hash(&mut h);
+    e.free_gpu_milli.hash(&mut h);
+    for gpu in &e.spec.gpus {
+        gpu.model.hash(&mut h);
+    }
+    h.finish()
 }
 
 impl Fgd {
@@ -34,7 +65,7 @@ impl Fgd {
     pub fn with_mix(mix: TaskMix) -> Self {
         Fgd {
             mix,
-            scratch: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -125,6 +156,8 @@ impl PlacementPolicy for Fgd {
 
     fn observe(&mut self, req: &ResourceRequest) {
         self.mix.observe(req);
+        // The mix changed: cached fragmentation values are stale.
+        self.current.clear();
     }
 
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
@@ -132,33 +165,54 @@ impl PlacementPolicy for Fgd {
             self.mix.observe(req);
         }
         let classes = self.mix.classes();
+        if self.current.len() != executors.len() || self.cached_classes != classes.len() {
+            self.current = vec![(0, f64::NAN); executors.len()];
+            self.cached_classes = classes.len();
+        }
+        self.deltas.clear();
         let mut best: Option<(usize, f64, f64)> = None;
         for (i, e) in executors.iter().enumerate() {
             let Some(pick) = e.fit(req) else { continue };
-            let before = node_fragmentation(
-                e,
-                e.free_cpu_milli,
-                e.free_memory_mib,
-                &e.free_gpu_milli,
-                classes,
-            );
-            self.scratch.clear();
-            self.scratch.extend_from_slice(&e.free_gpu_milli);
-            match &pick {
-                GpuPick::None => {}
-                GpuPick::Share { device, milli } => self.scratch[usize::from(*device)] -= milli,
-                GpuPick::Whole(devices) => devices
-                    .iter()
-                    .for_each(|d| self.scratch[usize::from(*d)] = 0),
-            }
-            let after = node_fragmentation(
-                e,
-                e.free_cpu_milli - u64::from(req.cpu_milli),
-                e.free_memory_mib - u64::from(req.memory_mib),
-                &self.scratch,
-                classes,
-            );
-            let delta = after - before;
+            let key = state_key(e);
+            let delta = match self.deltas.get(&key) {
+                Some(&delta) => delta,
+                None => {
+                    let (cached_key, cached) = self.current[i];
+                    let before = if cached_key == key && !cached.is_nan() {
+                        cached
+                    } else {
+                        let value = node_fragmentation(
+                            e,
+                            e.free_cpu_milli,
+                            e.free_memory_mib,
+                            &e.free_gpu_milli,
+                            classes,
+                        );
+                        self.current[i] = (key, value);
+                        value
+                    };
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&e.free_gpu_milli);
+                    match &pick {
+                        GpuPick::None => {}
+                        GpuPick::Share { device, milli } => {
+                            self.scratch[usize::from(*device)] -= milli
+                        }
+                        GpuPick::Whole(devices) => devices
+                            .iter()
+                            .for_each(|d| self.scratch[usize::from(*d)] = 0),
+                    }
+                    let after = node_fragmentation(
+                        e,
+                        e.free_cpu_milli - u64::from(req.cpu_milli),
+                        e.free_memory_mib - u64::from(req.memory_mib),
+                        &self.scratch,
+                        classes,
+                    );
+                    self.deltas.insert(key, after - before);
+                    after - before
+                }
+            };
             let tightness = leftover_score(req, e);
             let better = match best {
                 None => true,
