@@ -16,5 +16,6 @@
 
 pub mod allocate;
 pub mod dataflow;
+pub mod learn;
 pub mod model;
 pub mod validate;

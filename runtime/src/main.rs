@@ -32,7 +32,8 @@ enum Command {
     Submit(SubmitArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
-    /// Replay a cluster trace through a placement policy (openb format).
+    /// Replay a trace: an openb cluster through a placement policy, or (with
+    /// --swf) a batch log through fcfs, user-estimate or learned scheduling.
     Replay(ReplayArgs),
     /// Configuration commands.
     Config {
@@ -115,6 +116,9 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct ReplayArgs {
+    /// A Standard Workload Format log to simulate instead of the openb trace.
+    #[arg(long)]
+    swf: Option<PathBuf>,
     /// openb node list (CSV).
     #[arg(
         long,
@@ -127,7 +131,8 @@ struct ReplayArgs {
         default_value = "../shared/data/openb/openb_pod_list_default.csv"
     )]
     pods: PathBuf,
-    /// Placement policy: first_fit, best_fit, spread, dot_product, random_fit, fgd.
+    /// openb: first_fit, best_fit, spread, dot_product, random_fit, fgd;
+    /// SWF: fcfs, user-estimate, learned.
     #[arg(long, default_value = "fgd")]
     policy: String,
     /// Random seed of the first run.
@@ -166,6 +171,23 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::Submit(args) => submit(args),
         Command::Bench(args) => bench(args),
+        Command::Replay(ReplayArgs {
+            swf: Some(swf),
+            policy,
+            json,
+            ..
+        }) => {
+            let report = tidewater_bench::swf::replay_swf(&swf, &policy)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{}: mean wait {:.0} s, mean bounded slowdown {:.2}, utilization {:.3} ({} jobs)",
+                    report.policy, report.mean_wait_s, report.mean_bounded_slowdown, report.utilization, report.jobs
+                );
+            }
+            Ok(())
+        }
         Command::Replay(args) => {
             let mut nodes = tidewater_bench::openb::read_nodes(&args.nodes)?;
             if let Some(size) = args.cluster_size {
