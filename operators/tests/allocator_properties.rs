@@ -262,3 +262,35 @@ fn expired_deadlines_and_infeasible_requests_are_rejected() {
         "{reasons:?}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Every policy picks an executor where the request fits, and finds one
+    /// whenever one exists.
+    #[test]
+    fn every_policy_chooses_only_executors_that_fit(
+        load in proptest::collection::vec(request(), 0..12),
+        req in request(),
+    ) {
+        use tidewater_operators::allocate::{policy_by_name, POLICY_NAMES};
+        let mut executors: Vec<_> = cluster().into_iter().map(tidewater_operators::allocate::ExecutorState::new).collect();
+        for (n, r) in load.iter().enumerate() {
+            let e = &mut executors[n % 3];
+            if let Some(pick) = e.fit(r) {
+                e.take(r, &pick);
+            }
+        }
+        let any_fits = executors.iter().any(|e| e.fit(&req).is_some());
+        for name in POLICY_NAMES {
+            let mut policy = policy_by_name(name).expect("known policy");
+            for r in &load {
+                policy.observe(r);
+            }
+            match policy.choose(&req, &executors) {
+                Some(i) => prop_assert!(executors[i].fit(&req).is_some(), "{name} chose {i}, which does not fit"),
+                None => prop_assert!(!any_fits, "{name} found nothing though an executor fits"),
+            }
+        }
+    }
+}
