@@ -2,6 +2,7 @@
 
 use crate::model::ResourceRequest;
 
+use super::policy::{pick_by_score, Prefer};
 use super::{ExecutorState, PlacementPolicy};
 
 /// Places each task where the dot product of its demand vector and the
@@ -26,12 +27,6 @@ impl PlacementPolicy for DotProduct {
         "dot_product"
     }
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        executors
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.fit(req).is_some())
-            .map(|(i, e)| (i, alignment(req, e)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map(|(i, _)| i)
+        pick_by_score(req, executors, Prefer::Highest, alignment)
     }
 }

@@ -39,14 +39,45 @@ impl PlacementPolicy for BestFit {
         "best_fit"
     }
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        executors
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.fit(req).is_some())
-            .map(|(i, e)| (i, leftover_score(req, e)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(i, _)| i)
+        pick_by_score(req, executors, Prefer::Lowest, leftover_score)
     }
+}
+
+/// Which end of a score a policy wants.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefer {
+    /// The smallest score wins.
+    Lowest,
+    /// The largest score wins.
+    Highest,
+}
+
+/// The executor that fits `req` with the preferred `score`; ties go to the
+/// earliest in registry order.
+pub(crate) fn pick_by_score(
+    req: &ResourceRequest,
+    executors: &[ExecutorState],
+    prefer: Prefer,
+    score: impl Fn(&ResourceRequest, &ExecutorState) -> f64,
+) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, e) in executors.iter().enumerate() {
+        if e.fit(req).is_none() {
+            continue;
+        }
+        let s = score(req, e);
+        let better = match best {
+            None => true,
+            Some((_, b)) => match prefer {
+                Prefer::Lowest => s < b,
+                Prefer::Highest => s > b,
+            },
+        };
+        if better {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Sum over dimensions of the free fraction left after placing `req` on `e`.

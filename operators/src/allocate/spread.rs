@@ -2,7 +2,7 @@
 
 use crate::model::ResourceRequest;
 
-use super::policy::leftover_score;
+use super::policy::{leftover_score, pick_by_score, Prefer};
 use super::{ExecutorState, PlacementPolicy};
 
 /// Places each task on the executor that keeps the most capacity free
@@ -15,12 +15,6 @@ impl PlacementPolicy for Spread {
         "spread"
     }
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        executors
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.fit(req).is_some())
-            .map(|(i, e)| (i, leftover_score(req, e)))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map(|(i, _)| i)
+        pick_by_score(req, executors, Prefer::Highest, leftover_score)
     }
 }
