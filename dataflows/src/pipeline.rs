@@ -1,9 +1,11 @@
 //! The task pipeline: sources to results, with the release feedback loop.
 //!
 //! ```text
-//!  records ─► Decode ─┬─► tasks ─► Coordinate ─► assignments ─► Execute ─┐
-//!                     │              ▲   │  ▲                           │
-//!                     │  models ─────┘   │  └── feedback (+1 epoch) ◄───┤ completions
+//!  records ─► Decode ─┬─► tasks ─► Coordinate ─► work (run/abort) ─► Execute ─┐
+//!                     │              ▲ ▲ │  ▲                               │
+//!                     │  models ─────┘ │ │  └── feedback (+1 epoch) ◄───────┤ completions
+//!                     │  control ──────┘ │     (broadcast: cancel, join, heartbeat,
+//!                     │                  │      leave, reserve)
 //!                     │ (broadcast)      │       ◄── forwards           │
 //!                     ▼                  ▼                              │
 //!                 rejections ◄─── rejections      finals ──► (to origin worker)
@@ -24,7 +26,7 @@ use tidewater_operators::dataflow::{
     Feedback, TimedStream,
 };
 use tidewater_operators::model::{
-    Completion, MetricEvent, MetricKind, ModelUpdate, Name, Rejection, SourceRecord,
+    Completion, ControlCommand, MetricEvent, MetricKind, ModelUpdate, Name, Rejection, SourceRecord,
 };
 use tidewater_operators::validate::Validator;
 
@@ -50,21 +52,26 @@ pub struct PipelineStreams<'scope> {
     pub metrics: TimedStream<'scope, MetricEvent>,
 }
 
-/// Builds the task pipeline over `records` and `models` (model updates from
-/// any worker; they are broadcast to every coordinator here).
+/// Builds the task pipeline over `records`, `models` (model updates from
+/// any worker) and `control` commands (from any worker); models and
+/// commands are broadcast to every coordinator here.
 pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
     records: TimedStream<'scope, SourceRecord>,
     models: TimedStream<'scope, ModelUpdate>,
+    control: TimedStream<'scope, ControlCommand>,
     parts: PipelineParts<B>,
 ) -> PipelineStreams<'scope> {
     let scope = records.scope();
     let emit_metrics = parts.emit_metrics;
     let (tasks, decode_rejections) = records.decode(parts.validator);
     let (loop_handle, feedback) = scope.feedback::<Vec<Feedback>>(1);
-    let coordinated = tasks
-        .clone()
-        .coordinate(feedback, models.broadcast(), parts.coordinator);
-    let completions = coordinated.assignments.execute(parts.backend);
+    let coordinated = tasks.clone().coordinate(
+        feedback,
+        models.broadcast(),
+        control.broadcast(),
+        parts.coordinator,
+    );
+    let completions = coordinated.work.execute(parts.backend);
     completions
         .map(Feedback::Completed)
         .concat(coordinated.forwards)

@@ -3,8 +3,12 @@
 //! The timely `Execute` operator calls [`LocalBackend::start`] for each
 //! assignment. Inline handlers complete at once; async handlers are spawned
 //! on the tokio runtime with the task's timeout, and their completions come
-//! back over a channel, waking the operator through its activator.
+//! back over a channel, waking the operator through its activator. An
+//! abort (cancellation, executor loss) drops the handler's future — a
+//! command's process is killed with it — and completes the attempt with an
+//! outcome saying why.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use timely::scheduling::SyncActivator;
 
 use tidewater_operators::dataflow::ExecutionBackend;
-use tidewater_operators::model::{now_micros, Assignment, Completion, Outcome};
+use tidewater_operators::model::{now_micros, AbortReason, Assignment, Completion, Lease, Outcome};
 
 use crate::handlers::{Handler, HandlerFailure, HandlerRegistry, HandlerResult};
 
@@ -24,6 +28,8 @@ pub struct LocalBackend {
     done_rx: Receiver<Completion>,
     activator: Option<Arc<SyncActivator>>,
     in_flight: usize,
+    /// How to stop each running asynchronous attempt, by lease.
+    aborts: HashMap<Lease, tokio::sync::oneshot::Sender<AbortReason>>,
 }
 
 impl LocalBackend {
@@ -37,6 +43,7 @@ impl LocalBackend {
             done_rx,
             activator: None,
             in_flight: 0,
+            aborts: HashMap::new(),
         }
     }
 }
@@ -83,15 +90,25 @@ impl ExecutionBackend for LocalBackend {
                 let timeout = Duration::from_millis(assignment.task.timeout_ms);
                 let tx = self.done_tx.clone();
                 let activator = self.activator.clone();
+                let (abort_tx, abort_rx) = tokio::sync::oneshot::channel();
+                self.aborts.insert(assignment.lease, abort_tx);
                 self.runtime.spawn(async move {
-                    let finished = match tokio::time::timeout(timeout, future).await {
-                        Ok(result) => completion(assignment, started_at_us, result),
-                        Err(_elapsed) => {
-                            let mut c =
-                                completion(assignment, started_at_us, Ok(Default::default()));
-                            c.outcome = Outcome::TimedOut;
-                            c
-                        }
+                    let stopped = |assignment, outcome| {
+                        let mut c = completion(assignment, started_at_us, Ok(Default::default()));
+                        c.outcome = outcome;
+                        c
+                    };
+                    let finished = tokio::select! {
+                        result = tokio::time::timeout(timeout, future) => match result {
+                            Ok(result) => completion(assignment, started_at_us, result),
+                            Err(_elapsed) => stopped(assignment, Outcome::TimedOut),
+                        },
+                        Ok(reason) = abort_rx => stopped(assignment, match reason {
+                            AbortReason::Cancelled => Outcome::Cancelled,
+                            AbortReason::ExecutorLost => Outcome::Failed {
+                                reason: "stopped: its executor was declared lost".into(),
+                            },
+                        }),
                     };
                     // The receiver lives as long as the dataflow; if it is gone
                     // the pipeline is shutting down and the result is moot.
@@ -112,9 +129,17 @@ impl ExecutionBackend for LocalBackend {
         }
     }
 
+    fn abort(&mut self, lease: Lease, reason: AbortReason) {
+        if let Some(abort) = self.aborts.remove(&lease) {
+            // The attempt may have just finished; then there is nothing to stop.
+            let _ = abort.send(reason);
+        }
+    }
+
     fn poll(&mut self, done: &mut Vec<Completion>) {
         for c in self.done_rx.try_iter() {
             self.in_flight -= 1;
+            self.aborts.remove(&c.lease);
             done.push(c);
         }
     }

@@ -183,7 +183,9 @@ fn bench_worker(
     let (mut records_in, mut models_in) = worker.dataflow::<Epoch, _, _>(|scope| {
         let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
         let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
-        let streams = task_pipeline(records, models, parts);
+        // The benchmark sends no control commands.
+        let control = timely::dataflow::operators::generic::operator::empty(scope);
+        let streams = task_pipeline(records, models, control, parts);
         let (completed, local) = (Rc::clone(&completed), Rc::clone(&local));
         sink_batches(
             streams.finals,

@@ -12,7 +12,7 @@ use std::thread::Thread;
 use crossbeam_channel::{Receiver, Sender};
 
 use tidewater_operators::model::{
-    now_micros, AckToken, ModelUpdate, Name, RecordBody, SourceRecord,
+    now_micros, AckToken, ControlCommand, ModelUpdate, Name, RecordBody, SourceRecord,
 };
 
 /// A message for one worker.
@@ -22,6 +22,8 @@ pub enum WorkerMessage {
     Record(SourceRecord),
     /// A new model version to broadcast to the coordinators.
     Model(ModelUpdate),
+    /// A control command to broadcast to the coordinators.
+    Control(ControlCommand),
 }
 
 /// Why a record was not taken.
@@ -128,6 +130,12 @@ impl Ingress {
     /// broadcasts it).
     pub fn submit_model(&self, update: ModelUpdate) -> Result<(), IngressError> {
         self.send_to(0, WorkerMessage::Model(update))
+    }
+
+    /// Sends a control command (cancel, executor join/heartbeat/leave,
+    /// reservation); the dataflow broadcasts it to every coordinator.
+    pub fn submit_control(&self, command: ControlCommand) -> Result<(), IngressError> {
+        self.send_to(0, WorkerMessage::Control(command))
     }
 
     fn send_to(&self, local: usize, message: WorkerMessage) -> Result<(), IngressError> {

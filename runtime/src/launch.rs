@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  Ingress ──► WorkerInbox ──► records input ─► task_pipeline ─► finals ──► store, results file, acks
-//!                          └─► models input  ─┘                └► rejections ─► store, dead letters, acks
+//!                          ├─► models input  ─┤                └► rejections ─► store, dead letters, acks
+//!                          └─► control input ─┘
 //! ```
 
 use std::fs::File;
@@ -21,7 +22,9 @@ use tidewater_dataflows::pipeline::{task_pipeline, PipelineParts};
 use tidewater_dataflows::sinks::sink_batches;
 use tidewater_operators::allocate::{FeasibilityIndex, ShardAllocator};
 use tidewater_operators::dataflow::CoordinatorState;
-use tidewater_operators::model::{Completion, Epoch, ModelUpdate, Rejection, SourceRecord};
+use tidewater_operators::model::{
+    Completion, ControlCommand, Epoch, ModelUpdate, Rejection, SourceRecord,
+};
 use tidewater_operators::validate::Validator;
 
 use crate::acks::AckRegistry;
@@ -157,10 +160,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     )?;
 
     let probe = ProbeHandle::new();
-    let (mut records_in, mut models_in) = worker.dataflow::<Epoch, _, _>(|scope| {
+    let (mut records_in, mut models_in, mut control_in) = worker.dataflow::<Epoch, _, _>(|scope| {
         let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
         let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
-        let streams = task_pipeline(records, models, parts);
+        let (control_in, control) = scope.new_input::<Vec<ControlCommand>>();
+        let streams = task_pipeline(records, models, control, parts);
 
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
@@ -195,18 +199,20 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
             rejections.clear();
         });
         sink_batches(streams.metrics, "Metrics", |metrics| metrics.clear());
-        (records_in, models_in)
+        (records_in, models_in, control_in)
     });
 
     let mut epoch = now_ms();
     records_in.advance_to(epoch);
     models_in.advance_to(epoch);
+    control_in.advance_to(epoch);
     loop {
         let mut moved = 0;
         for message in inbox.receiver.try_iter().take(INBOX_BATCH) {
             match message {
                 WorkerMessage::Record(record) => records_in.send(record),
                 WorkerMessage::Model(update) => models_in.send(update),
+                WorkerMessage::Control(command) => control_in.send(command),
             }
             moved += 1;
         }
@@ -215,6 +221,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
             epoch = now;
             records_in.advance_to(epoch);
             models_in.advance_to(epoch);
+            control_in.advance_to(epoch);
         }
         if moved == 0 {
             if inbox.is_closed() && inbox.receiver.is_empty() {
@@ -227,6 +234,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     }
     drop(records_in);
     drop(models_in);
+    drop(control_in);
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(5)));
     }

@@ -34,6 +34,19 @@ impl FeasibilityIndex {
         }
     }
 
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Every executor with the shard that owns it.
+    pub fn executors(&self) -> impl Iterator<Item = (u32, &ExecutorSpec)> {
+        self.shards
+            .iter()
+            .enumerate()
+            .flat_map(|(i, list)| list.iter().map(move |e| (i as u32, &e.spec)))
+    }
+
     /// Adds an executor that joined at run time.
     pub fn add(&mut self, shard: u32, spec: ExecutorSpec) {
         if let Some(list) = self.shards.get_mut(shard as usize) {

@@ -15,9 +15,12 @@ mod fgd;
 mod policy;
 mod queue;
 mod random_fit;
+mod registry;
+mod reservation;
 mod shard;
 mod spread;
 mod task_mix;
+mod tenants;
 
 pub use dot_product::DotProduct;
 pub use executor_state::{ExecutorState, GpuPick};
@@ -26,6 +29,11 @@ pub use fgd::{node_fragmentation, Fgd};
 pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, POLICY_NAMES};
 pub use queue::TaskQueue;
 pub use random_fit::RandomFit;
-pub use shard::{AllocatorConfig, Decision, InvariantViolation, Placement, ShardAllocator};
+pub use registry::{ExecutorRegistry, Liveness, RegistryEntry};
+pub use reservation::Reservation;
+pub use shard::{
+    home_shard, AllocatorConfig, Decision, InvariantViolation, Placement, ShardAllocator,
+};
 pub use spread::Spread;
 pub use task_mix::{TaskClass, TaskMix};
+pub use tenants::{ResourceQuota, TenantBook, TenantConfig, Usage};

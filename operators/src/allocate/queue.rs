@@ -1,31 +1,32 @@
-//! The wait queue: QoS class first, then priority, then earliest deadline.
+//! The wait queue: QoS class first, then priority, then earliest deadline,
+//! then fair share between tenants, then arrival order.
+//!
+//! Each tenant has its own heap ordered by (class, priority, deadline,
+//! arrival). Taking the next task compares the heads of the tenants' heaps
+//! and, among heads of equal class, priority and deadline, serves the tenant
+//! with the smallest weighted dominant share (see [`super::TenantBook`]), so
+//! that under contention tenants share capacity in proportion to their
+//! weights. With one tenant this is a single heap.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 
-use crate::model::Task;
+use crate::model::{Name, QosClass, Task};
 
 struct Queued {
     task: Task,
     seq: u64,
 }
 
+type Rank = (Reverse<QosClass>, i32, Reverse<u64>);
+
 impl Queued {
-    /// Larger is served first.
-    fn rank(
-        &self,
-    ) -> (
-        std::cmp::Reverse<crate::model::QosClass>,
-        i32,
-        std::cmp::Reverse<u64>,
-        std::cmp::Reverse<u64>,
-    ) {
-        use std::cmp::Reverse;
+    /// Class, priority and deadline: what outranks fair share.
+    fn rank(&self) -> Rank {
         (
             Reverse(self.task.qos),
             self.task.priority,
             Reverse(self.task.deadline_ms.unwrap_or(u64::MAX)),
-            Reverse(self.seq),
         )
     }
 }
@@ -43,16 +44,18 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.rank().cmp(&other.rank())
+        self.rank()
+            .cmp(&other.rank())
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
-/// Tasks waiting for capacity, served by QoS class (latency sensitive
-/// first), then priority (higher first), then deadline (earlier first), then
-/// arrival.
+/// Tasks waiting for capacity, one heap per tenant.
 #[derive(Default)]
 pub struct TaskQueue {
-    heap: BinaryHeap<Queued>,
+    heaps: Vec<(Name, BinaryHeap<Queued>)>,
+    by_tenant: HashMap<Name, usize>,
+    len: usize,
     next_seq: u64,
 }
 
@@ -65,54 +68,145 @@ impl TaskQueue {
     /// Adds a task.
     pub fn push(&mut self, task: Task) {
         self.next_seq += 1;
-        self.heap.push(Queued {
-            task,
-            seq: self.next_seq,
-        });
+        let seq = self.next_seq;
+        self.restore(task, seq);
     }
 
-    /// Removes and returns the task to serve next.
-    pub fn pop(&mut self) -> Option<Task> {
-        self.heap.pop().map(|q| q.task)
+    /// The highest-ranked task, serving tenants with the smallest
+    /// `share` first among equally ranked heads.
+    pub fn pop(&mut self, share: impl Fn(&str) -> f64) -> Option<Task> {
+        self.pop_entry(share).map(|(task, _)| task)
     }
 
-    /// Removes and returns the task to serve next with its arrival number.
-    pub fn pop_entry(&mut self) -> Option<(Task, u64)> {
-        self.heap.pop().map(|q| (q.task, q.seq))
+    /// Like [`pop`](Self::pop), also returning the task's arrival sequence
+    /// so that it can be [`restore`](Self::restore)d in place.
+    pub fn pop_entry(&mut self, share: impl Fn(&str) -> f64) -> Option<(Task, u64)> {
+        let index = self.next_tenant(share)?;
+        let queued = self.heaps[index].1.pop()?;
+        self.len -= 1;
+        Some((queued.task, queued.seq))
     }
 
-    /// Puts back a task taken by [`pop_entry`](Self::pop_entry), keeping its
-    /// original place in arrival order.
+    fn next_tenant(&self, share: impl Fn(&str) -> f64) -> Option<usize> {
+        if self.heaps.len() == 1 {
+            return (!self.heaps[0].1.is_empty()).then_some(0);
+        }
+        let mut best: Option<(usize, Rank, f64, u64)> = None;
+        for (index, (tenant, heap)) in self.heaps.iter().enumerate() {
+            let Some(head) = heap.peek() else { continue };
+            let candidate = (index, head.rank(), share(tenant), head.seq);
+            let better = match &best {
+                None => true,
+                Some((_, rank, s, seq)) => match candidate.1.cmp(rank) {
+                    Ordering::Greater => true,
+                    Ordering::Less => false,
+                    Ordering::Equal => {
+                        candidate.2 < *s || (candidate.2 == *s && candidate.3 < *seq)
+                    }
+                },
+            };
+            if better {
+                best = Some(candidate);
+            }
+        }
+        best.map(|(index, ..)| index)
+    }
+
+    /// Puts back a task taken with [`pop_entry`](Self::pop_entry).
     pub fn restore(&mut self, task: Task, seq: u64) {
-        self.heap.push(Queued { task, seq });
+        let index = match self.by_tenant.get(task.tenant.as_str()) {
+            Some(&index) => index,
+            None => {
+                self.heaps.push((task.tenant.clone(), BinaryHeap::new()));
+                self.by_tenant
+                    .insert(task.tenant.clone(), self.heaps.len() - 1);
+                self.heaps.len() - 1
+            }
+        };
+        self.heaps[index].1.push(Queued { task, seq });
+        self.len += 1;
     }
 
-    /// Tasks waiting.
+    /// Number of queued tasks.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
-    /// Whether no task waits.
+    /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 
-    /// Removes and returns every task for which `remove` is true.
+    /// Removes and returns the tasks matching `remove`.
     pub fn extract(&mut self, mut remove: impl FnMut(&Task) -> bool) -> Vec<Task> {
         let mut removed = Vec::new();
-        let kept: Vec<Queued> = std::mem::take(&mut self.heap)
-            .into_vec()
-            .into_iter()
-            .filter_map(|q| {
-                if remove(&q.task) {
-                    removed.push(q.task);
-                    None
-                } else {
-                    Some(q)
-                }
-            })
-            .collect();
-        self.heap = BinaryHeap::from(kept);
+        for (_, heap) in &mut self.heaps {
+            if !heap.iter().any(|q| remove(&q.task)) {
+                continue;
+            }
+            let kept: Vec<Queued> = std::mem::take(heap)
+                .into_vec()
+                .into_iter()
+                .filter_map(|q| {
+                    if remove(&q.task) {
+                        removed.push(q.task);
+                        None
+                    } else {
+                        Some(q)
+                    }
+                })
+                .collect();
+            *heap = BinaryHeap::from(kept);
+        }
+        self.len -= removed.len();
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ResourceRequest;
+
+    fn task(id: &str, tenant: &str, priority: i32) -> Task {
+        let mut t = Task::new(id, "noop", ResourceRequest::cpu(1, 0));
+        t.tenant = Name::from(tenant);
+        t.priority = priority;
+        t
+    }
+
+    #[test]
+    fn priority_outranks_fair_share_and_share_outranks_arrival() {
+        let mut q = TaskQueue::new();
+        q.push(task("a1", "a", 0));
+        q.push(task("a2", "a", 0));
+        q.push(task("b1", "b", 0));
+        q.push(task("b-urgent", "b", 5));
+        // Tenant a holds more than b.
+        let share = |t: &str| if t == "a" { 0.5 } else { 0.1 };
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(share))
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(order, ["b-urgent", "b1", "a1", "a2"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn extract_removes_across_tenants() {
+        let mut q = TaskQueue::new();
+        for i in 0..6 {
+            q.push(task(
+                &format!("t{i}"),
+                if i % 2 == 0 { "a" } else { "b" },
+                0,
+            ));
+        }
+        let removed = q.extract(|t| t.id.as_str() < "t3");
+        assert_eq!(removed.len(), 3);
+        assert_eq!(q.len(), 3);
+        let rest: Vec<String> = std::iter::from_fn(|| q.pop(|_| 0.0))
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(rest, ["t3", "t4", "t5"]);
     }
 }

@@ -1,12 +1,37 @@
-//! One worker's shard: its executors, its wait queue and its running leases.
+//! One worker's shard: its executors, its wait queue, its running leases,
+//! its reservations, and its view of the cluster's registry and tenants.
+//!
+//! ```text
+//!  submit ──► checks (deadline, quota bound, feasibility) ──► route
+//!               │ quota-bound tenant homed elsewhere ──► Forward to home
+//!               ▼
+//!  route: reservation of the holder? ─► policy over executors ─► Assign
+//!               │ nothing fits now ──► queue (fair share, QoS, priority, EDF)
+//!               │ only other shards could hold it ──► Forward
+//!  release / lost / expiry ──► capacity back, queue marked dirty ──► schedule
+//! ```
+//!
+//! Quotas are exact: every task of a quota-bound tenant is admitted by the
+//! tenant's *home* shard (a hash of the tenant over the shards), which
+//! counts the task's resources from its first placement to its final
+//! outcome. A task the home shard cannot hold is admitted there and
+//! forwarded with a note of its home, and the shard that runs it reports
+//! back when it is done ([`Decision::QuotaRelease`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Assignment, ExecutorSpec, Lease, RejectReason, ResourceRequest, Task, TaskId};
+use crate::model::{
+    AbortReason, Assignment, ExecutorId, ExecutorSpec, Lease, Name, RejectReason,
+    ReservationRequest, ResourceRequest, Task, TaskId,
+};
 
-use super::{policy_by_name, ExecutorState, FeasibilityIndex, GpuPick, PlacementPolicy, TaskQueue};
+use super::{
+    policy_by_name, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick, PlacementPolicy,
+    Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
+};
 
 /// Allocator settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +42,11 @@ pub struct AllocatorConfig {
     /// How many queued tasks that do not fit are passed over, per scheduling
     /// round, in search of one that does (backfilling).
     pub backfill_depth: usize,
+    /// Heartbeat TTL for executors that join at run time without one, ms.
+    pub heartbeat_ttl_ms: u64,
+    /// Per-tenant weights and quotas; tenants not listed have weight 1 and
+    /// no quota.
+    pub tenants: BTreeMap<Name, TenantConfig>,
 }
 
 impl Default for AllocatorConfig {
@@ -24,21 +54,26 @@ impl Default for AllocatorConfig {
         AllocatorConfig {
             policy: "best_fit".to_string(),
             backfill_depth: 64,
+            heartbeat_ttl_ms: 10_000,
+            tenants: BTreeMap::new(),
         }
     }
 }
 
-/// What the allocator decided for a task.
+/// What the allocator decided.
 #[derive(Debug)]
 pub enum Decision {
     /// Placed on one of this shard's executors.
     Assign(Assignment),
-    /// This shard can never hold it, but `shard` can.
+    /// Another shard should handle it.
     Forward {
         /// The task.
         task: Task,
-        /// A shard with an executor that could hold it.
+        /// The shard.
         shard: u32,
+        /// Set when the task was admitted against its tenant's quota by
+        /// this home shard, which must hear when it is done.
+        quota_home: Option<u32>,
     },
     /// It can never run, or can no longer run.
     Reject {
@@ -46,6 +81,36 @@ pub enum Decision {
         task: Task,
         /// Why.
         reason: RejectReason,
+    },
+    /// Stop a running attempt (its executor was lost).
+    Abort {
+        /// The attempt's lease.
+        lease: Lease,
+        /// Why.
+        reason: AbortReason,
+    },
+    /// Tell a tenant's home shard that a task it admitted is done.
+    QuotaRelease {
+        /// The home shard.
+        shard: u32,
+        /// The task.
+        task: TaskId,
+    },
+    /// Pass a reservation this shard could not hold to another shard.
+    ForwardReservation {
+        /// The shard.
+        shard: u32,
+        /// The reservation.
+        request: ReservationRequest,
+        /// Shards tried so far.
+        hops: u32,
+    },
+    /// A reservation was made, released or could not be made.
+    ReservationEvent {
+        /// Its id.
+        id: Name,
+        /// What happened, for the log and the caller.
+        detail: String,
     },
 }
 
@@ -56,10 +121,14 @@ pub struct Placement {
     pub executor: usize,
     /// The task's id.
     pub task_id: TaskId,
+    /// The task's tenant.
+    pub tenant: Name,
     /// What it holds.
     pub request: ResourceRequest,
-    /// Which GPU devices it holds.
+    /// Which of the executor's GPU devices it holds.
     pub gpu: GpuPick,
+    /// The reservation it runs inside, with the devices it holds there.
+    pub reservation: Option<(Name, GpuPick)>,
 }
 
 /// A broken accounting invariant, found by [`ShardAllocator::check_invariants`].
@@ -72,19 +141,43 @@ pub struct InvariantViolation {
     pub detail: String,
 }
 
+/// Where a task went when the shard tried to place it.
+enum Routed {
+    Done,
+    Wait(Task),
+}
+
 /// A shard allocator: places tasks on the executors it owns.
 pub struct ShardAllocator {
     shard: u32,
     executors: Vec<ExecutorState>,
+    by_id: HashMap<ExecutorId, usize>,
     queue: TaskQueue,
     running: HashMap<u64, Placement>,
+    /// Leases released because their executor was lost; their attempts'
+    /// completions are still to come.
+    lost: HashSet<u64>,
     next_lease: u64,
     policy: Box<dyn PlacementPolicy>,
     feasibility: FeasibilityIndex,
+    registry: ExecutorRegistry,
+    tenants: TenantBook,
+    /// Tasks admitted against a quota homed here, with what they count.
+    admitted: HashMap<TaskId, (Name, ResourceRequest)>,
+    /// Tasks admitted by another home shard, running or queued here.
+    foreign_admitted: HashMap<TaskId, u32>,
+    reservations: Vec<Reservation>,
     /// Capacity was freed or added since the queue was last examined.
     dirty: bool,
     backfill_depth: usize,
     forward_cursor: usize,
+}
+
+/// The shard among `shards` that is home to `key` (a tenant, an executor id).
+pub fn home_shard(key: &str, shards: usize) -> u32 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as u32
 }
 
 impl ShardAllocator {
@@ -98,16 +191,13 @@ impl ShardAllocator {
     ) -> Result<Self, String> {
         let policy = policy_by_name(&config.policy)
             .ok_or_else(|| format!("unknown placement policy {:?}", config.policy))?;
-        Ok(Self::with_policy(
-            shard,
-            executors,
-            feasibility,
-            policy,
-            config.backfill_depth,
-        ))
+        let mut allocator =
+            Self::with_policy(shard, executors, feasibility, policy, config.backfill_depth);
+        allocator.tenants = TenantBook::new(config.tenants.clone(), allocator.capacity());
+        Ok(allocator)
     }
 
-    /// Like [`new`](Self::new) with a policy object.
+    /// Like [`new`](Self::new) with a policy object and no tenant settings.
     pub fn with_policy(
         shard: u32,
         executors: Vec<ExecutorSpec>,
@@ -115,18 +205,37 @@ impl ShardAllocator {
         policy: Box<dyn PlacementPolicy>,
         backfill_depth: usize,
     ) -> Self {
-        ShardAllocator {
+        let mut registry = ExecutorRegistry::new();
+        for (owner, spec) in feasibility.executors() {
+            registry.join(&spec.id, owner, None, 0);
+        }
+        let executors: Vec<ExecutorState> = executors.into_iter().map(ExecutorState::new).collect();
+        let by_id = executors
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.id.clone(), i))
+            .collect();
+        let mut allocator = ShardAllocator {
             shard,
-            executors: executors.into_iter().map(ExecutorState::new).collect(),
+            executors,
+            by_id,
             queue: TaskQueue::new(),
             running: HashMap::new(),
+            lost: HashSet::new(),
             next_lease: 0,
             policy,
             feasibility,
+            registry,
+            tenants: TenantBook::default(),
+            admitted: HashMap::new(),
+            foreign_admitted: HashMap::new(),
+            reservations: Vec::new(),
             dirty: false,
             backfill_depth: backfill_depth.max(1),
             forward_cursor: 0,
-        }
+        };
+        allocator.tenants.set_capacity(allocator.capacity());
+        allocator
     }
 
     /// This shard's index.
@@ -134,9 +243,30 @@ impl ShardAllocator {
         self.shard
     }
 
-    /// This shard's executors.
+    /// Number of shards in the cluster.
+    pub fn shard_count(&self) -> usize {
+        self.feasibility.shard_count()
+    }
+
+    /// This shard's executors (including ones that left or were lost,
+    /// which take no work).
     pub fn executors(&self) -> &[ExecutorState] {
         &self.executors
+    }
+
+    /// The cluster's executor registry as this shard sees it.
+    pub fn registry(&self) -> &ExecutorRegistry {
+        &self.registry
+    }
+
+    /// Per-tenant usage and quotas.
+    pub fn tenants(&self) -> &TenantBook {
+        &self.tenants
+    }
+
+    /// Active reservations.
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.reservations
     }
 
     /// Tasks waiting for capacity.
@@ -149,37 +279,99 @@ impl ShardAllocator {
         self.running.len()
     }
 
+    /// Running placements by lease.
+    pub fn placements(&self) -> impl Iterator<Item = (Lease, &Placement)> {
+        self.running.iter().map(|(l, p)| (Lease(*l), p))
+    }
+
     /// The placement behind a lease, if it is still held.
     pub fn placement(&self, lease: Lease) -> Option<&Placement> {
         self.running.get(&lease.0)
+    }
+
+    /// The lease of the running attempt of `task`, if it runs here.
+    pub fn lease_of(&self, task: &str) -> Option<Lease> {
+        self.running
+            .iter()
+            .find(|(_, p)| p.task_id == task)
+            .map(|(l, _)| Lease(*l))
+    }
+
+    /// When the next reservation lapses, microseconds since the Unix epoch.
+    pub fn next_expiry_us(&self) -> Option<u64> {
+        self.reservations.iter().map(|r| r.expires_at_us).min()
+    }
+
+    fn capacity(&self) -> Usage {
+        let mut usage = Usage::default();
+        for e in self.executors.iter().filter(|e| e.accepting) {
+            usage.cpu_milli += e.spec.cpu_milli;
+            usage.memory_mib += e.spec.memory_mib;
+            usage.gpu_milli += e.spec.gpus.len() as u64 * 1000;
+        }
+        usage
     }
 
     /// Offers a new task. It is placed at once when the shard has room and
     /// nothing queued outranks it, queued otherwise, forwarded when only
     /// another shard could ever hold it, and rejected when none could.
     pub fn submit(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) {
+        self.submit_forwarded(task, None, now_us, out)
+    }
+
+    /// Like [`submit`](Self::submit) for a task forwarded by another shard;
+    /// `quota_home` is set when that shard admitted it against a quota.
+    pub fn submit_forwarded(
+        &mut self,
+        task: Task,
+        quota_home: Option<u32>,
+        now_us: u64,
+        out: &mut Vec<Decision>,
+    ) {
+        if let Some(home) = quota_home {
+            self.foreign_admitted.insert(task.id.clone(), home);
+        }
         if let Some(reason) = expired(&task, now_us) {
+            self.finished(&task, out);
             out.push(Decision::Reject { task, reason });
             return;
         }
-        let capable = self.feasibility.capable_shards(&task.resources);
-        if capable.is_empty() {
+        let quota = match quota_home {
+            None => self.tenants.quota(&task.tenant),
+            Some(_) => None,
+        };
+        if let Some(quota) = quota {
+            if let Some(detail) = quota.exceeded_by(&task.resources) {
+                let reason = RejectReason::Infeasible {
+                    detail: format!("tenant {:?}: {detail}", task.tenant.as_str()),
+                };
+                out.push(Decision::Reject { task, reason });
+                return;
+            }
+            let home = home_shard(&task.tenant, self.shard_count());
+            if home != self.shard {
+                out.push(Decision::Forward {
+                    task,
+                    shard: home,
+                    quota_home: None,
+                });
+                return;
+            }
+        }
+        if self.feasibility.capable_shards(&task.resources).is_empty()
+            && !self.reservations.iter().any(|r| r.serves(&task))
+        {
             let reason = RejectReason::Infeasible {
                 detail: self.feasibility.explain(&task.resources),
             };
+            self.finished(&task, out);
             out.push(Decision::Reject { task, reason });
-            return;
-        }
-        if !capable.contains(&self.shard) {
-            let shard = capable[self.forward_cursor % capable.len()];
-            self.forward_cursor = self.forward_cursor.wrapping_add(1);
-            out.push(Decision::Forward { task, shard });
             return;
         }
         // Queued tasks did not fit when last examined and nothing was freed
         // since, so a newcomer that fits may go ahead of them (backfill).
         if !self.dirty {
-            if let Some(task) = self.try_place(task, now_us, out) {
+            if let Routed::Wait(task) = self.route(task, now_us, out) {
                 self.queue.push(task);
             }
         } else {
@@ -196,14 +388,16 @@ impl ShardAllocator {
         self.dirty = false;
         let mut passed_over = Vec::new();
         while passed_over.len() < self.backfill_depth {
-            let Some((task, seq)) = self.queue.pop_entry() else {
+            let tenants = &self.tenants;
+            let Some((task, seq)) = self.queue.pop_entry(|t| tenants.weighted_share(t)) else {
                 break;
             };
             if let Some(reason) = expired(&task, now_us) {
+                self.finished(&task, out);
                 out.push(Decision::Reject { task, reason });
                 continue;
             }
-            if let Some(task) = self.try_place(task, now_us, out) {
+            if let Routed::Wait(task) = self.route(task, now_us, out) {
                 passed_over.push((task, seq));
             }
         }
@@ -212,16 +406,104 @@ impl ShardAllocator {
         }
     }
 
-    /// Places `task` now if an executor fits; gives it back otherwise.
-    fn try_place(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) -> Option<Task> {
+    /// Places `task` in a reservation of its holder or on an executor,
+    /// forwards it when only other shards could hold it, or hands it back
+    /// to wait.
+    fn route(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) -> Routed {
+        let quota_bound = self.tenants.quota(&task.tenant).is_some()
+            && !self.foreign_admitted.contains_key(&task.id)
+            && !self.admitted.contains_key(&task.id);
+        if quota_bound && !self.tenants.quota_admits(&task.tenant, &task.resources) {
+            return Routed::Wait(task);
+        }
+        if let Some(r) = self
+            .reservations
+            .iter()
+            .position(|r| r.serves(&task) && self.executors[r.executor].accepting)
+        {
+            if let Some(pool_pick) = self.reservations[r].pool.fit(&task.resources) {
+                if quota_bound {
+                    self.admit(&task);
+                }
+                self.place_in_reservation(task, r, pool_pick, now_us, out);
+                return Routed::Done;
+            }
+        }
+        let capable = self.feasibility.capable_shards(&task.resources);
+        if !capable.contains(&self.shard) {
+            if capable.is_empty() {
+                // Every executor that could hold it left or was lost.
+                let reason = RejectReason::Infeasible {
+                    detail: self.feasibility.explain(&task.resources),
+                };
+                self.finished(&task, out);
+                out.push(Decision::Reject { task, reason });
+                return Routed::Done;
+            }
+            let shard = capable[self.forward_cursor % capable.len()];
+            self.forward_cursor = self.forward_cursor.wrapping_add(1);
+            let quota_home = if quota_bound {
+                self.admit(&task);
+                Some(self.shard)
+            } else {
+                self.foreign_admitted.remove(&task.id)
+            };
+            out.push(Decision::Forward {
+                task,
+                shard,
+                quota_home,
+            });
+            return Routed::Done;
+        }
         let Some(index) = self.policy.choose(&task.resources, &self.executors) else {
-            return Some(task);
+            return Routed::Wait(task);
         };
-        let executor = &mut self.executors[index];
-        let Some(gpu) = executor.fit(&task.resources) else {
-            return Some(task);
+        let Some(gpu) = self.executors[index].fit(&task.resources) else {
+            return Routed::Wait(task);
         };
-        executor.take(&task.resources, &gpu);
+        if quota_bound {
+            self.admit(&task);
+        }
+        self.executors[index].take(&task.resources, &gpu);
+        self.assign(task, index, gpu, None, now_us, out);
+        Routed::Done
+    }
+
+    fn admit(&mut self, task: &Task) {
+        self.tenants.quota_take(&task.tenant, &task.resources);
+        self.admitted.insert(
+            task.id.clone(),
+            (task.tenant.clone(), task.resources.clone()),
+        );
+    }
+
+    fn place_in_reservation(
+        &mut self,
+        task: Task,
+        r: usize,
+        pool_pick: GpuPick,
+        now_us: u64,
+        out: &mut Vec<Decision>,
+    ) {
+        let reservation = &mut self.reservations[r];
+        reservation.pool.take(&task.resources, &pool_pick);
+        let gpu = reservation.to_executor_pick(&pool_pick);
+        let inside = Some((reservation.id.clone(), pool_pick));
+        let index = reservation.executor;
+        self.executors[index].running += 1;
+        self.assign(task, index, gpu, inside, now_us, out);
+    }
+
+    fn assign(
+        &mut self,
+        task: Task,
+        index: usize,
+        gpu: GpuPick,
+        reservation: Option<(Name, GpuPick)>,
+        now_us: u64,
+        out: &mut Vec<Decision>,
+    ) {
+        self.tenants.placed(&task.tenant, &task.resources);
         self.next_lease += 1;
         let lease = Lease(self.next_lease);
         let gpu_devices = gpu.devices();
@@ -230,28 +512,63 @@ impl ShardAllocator {
             Placement {
                 executor: index,
                 task_id: task.id.clone(),
+                tenant: task.tenant.clone(),
                 request: task.resources.clone(),
                 gpu,
+                reservation,
             },
         );
         out.push(Decision::Assign(Assignment {
-            executor: executor.spec.id.clone(),
+            executor: self.executors[index].spec.id.clone(),
             shard: self.shard,
             lease,
             gpu_devices,
             assigned_at_us: now_us,
             task,
         }));
-        None
     }
 
     /// Releases a placement. Returns it, or `None` if the lease was not held
     /// (already released): releasing twice is harmless.
     pub fn release(&mut self, lease: Lease) -> Option<Placement> {
         let placement = self.running.remove(&lease.0)?;
-        self.executors[placement.executor].give_back(&placement.request, &placement.gpu);
-        self.dirty = true;
+        self.give_back(&placement);
         Some(placement)
+    }
+
+    fn give_back(&mut self, placement: &Placement) {
+        self.tenants.released(&placement.tenant, &placement.request);
+        let executor = &mut self.executors[placement.executor];
+        let active = placement.reservation.as_ref().and_then(|(id, pool_pick)| {
+            self.reservations
+                .iter_mut()
+                .find(|r| r.id == *id)
+                .map(|r| (r, pool_pick))
+        });
+        match active {
+            Some((reservation, pool_pick)) => {
+                reservation.pool.give_back(&placement.request, pool_pick);
+                executor.running -= 1;
+            }
+            None => executor.give_back(&placement.request, &placement.gpu),
+        }
+        if executor.running == 0 && !executor.accepting {
+            // A leaving executor is gone once its last attempt finished.
+            if self
+                .registry
+                .get(&executor.spec.id)
+                .is_some_and(|e| e.liveness == super::Liveness::Leaving)
+            {
+                self.registry.remove(&executor.spec.id);
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Whether `lease` was released because its executor was lost (the
+    /// attempt's completion then counts as a failure); forgets it.
+    pub fn take_lost(&mut self, lease: Lease) -> bool {
+        self.lost.remove(&lease.0)
     }
 
     /// Re-queues a task (for a retry) as if newly submitted.
@@ -260,47 +577,313 @@ impl ShardAllocator {
         self.dirty = true;
     }
 
-    /// Removes queued tasks matching `remove` (cancellation, executor loss).
+    /// Removes queued tasks matching `remove` (cancellation).
     pub fn extract_queued(&mut self, remove: impl FnMut(&Task) -> bool) -> Vec<Task> {
         self.queue.extract(remove)
     }
 
+    /// Settles quota bookkeeping for a task that reached its final outcome
+    /// (or was rejected or cancelled) on this shard.
+    pub fn finished(&mut self, task: &Task, out: &mut Vec<Decision>) {
+        if let Some((tenant, request)) = self.admitted.remove(&task.id) {
+            self.tenants.quota_give_back(&tenant, &request);
+            self.dirty = true;
+        } else if let Some(home) = self.foreign_admitted.remove(&task.id) {
+            out.push(Decision::QuotaRelease {
+                shard: home,
+                task: task.id.clone(),
+            });
+        }
+    }
+
+    /// A task this home shard admitted finished on another shard.
+    pub fn quota_released(&mut self, task: &str) {
+        if let Some((tenant, request)) = self.admitted.remove(task) {
+            self.tenants.quota_give_back(&tenant, &request);
+            self.dirty = true;
+        }
+    }
+
+    /// An executor joins or re-joins (every shard sees every join).
+    pub fn join(&mut self, spec: ExecutorSpec, ttl_us: Option<u64>, now_us: u64) {
+        let owner = match self.registry.get(&spec.id) {
+            Some(entry) => entry.owner,
+            None => home_shard(&spec.id, self.shard_count()),
+        };
+        let new = self.registry.join(&spec.id, owner, ttl_us, now_us);
+        if new {
+            self.feasibility.add(owner, spec.clone());
+        }
+        if owner != self.shard {
+            return;
+        }
+        match self.by_id.get(&spec.id) {
+            Some(&index) => {
+                let executor = &mut self.executors[index];
+                if new && executor.running == 0 {
+                    // Back after being lost or leaving: fresh capacity, maybe a new shape.
+                    *executor = ExecutorState::new(spec);
+                } else {
+                    executor.accepting = true;
+                }
+            }
+            None => {
+                self.by_id.insert(spec.id.clone(), self.executors.len());
+                self.executors.push(ExecutorState::new(spec));
+            }
+        }
+        self.tenants.set_capacity(self.capacity());
+        self.dirty = true;
+    }
+
+    /// An executor is alive.
+    pub fn heartbeat(&mut self, id: &str, now_us: u64) -> bool {
+        self.registry.heartbeat(id, now_us)
+    }
+
+    /// An executor leaves: no new work; gone when its attempts finish.
+    pub fn leave(&mut self, id: &str) {
+        let Some(entry) = self.registry.leave(id) else {
+            return;
+        };
+        let owned = entry.owner == self.shard;
+        self.feasibility.remove(id);
+        if owned {
+            if let Some(&index) = self.by_id.get(id) {
+                let executor = &mut self.executors[index];
+                executor.accepting = false;
+                if executor.running == 0 {
+                    self.registry.remove(id);
+                }
+            }
+            self.tenants.set_capacity(self.capacity());
+        }
+    }
+
+    /// Declares executors whose heartbeats stopped lost: their attempts'
+    /// leases are released and [`Decision::Abort`]ed, their reservations
+    /// dropped. Also lets reservations lapse.
+    pub fn expire(&mut self, now_us: u64, out: &mut Vec<Decision>) {
+        for (id, entry) in self.registry.expire(now_us) {
+            self.feasibility.remove(&id);
+            if entry.owner != self.shard {
+                continue;
+            }
+            let Some(&index) = self.by_id.get(&id) else {
+                continue;
+            };
+            tracing::warn!(executor = %id, shard = self.shard, "executor lost: no heartbeat within its TTL");
+            self.executors[index].accepting = false;
+            let leases: Vec<u64> = self
+                .running
+                .iter()
+                .filter(|(_, p)| p.executor == index)
+                .map(|(l, _)| *l)
+                .collect();
+            for lease in leases {
+                if let Some(placement) = self.running.remove(&lease) {
+                    self.give_back(&placement);
+                    self.lost.insert(lease);
+                    out.push(Decision::Abort {
+                        lease: Lease(lease),
+                        reason: AbortReason::ExecutorLost,
+                    });
+                }
+            }
+            let dropped: Vec<Name> = self
+                .reservations
+                .iter()
+                .filter(|r| r.executor == index)
+                .map(|r| r.id.clone())
+                .collect();
+            for id in dropped {
+                self.end_reservation(&id, "its executor was lost", out);
+            }
+            self.tenants.set_capacity(self.capacity());
+        }
+        let lapsed: Vec<Name> = self
+            .reservations
+            .iter()
+            .filter(|r| r.expires_at_us <= now_us)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in lapsed {
+            self.end_reservation(&id, "expired", out);
+        }
+    }
+
+    /// Reserves capacity (on the reservation's home shard, else the next
+    /// shards in turn).
+    pub fn reserve(
+        &mut self,
+        request: ReservationRequest,
+        hops: u32,
+        now_us: u64,
+        out: &mut Vec<Decision>,
+    ) {
+        let id = request.id.clone();
+        if request.expires_at_ms * 1000 <= now_us {
+            out.push(Decision::ReservationEvent {
+                id,
+                detail: "not made: it has already expired".into(),
+            });
+            return;
+        }
+        if self.reservations.iter().any(|r| r.id == id) {
+            return;
+        }
+        let placed = self
+            .policy
+            .choose(&request.resources, &self.executors)
+            .and_then(|index| {
+                self.executors[index]
+                    .fit(&request.resources)
+                    .map(|gpu| (index, gpu))
+            });
+        match placed {
+            Some((index, gpu)) => {
+                let executor = &mut self.executors[index];
+                executor.take(&request.resources, &gpu);
+                let reservation = Reservation::new(
+                    id.clone(),
+                    request.holder,
+                    index,
+                    executor,
+                    request.resources,
+                    gpu,
+                    request.expires_at_ms * 1000,
+                );
+                out.push(Decision::ReservationEvent {
+                    id,
+                    detail: format!("made on executor {}", executor.spec.id),
+                });
+                self.reservations.push(reservation);
+                self.dirty = true;
+            }
+            None if (hops as usize) + 1 < self.shard_count() => {
+                out.push(Decision::ForwardReservation {
+                    shard: (self.shard + 1) % self.shard_count() as u32,
+                    request,
+                    hops: hops + 1,
+                });
+            }
+            None => out.push(Decision::ReservationEvent {
+                id,
+                detail: "not made: no executor has that much free capacity now".into(),
+            }),
+        }
+    }
+
+    /// Releases a reservation early, if this shard holds it.
+    pub fn unreserve(&mut self, id: &str, out: &mut Vec<Decision>) {
+        self.end_reservation(id, "released", out);
+    }
+
+    fn end_reservation(&mut self, id: &str, why: &str, out: &mut Vec<Decision>) {
+        let Some(position) = self.reservations.iter().position(|r| r.id == id) else {
+            return;
+        };
+        let reservation = self.reservations.swap_remove(position);
+        reservation.return_unused(&mut self.executors[reservation.executor]);
+        // Attempts still inside now hold their resources from the executor.
+        for placement in self.running.values_mut() {
+            if placement
+                .reservation
+                .as_ref()
+                .is_some_and(|(rid, _)| *rid == reservation.id)
+            {
+                placement.reservation = None;
+            }
+        }
+        self.dirty = true;
+        out.push(Decision::ReservationEvent {
+            id: reservation.id,
+            detail: why.to_string(),
+        });
+    }
+
     /// Checks that each executor's free capacity equals its capacity minus
-    /// the requests of the leases placed on it, and is never negative.
+    /// the requests of the leases and reservations placed on it, never
+    /// negative, and that each reservation's pool balances likewise.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let violation = |executor: &str, detail: String| InvariantViolation {
+            executor: executor.to_string(),
+            detail,
+        };
         let mut expected: Vec<ExecutorState> = self
             .executors
             .iter()
             .map(|e| ExecutorState::new(e.spec.clone()))
             .collect();
+        let mut pools: Vec<ExecutorState> = self
+            .reservations
+            .iter()
+            .map(|r| {
+                let mut fresh = Reservation::new(
+                    r.id.clone(),
+                    r.holder.clone(),
+                    r.executor,
+                    &self.executors[r.executor],
+                    r.request.clone(),
+                    r.gpu.clone(),
+                    r.expires_at_us,
+                );
+                fresh.pool.running = 0;
+                fresh.pool
+            })
+            .collect();
+        for r in &self.reservations {
+            let e = &mut expected[r.executor];
+            if !gpu_pick_fits(e, &r.request, &r.gpu) {
+                return Err(violation(
+                    &e.spec.id,
+                    format!("reservation {} exceeds capacity", r.id),
+                ));
+            }
+            e.take(&r.request, &r.gpu);
+        }
         for p in self.running.values() {
             let e = &mut expected[p.executor];
-            let fits = e.fit(&p.request).is_some_and(|_| true);
-            let gpu_ok = match &p.gpu {
-                GpuPick::None => true,
-                GpuPick::Share { device, milli } => {
-                    e.free_gpu_milli[usize::from(*device)] >= *milli
+            match &p.reservation {
+                Some((id, pool_pick)) => {
+                    let Some(r) = self.reservations.iter().position(|r| r.id == *id) else {
+                        return Err(violation(
+                            &e.spec.id,
+                            format!("task {} inside unknown reservation {id}", p.task_id),
+                        ));
+                    };
+                    if !gpu_pick_fits(&pools[r], &p.request, pool_pick) {
+                        return Err(violation(
+                            &e.spec.id,
+                            format!("reservation {id} overfull at task {}", p.task_id),
+                        ));
+                    }
+                    pools[r].take(&p.request, pool_pick);
+                    e.running += 1;
                 }
-                GpuPick::Whole(ds) => ds.iter().all(|d| e.free_gpu_milli[usize::from(*d)] == 1000),
-            };
-            if !fits || !gpu_ok {
-                return Err(InvariantViolation {
-                    executor: e.spec.id.to_string(),
-                    detail: format!("running leases exceed capacity at task {}", p.task_id),
-                });
+                None => {
+                    if !gpu_pick_fits(e, &p.request, &p.gpu) {
+                        return Err(violation(
+                            &e.spec.id,
+                            format!("running leases exceed capacity at task {}", p.task_id),
+                        ));
+                    }
+                    e.take(&p.request, &p.gpu);
+                }
             }
-            e.take(&p.request, &p.gpu);
         }
+        let differs = |a: &ExecutorState, b: &ExecutorState| {
+            a.free_cpu_milli != b.free_cpu_milli
+                || a.free_memory_mib != b.free_memory_mib
+                || a.free_gpu_milli != b.free_gpu_milli
+                || a.free_custom != b.free_custom
+                || a.running != b.running
+        };
         for (actual, expected) in self.executors.iter().zip(&expected) {
-            let same = actual.free_cpu_milli == expected.free_cpu_milli
-                && actual.free_memory_mib == expected.free_memory_mib
-                && actual.free_gpu_milli == expected.free_gpu_milli
-                && actual.free_custom == expected.free_custom
-                && actual.running == expected.running;
-            if !same {
-                return Err(InvariantViolation {
-                    executor: actual.spec.id.to_string(),
-                    detail: format!(
+            if differs(actual, expected) {
+                return Err(violation(
+                    &actual.spec.id,
+                    format!(
                         "free cpu {} mem {} gpu {:?} running {}, expected cpu {} mem {} gpu {:?} running {}",
                         actual.free_cpu_milli,
                         actual.free_memory_mib,
@@ -311,11 +894,41 @@ impl ShardAllocator {
                         expected.free_gpu_milli,
                         expected.running
                     ),
-                });
+                ));
+            }
+        }
+        for (r, expected) in self.reservations.iter().zip(&pools) {
+            let mut actual = r.pool.clone();
+            actual.running = expected.running;
+            if differs(&actual, expected) {
+                return Err(violation(&r.id, "reservation pool does not balance".into()));
             }
         }
         Ok(())
     }
+}
+
+/// Whether `req` with the given device pick fits `e` now.
+fn gpu_pick_fits(e: &ExecutorState, req: &ResourceRequest, pick: &GpuPick) -> bool {
+    let base = ResourceRequest {
+        gpu: crate::model::GpuRequest::None,
+        ..req.clone()
+    };
+    let devices_ok = match pick {
+        GpuPick::None => true,
+        GpuPick::Share { device, milli } => e
+            .free_gpu_milli
+            .get(usize::from(*device))
+            .is_some_and(|free| free >= milli),
+        GpuPick::Whole(ds) => ds.iter().all(|d| {
+            e.free_gpu_milli
+                .get(usize::from(*d))
+                .is_some_and(|free| *free == crate::model::GPU_MILLI_PER_DEVICE)
+        }),
+    };
+    let mut probe = e.clone();
+    probe.accepting = true;
+    devices_ok && probe.fit(&base).is_some()
 }
 
 fn expired(task: &Task, now_us: u64) -> Option<RejectReason> {

@@ -2,16 +2,23 @@
 //!
 //! ```text
 //!  tasks ───────────────┐
-//!  feedback (exchanged  ├─► CoordinatorState ─┬─► assignments
-//!   to the owning shard)│   (ShardAllocator,  ├─► final completions
-//!  model updates ───────┘    retries, models) ├─► rejections
-//!                                             ├─► forwards (back into feedback)
+//!  feedback (exchanged  │                     ┌─► work (run / abort) ──► Execute
+//!   to the owning shard)├─► CoordinatorState ─┼─► final completions
+//!  model updates ───────┤   (ShardAllocator,  ├─► rejections
+//!  control (broadcast) ─┘    retries, models, ├─► feedback (forwards, quota releases,
+//!                            cancellations)   │   reservations) back into the loop
 //!                                             └─► metrics
 //! ```
 //!
 //! Completions release their lease in the round they arrive; a failed or
 //! timed-out attempt with attempts left is re-queued after an exponential
-//! backoff, otherwise it leaves as a final completion.
+//! backoff, otherwise it leaves as a final completion. An attempt whose
+//! executor was declared lost counts as failed (its lease was released when
+//! the executor was lost). A cancelled task leaves at once if it was queued
+//! or waiting to retry; if it runs, its executor is told to stop it and its
+//! completion is final whatever it says. Control commands are seen by every
+//! shard: joins, heartbeats and leaves keep each shard's registry of the
+//! cluster, and the shard that holds a cancelled task acts on it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -26,9 +33,13 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::allocate::{Decision, ShardAllocator};
 use crate::model::{
-    now_micros, Assignment, Completion, Epoch, Lease, MetricEvent, MetricKind, ModelTarget,
-    ModelUpdate, Name, Outcome, RejectReason, Rejection, Task,
+    now_micros, AbortReason, Completion, ControlCommand, Epoch, ExecutorWork, Lease, MetricEvent,
+    MetricKind, ModelTarget, ModelUpdate, Name, Outcome, RejectReason, Rejection,
+    ReservationRequest, Task, TaskId,
 };
+
+/// How long a cancellation for a task not (yet) seen is remembered.
+const PENDING_CANCEL_US: u64 = 10 * 60 * 1_000_000;
 
 use super::TimedStream;
 
@@ -37,12 +48,30 @@ use super::TimedStream;
 pub enum Feedback {
     /// An attempt finished; release its lease in `completion.shard`.
     Completed(Completion),
-    /// A task that only `shard` can hold.
+    /// A task for `shard` to place.
     Forwarded {
         /// The shard to place it.
         shard: u32,
         /// The task.
         task: Task,
+        /// The home shard that admitted it against its tenant's quota.
+        quota_home: Option<u32>,
+    },
+    /// A task that home shard `shard` admitted against a quota is done.
+    QuotaReleased {
+        /// The home shard.
+        shard: u32,
+        /// The task.
+        task: TaskId,
+    },
+    /// A reservation for `shard` to try.
+    Reserve {
+        /// The shard.
+        shard: u32,
+        /// The reservation.
+        request: ReservationRequest,
+        /// Shards tried before.
+        hops: u32,
     },
 }
 
@@ -51,7 +80,9 @@ impl Feedback {
     pub fn shard(&self) -> u32 {
         match self {
             Feedback::Completed(c) => c.shard,
-            Feedback::Forwarded { shard, .. } => *shard,
+            Feedback::Forwarded { shard, .. }
+            | Feedback::QuotaReleased { shard, .. }
+            | Feedback::Reserve { shard, .. } => *shard,
         }
     }
 }
@@ -90,16 +121,18 @@ impl RetryPolicy {
 /// Everything one coordinator round produced.
 #[derive(Default, Debug)]
 pub struct CoordinatorOutputs {
-    /// Tasks placed on this shard's executors.
-    pub assignments: Vec<Assignment>,
+    /// Attempts to start or stop on this shard's executors.
+    pub work: Vec<ExecutorWork>,
     /// Final completions (no retry follows).
     pub finals: Vec<Completion>,
     /// Tasks that can never run.
     pub rejections: Vec<Rejection>,
-    /// Tasks for other shards.
+    /// Tasks, quota releases and reservations for other shards.
     pub forwards: Vec<Feedback>,
     /// Assigned, retried, completed and rejected metric events.
     pub metrics: Vec<MetricEvent>,
+    /// What became of reservations (also logged).
+    pub notices: Vec<(Name, String)>,
 }
 
 /// The sequential logic of one shard's coordinator, independent of timely so
@@ -112,6 +145,10 @@ pub struct CoordinatorState {
     models: HashMap<ModelTarget, ModelUpdate>,
     emit_metrics: bool,
     decisions: Vec<Decision>,
+    /// Leases of running attempts being cancelled.
+    cancelling: HashMap<u64, ()>,
+    /// Cancellations of tasks not seen yet, with when they are forgotten.
+    pending_cancels: HashMap<TaskId, u64>,
 }
 
 impl CoordinatorState {
@@ -125,6 +162,8 @@ impl CoordinatorState {
             models: HashMap::new(),
             emit_metrics,
             decisions: Vec::new(),
+            cancelling: HashMap::new(),
+            pending_cancels: HashMap::new(),
         }
     }
 
@@ -143,23 +182,155 @@ impl CoordinatorState {
         self.allocator.queued() == 0 && self.allocator.running() == 0 && self.delayed.is_empty()
     }
 
-    /// When the next delayed retry is due, microseconds since the Unix epoch.
+    /// When something is next due (a retry, a reservation's expiry, an
+    /// executor's heartbeat deadline), microseconds since the Unix epoch.
     pub fn next_wakeup_us(&self) -> Option<u64> {
-        self.delayed.keys().next().map(|(due, _)| *due)
+        [
+            self.delayed.keys().next().map(|(due, _)| *due),
+            self.allocator.next_expiry_us(),
+            self.allocator.registry().next_expiry_us(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Offers a new or forwarded task.
+    /// Offers a new task.
     pub fn on_task(&mut self, task: Task, now_us: u64, out: &mut CoordinatorOutputs) {
-        self.allocator.submit(task, now_us, &mut self.decisions);
+        self.offer(task, None, now_us, out);
+    }
+
+    fn offer(
+        &mut self,
+        task: Task,
+        quota_home: Option<u32>,
+        now_us: u64,
+        out: &mut CoordinatorOutputs,
+    ) {
+        if self.pending_cancels.remove(&task.id).is_some() {
+            if let Some(home) = quota_home {
+                self.decisions.push(Decision::QuotaRelease {
+                    shard: home,
+                    task: task.id.clone(),
+                });
+            }
+            self.finish_unrun(task, Outcome::Cancelled, now_us, out);
+        } else {
+            self.allocator
+                .submit_forwarded(task, quota_home, now_us, &mut self.decisions);
+        }
         self.drain_decisions(now_us, out);
     }
 
     /// Handles a feedback record addressed to this shard.
     pub fn on_feedback(&mut self, feedback: Feedback, now_us: u64, out: &mut CoordinatorOutputs) {
         match feedback {
-            Feedback::Forwarded { task, .. } => self.on_task(task, now_us, out),
+            Feedback::Forwarded {
+                task, quota_home, ..
+            } => self.offer(task, quota_home, now_us, out),
             Feedback::Completed(completion) => self.on_completion(completion, now_us, out),
+            Feedback::QuotaReleased { task, .. } => self.allocator.quota_released(&task),
+            Feedback::Reserve { request, hops, .. } => {
+                self.allocator
+                    .reserve(request, hops, now_us, &mut self.decisions);
+                self.drain_decisions(now_us, out);
+            }
         }
+    }
+
+    /// Applies a control command (every shard sees every command).
+    pub fn on_control(
+        &mut self,
+        command: ControlCommand,
+        now_us: u64,
+        out: &mut CoordinatorOutputs,
+    ) {
+        match command {
+            ControlCommand::Cancel { task } => self.cancel(task, now_us, out),
+            ControlCommand::Join {
+                executor,
+                heartbeat_ttl_ms,
+            } => self
+                .allocator
+                .join(executor, heartbeat_ttl_ms.map(|ms| ms * 1000), now_us),
+            ControlCommand::Heartbeat { executor } => {
+                if !self.allocator.heartbeat(&executor, now_us) {
+                    tracing::debug!(executor = %executor, "heartbeat from an unknown executor; it must join first");
+                }
+            }
+            ControlCommand::Leave { executor } => self.allocator.leave(&executor),
+            ControlCommand::Reserve(request) => {
+                let home = crate::allocate::home_shard(&request.id, self.allocator.shard_count());
+                if home == self.allocator.shard() {
+                    self.allocator
+                        .reserve(request, 0, now_us, &mut self.decisions);
+                }
+            }
+            ControlCommand::Unreserve { id } => {
+                self.allocator.unreserve(&id, &mut self.decisions);
+            }
+        }
+        self.drain_decisions(now_us, out);
+    }
+
+    fn cancel(&mut self, task: TaskId, now_us: u64, out: &mut CoordinatorOutputs) {
+        let queued = self.allocator.extract_queued(|t| t.id == task);
+        let delayed: Vec<(u64, u64)> = self
+            .delayed
+            .iter()
+            .filter(|(_, t)| t.id == task)
+            .map(|(k, _)| *k)
+            .collect();
+        let waiting: Vec<Task> = queued
+            .into_iter()
+            .chain(delayed.iter().filter_map(|k| self.delayed.remove(k)))
+            .collect();
+        let found = !waiting.is_empty();
+        for t in waiting {
+            self.finish_unrun(t, Outcome::Cancelled, now_us, out);
+        }
+        if let Some(lease) = self.allocator.lease_of(&task) {
+            self.cancelling.insert(lease.0, ());
+            out.work.push(ExecutorWork::Abort {
+                lease,
+                reason: AbortReason::Cancelled,
+            });
+        } else if !found {
+            // Not here: on another shard, or not arrived yet.
+            if self.pending_cancels.len() > 100_000 {
+                self.pending_cancels.retain(|_, until| *until > now_us);
+            }
+            self.pending_cancels
+                .insert(task, now_us + PENDING_CANCEL_US);
+        }
+    }
+
+    /// A final completion for a task that did not run (cancelled while
+    /// waiting, or past its deadline).
+    fn finish_unrun(
+        &mut self,
+        task: Task,
+        outcome: Outcome,
+        now_us: u64,
+        out: &mut CoordinatorOutputs,
+    ) {
+        self.allocator.finished(&task, &mut self.decisions);
+        let completion = Completion {
+            outcome,
+            executor: Name::default(),
+            shard: self.allocator.shard(),
+            lease: Lease(0),
+            started_at_us: now_us,
+            finished_at_us: now_us,
+            exit_code: None,
+            output_bytes: 0,
+            is_final: true,
+            task,
+        };
+        if self.emit_metrics {
+            out.metrics.push(super::metric_for_completion(&completion));
+        }
+        out.finals.push(completion);
     }
 
     /// Records a new model version, keeping only the newest per target.
@@ -179,14 +350,22 @@ impl CoordinatorState {
         out: &mut CoordinatorOutputs,
     ) {
         if completion.lease != Lease(0) && self.allocator.release(completion.lease).is_none() {
-            tracing::warn!(task = %completion.task.id, lease = completion.lease.0, "completion for a lease not held; ignored");
-            return;
+            if !self.allocator.take_lost(completion.lease) {
+                tracing::warn!(task = %completion.task.id, lease = completion.lease.0, "completion for a lease not held; ignored");
+                return;
+            }
+            if completion.outcome != Outcome::Succeeded {
+                completion.outcome = Outcome::Failed {
+                    reason: format!("executor {} was lost", completion.executor),
+                };
+            }
         }
+        let cancelled = self.cancelling.remove(&completion.lease.0).is_some();
         if self.emit_metrics {
             out.metrics.push(super::metric_for_completion(&completion));
         }
         let task = &completion.task;
-        if completion.outcome.is_retryable() && task.attempt < task.max_attempts {
+        if !cancelled && completion.outcome.is_retryable() && task.attempt < task.max_attempts {
             let mut retry = completion.task;
             retry.attempt += 1;
             let due = now_us + self.retry.backoff(retry.attempt).as_micros() as u64;
@@ -203,12 +382,17 @@ impl CoordinatorState {
             self.delayed.insert((due, self.delayed_seq), retry);
         } else {
             completion.is_final = true;
+            self.allocator
+                .finished(&completion.task, &mut self.decisions);
             out.finals.push(completion);
+            self.drain_decisions(now_us, out);
         }
     }
 
-    /// Re-queues retries that are due and places what now fits.
+    /// Declares silent executors lost, lets reservations lapse, re-queues
+    /// retries that are due and places what now fits.
     pub fn tick(&mut self, now_us: u64, out: &mut CoordinatorOutputs) {
+        self.allocator.expire(now_us, &mut self.decisions);
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now_us {
                 break;
@@ -224,6 +408,25 @@ impl CoordinatorState {
         let shard = self.allocator.shard();
         for decision in self.decisions.drain(..) {
             match decision {
+                Decision::Abort { lease, reason } => {
+                    out.work.push(ExecutorWork::Abort { lease, reason })
+                }
+                Decision::QuotaRelease { shard, task } => {
+                    out.forwards.push(Feedback::QuotaReleased { shard, task })
+                }
+                Decision::ForwardReservation {
+                    shard,
+                    request,
+                    hops,
+                } => out.forwards.push(Feedback::Reserve {
+                    shard,
+                    request,
+                    hops,
+                }),
+                Decision::ReservationEvent { id, detail } => {
+                    tracing::info!(reservation = %id, shard, "reservation {detail}");
+                    out.notices.push((id, detail));
+                }
                 Decision::Assign(assignment) => {
                     if self.emit_metrics {
                         let wait_s =
@@ -236,11 +439,17 @@ impl CoordinatorState {
                             now_us,
                         ));
                     }
-                    out.assignments.push(assignment);
+                    out.work.push(ExecutorWork::Run(assignment));
                 }
-                Decision::Forward { task, shard } => {
-                    out.forwards.push(Feedback::Forwarded { shard, task })
-                }
+                Decision::Forward {
+                    task,
+                    shard,
+                    quota_home,
+                } => out.forwards.push(Feedback::Forwarded {
+                    shard,
+                    task,
+                    quota_home,
+                }),
                 Decision::Reject {
                     task,
                     reason: reason @ RejectReason::DeadlinePassed { .. },
@@ -298,8 +507,8 @@ fn event(kind: MetricKind, task: &Task, executor: &Name, value: f64, now_us: u64
 
 /// The coordinator operator's output streams.
 pub struct CoordinatorStreams<'scope> {
-    /// Tasks placed on executors of this worker's shard.
-    pub assignments: TimedStream<'scope, Assignment>,
+    /// Attempts to start or stop on executors of this worker's shard.
+    pub work: TimedStream<'scope, ExecutorWork>,
     /// Final completions.
     pub finals: TimedStream<'scope, Completion>,
     /// Tasks that can never run.
@@ -313,11 +522,13 @@ pub struct CoordinatorStreams<'scope> {
 /// Places tasks on this worker's shard of executors.
 pub trait Coordinate<'scope> {
     /// Runs `state` over this stream of tasks, the `feedback` loop (exchanged
-    /// here to the shard each record addresses) and broadcast `models`.
+    /// here to the shard each record addresses), and broadcast `models` and
+    /// `control` commands.
     fn coordinate(
         self,
         feedback: TimedStream<'scope, Feedback>,
         models: TimedStream<'scope, ModelUpdate>,
+        control: TimedStream<'scope, ControlCommand>,
         state: CoordinatorState,
     ) -> CoordinatorStreams<'scope>;
 }
@@ -329,6 +540,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
         self,
         feedback: TimedStream<'scope, Feedback>,
         models: TimedStream<'scope, ModelUpdate>,
+        control: TimedStream<'scope, ControlCommand>,
         mut state: CoordinatorState,
     ) -> CoordinatorStreams<'scope> {
         let scope = self.scope();
@@ -338,7 +550,8 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
         let mut feedback_in =
             builder.new_input(feedback, Exchange::new(|f: &Feedback| u64::from(f.shard())));
         let mut models_in = builder.new_input(models, Pipeline);
-        let (a, assignments) = builder.new_output();
+        let mut control_in = builder.new_input(control, Pipeline);
+        let (a, work) = builder.new_output();
         let (f, finals) = builder.new_output();
         let (r, rejections) = builder.new_output();
         let (w, forwards) = builder.new_output();
@@ -376,19 +589,37 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                         state.on_model(update);
                     }
                 });
+                control_in.for_each(|cap, data| {
+                    if caps.is_none() {
+                        caps = (0..5).map(|port| cap.retain_least(port)).collect();
+                    }
+                    for command in data.drain(..) {
+                        state.on_control(command, now_us, &mut out);
+                    }
+                });
                 state.tick(now_us, &mut out);
+                for (id, detail) in out.notices.drain(..) {
+                    tracing::debug!(reservation = %id, "{detail}");
+                }
 
-                // Hold capabilities while the shard has work or its task input is open.
+                // Hold capabilities while the shard has work or its task or
+                // control input is open, following the earlier of the two.
                 if let Some(held) = caps.as_mut() {
                     let time = *held[0].time();
-                    emit(&mut a, &held[0], &mut out.assignments);
+                    emit(&mut a, &held[0], &mut out.work);
                     emit(&mut f, &held[1], &mut out.finals);
                     emit(&mut r, &held[2], &mut out.rejections);
                     emit(&mut w, &held[3], &mut out.forwards);
                     emit(&mut m, &held[4], &mut out.metrics);
-                    let tasks_frontier: AntichainRef<Epoch> = frontiers[0].frontier();
-                    match tasks_frontier.first() {
-                        Some(&t) if t > time => held.iter_mut().for_each(|c| c.downgrade(&t)),
+                    let inputs_frontier = [0, 3]
+                        .into_iter()
+                        .filter_map(|port| {
+                            let frontier: AntichainRef<Epoch> = frontiers[port].frontier();
+                            frontier.first().copied()
+                        })
+                        .min();
+                    match inputs_frontier {
+                        Some(t) if t > time => held.iter_mut().for_each(|c| c.downgrade(&t)),
                         Some(_) => {}
                         None if state.is_idle() => {
                             tracing::debug!(
@@ -413,7 +644,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             }
         });
         CoordinatorStreams {
-            assignments,
+            work,
             finals,
             rejections,
             forwards,

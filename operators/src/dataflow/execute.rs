@@ -1,4 +1,8 @@
 //! The `Execute` operator: assignments into completions, through a backend.
+//!
+//! It receives [`ExecutorWork`] from its shard's coordinator: `Run` starts an
+//! attempt, `Abort` asks the backend to stop one (cancellation, executor
+//! loss); the stopped attempt still completes, with an outcome saying why.
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -7,7 +11,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::scheduling::SyncActivator;
 
-use crate::model::{Assignment, Completion, Epoch};
+use crate::model::{AbortReason, Assignment, Completion, Epoch, ExecutorWork, Lease};
 
 use super::TimedStream;
 
@@ -24,6 +28,10 @@ pub trait ExecutionBackend {
     /// Starts one assignment; pushes its completion to `done` if it finished
     /// inline.
     fn start(&mut self, assignment: Assignment, done: &mut Vec<Completion>);
+    /// Stops the attempt holding `lease` if it still runs; its completion
+    /// (outcome `Cancelled`, or `Failed` for a lost executor) then comes
+    /// through [`poll`](Self::poll). Unknown or finished leases are ignored.
+    fn abort(&mut self, lease: Lease, reason: AbortReason);
     /// Moves completions finished since the last call into `done`.
     fn poll(&mut self, done: &mut Vec<Completion>);
     /// Assignments started but not yet completed.
@@ -39,7 +47,7 @@ pub trait Execute<'scope> {
     fn execute<B: ExecutionBackend + 'static>(self, backend: B) -> TimedStream<'scope, Completion>;
 }
 
-impl<'scope> Execute<'scope> for TimedStream<'scope, Assignment> {
+impl<'scope> Execute<'scope> for TimedStream<'scope, ExecutorWork> {
     fn execute<B: ExecutionBackend + 'static>(
         self,
         mut backend: B,
@@ -62,8 +70,11 @@ impl<'scope> Execute<'scope> for TimedStream<'scope, Assignment> {
             move |frontiers| {
                 let mut handle = output.activate();
                 input.for_each(|input_cap, data| {
-                    for assignment in data.drain(..) {
-                        backend.start(assignment, &mut done);
+                    for work in data.drain(..) {
+                        match work {
+                            ExecutorWork::Run(assignment) => backend.start(assignment, &mut done),
+                            ExecutorWork::Abort { lease, reason } => backend.abort(lease, reason),
+                        }
                     }
                     if !done.is_empty() {
                         handle.session(&input_cap).give_container(&mut done);

@@ -14,6 +14,7 @@
 mod ack;
 mod assignment;
 mod completion;
+mod control;
 mod executor;
 mod experience;
 mod metric;
@@ -23,10 +24,12 @@ mod rejection;
 mod resources;
 mod task;
 mod time;
+mod work;
 
 pub use ack::{AckToken, RecordBody, SourceRecord};
 pub use assignment::{Assignment, Lease};
 pub use completion::{Completion, Outcome};
+pub use control::{ControlCommand, ReservationHolder, ReservationRequest};
 pub use executor::{ExecutorId, ExecutorSpec, GpuDevice};
 pub use experience::Experience;
 pub use metric::{MetricEvent, MetricKind};
@@ -36,3 +39,4 @@ pub use rejection::{RejectReason, Rejection};
 pub use resources::{GpuRequest, QosClass, ResourceRequest, GPU_MILLI_PER_DEVICE};
 pub use task::{Payload, Task, TaskId};
 pub use time::{now_micros, Epoch};
+pub use work::{AbortReason, ExecutorWork};
