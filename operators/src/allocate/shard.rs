@@ -432,13 +432,9 @@ impl ShardAllocator {
         let capable = self.feasibility.capable_shards(&task.resources);
         if !capable.contains(&self.shard) {
             if capable.is_empty() {
-                // Every executor that could hold it left or was lost.
-                let reason = RejectReason::Infeasible {
-                    detail: self.feasibility.explain(&task.resources),
-                };
-                self.finished(&task, out);
-                out.push(Decision::Reject { task, reason });
-                return Routed::Done;
+                // Every executor that could hold it left or was lost since
+                // it was accepted: it waits for one to (re)join.
+                return Routed::Wait(task);
             }
             let shard = capable[self.forward_cursor % capable.len()];
             self.forward_cursor = self.forward_cursor.wrapping_add(1);

@@ -1,0 +1,553 @@
+//! Scenario tests of the coordinator's features, one behaviour each:
+//! typed and fractional GPUs, executor loss and re-queue, graceful leave,
+//! cancellation wherever the task is, reservations, quotas, fair share,
+//! and quota-bound tenants across two shards.
+
+use std::collections::BTreeMap;
+
+use tidewater_operators::allocate::{
+    home_shard, AllocatorConfig, FeasibilityIndex, ResourceQuota, ShardAllocator, TenantConfig,
+};
+use tidewater_operators::dataflow::{CoordinatorOutputs, CoordinatorState, Feedback, RetryPolicy};
+use tidewater_operators::model::{
+    AbortReason, Assignment, Completion, ControlCommand, ExecutorSpec, ExecutorWork, GpuRequest,
+    Name, Outcome, RejectReason, ReservationHolder, ReservationRequest, ResourceRequest, Task,
+};
+
+const T0: u64 = 1_000_000_000_000;
+
+fn coordinator(
+    executors: Vec<ExecutorSpec>,
+    tenants: BTreeMap<Name, TenantConfig>,
+) -> CoordinatorState {
+    let feasibility = FeasibilityIndex::new(1, executors.iter().cloned().map(|s| (0, s)));
+    let config = AllocatorConfig {
+        tenants,
+        ..AllocatorConfig::default()
+    };
+    let allocator = ShardAllocator::new(0, executors, feasibility, &config).expect("allocator");
+    let retry = RetryPolicy {
+        initial_backoff_ms: 10,
+        ..RetryPolicy::default()
+    };
+    CoordinatorState::new(allocator, retry, false)
+}
+
+fn task(id: &str, tenant: &str, req: ResourceRequest) -> Task {
+    let mut t = Task::new(id, "noop", req);
+    t.tenant = Name::from(tenant);
+    t.submitted_at_us = T0;
+    t
+}
+
+fn runs(out: &mut CoordinatorOutputs) -> Vec<Assignment> {
+    out.work
+        .drain(..)
+        .filter_map(|w| match w {
+            ExecutorWork::Run(a) => Some(a),
+            ExecutorWork::Abort { .. } => None,
+        })
+        .collect()
+}
+
+fn done(a: Assignment, outcome: Outcome) -> Feedback {
+    Feedback::Completed(Completion {
+        executor: a.executor,
+        shard: a.shard,
+        lease: a.lease,
+        outcome,
+        started_at_us: T0,
+        finished_at_us: T0,
+        exit_code: None,
+        output_bytes: 0,
+        is_final: false,
+        task: a.task,
+    })
+}
+
+fn gpu(gpu: GpuRequest, models: &[&str]) -> ResourceRequest {
+    ResourceRequest {
+        gpu,
+        gpu_models: models.iter().map(|m| Name::from(*m)).collect(),
+        ..ResourceRequest::cpu(100, 100)
+    }
+}
+
+#[test]
+fn typed_gpu_requests_go_only_to_allowed_models_and_shares_stack_on_one_device() {
+    let mut c = coordinator(
+        vec![
+            ExecutorSpec::cpu("t4", 8000, 8000).with_gpus(2, "T4"),
+            ExecutorSpec::cpu("a100", 8000, 8000).with_gpus(2, "A100"),
+        ],
+        BTreeMap::new(),
+    );
+    let mut out = CoordinatorOutputs::default();
+    c.on_task(
+        task("whole", "x", gpu(GpuRequest::Whole(2), &["A100"])),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("s1", "x", gpu(GpuRequest::Fraction(400), &["T4"])),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("s2", "x", gpu(GpuRequest::Fraction(600), &["T4"])),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("s3", "x", gpu(GpuRequest::Fraction(500), &["A100"])),
+        T0,
+        &mut out,
+    );
+    let placed = runs(&mut out);
+    let by_id = |id: &str| placed.iter().find(|a| a.task.id == id).expect(id);
+    assert_eq!(by_id("whole").executor, "a100");
+    assert_eq!(by_id("whole").gpu_devices, vec![0, 1]);
+    assert_eq!(by_id("s1").executor, "t4");
+    assert_eq!(by_id("s2").executor, "t4");
+    assert_eq!(
+        by_id("s1").gpu_devices,
+        by_id("s2").gpu_devices,
+        "shares fill one device"
+    );
+    assert!(
+        placed.iter().all(|a| a.task.id != "s3"),
+        "no A100 share is left: s3 waits"
+    );
+    assert_eq!(c.allocator().queued(), 1);
+}
+
+#[test]
+fn a_lost_executor_releases_its_capacity_and_its_tasks_run_again() {
+    let mut c = coordinator(
+        vec![ExecutorSpec::cpu("static", 1000, 1000)],
+        BTreeMap::new(),
+    );
+    let mut out = CoordinatorOutputs::default();
+    let join = ControlCommand::Join {
+        executor: ExecutorSpec::cpu("agent", 4000, 4000),
+        heartbeat_ttl_ms: Some(1000),
+    };
+    c.on_control(join, T0, &mut out);
+    let mut t = task("big", "x", ResourceRequest::cpu(3000, 100));
+    t.max_attempts = 3;
+    c.on_task(t, T0, &mut out);
+    c.tick(T0, &mut out);
+    let first = runs(&mut out).pop().expect("placed on the agent");
+    assert_eq!(first.executor, "agent");
+    // A heartbeat keeps it alive past one TTL; silence then loses it.
+    c.on_control(
+        ControlCommand::Heartbeat {
+            executor: Name::from("agent"),
+        },
+        T0 + 800_000,
+        &mut out,
+    );
+    c.tick(T0 + 1_500_000, &mut out);
+    assert!(out.work.is_empty(), "still alive");
+    c.tick(T0 + 2_000_000, &mut out);
+    assert_eq!(
+        out.work.drain(..).collect::<Vec<_>>(),
+        vec![ExecutorWork::Abort {
+            lease: first.lease,
+            reason: AbortReason::ExecutorLost
+        }]
+    );
+    assert!(c.allocator().registry().get("agent").is_none());
+    c.allocator().check_invariants().expect("capacity released");
+    // The aborted attempt reports back; the task is re-queued as attempt 2.
+    c.on_feedback(done(first, Outcome::Cancelled), T0 + 2_000_000, &mut out);
+    assert!(out.finals.is_empty());
+    // Nothing else can hold 3000 milli-CPU until the agent re-joins.
+    c.tick(T0 + 3_000_000, &mut out);
+    assert!(runs(&mut out).is_empty());
+    c.on_control(
+        ControlCommand::Join {
+            executor: ExecutorSpec::cpu("agent", 4000, 4000),
+            heartbeat_ttl_ms: Some(1000),
+        },
+        T0 + 3_000_000,
+        &mut out,
+    );
+    c.tick(T0 + 3_000_000, &mut out);
+    let second = runs(&mut out).pop().expect("placed again");
+    assert_eq!(second.task.attempt, 2);
+    c.on_feedback(done(second, Outcome::Succeeded), T0 + 3_100_000, &mut out);
+    assert_eq!(out.finals.len(), 1);
+    assert_eq!(out.finals[0].outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn a_leaving_executor_takes_no_new_work_and_is_removed_when_drained() {
+    let mut c = coordinator(
+        vec![
+            ExecutorSpec::cpu("a", 1000, 1000),
+            ExecutorSpec::cpu("b", 1000, 1000),
+        ],
+        BTreeMap::new(),
+    );
+    let mut out = CoordinatorOutputs::default();
+    c.on_task(task("t1", "x", ResourceRequest::cpu(1000, 1)), T0, &mut out);
+    let on_a = runs(&mut out).pop().expect("placed");
+    assert_eq!(on_a.executor, "a");
+    c.on_control(
+        ControlCommand::Leave {
+            executor: Name::from("a"),
+        },
+        T0,
+        &mut out,
+    );
+    c.on_feedback(done(on_a, Outcome::Succeeded), T0, &mut out);
+    assert!(
+        c.allocator().registry().get("a").is_none(),
+        "gone once drained"
+    );
+    c.on_task(task("t2", "x", ResourceRequest::cpu(1000, 1)), T0, &mut out);
+    c.on_task(task("t3", "x", ResourceRequest::cpu(1000, 1)), T0, &mut out);
+    c.tick(T0, &mut out);
+    let placed = runs(&mut out);
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].executor, "b");
+}
+
+#[test]
+fn cancellation_finds_the_task_queued_waiting_to_retry_running_or_not_yet_arrived() {
+    let mut c = coordinator(vec![ExecutorSpec::cpu("a", 1000, 1000)], BTreeMap::new());
+    let mut out = CoordinatorOutputs::default();
+    let cancel = |id: &str| ControlCommand::Cancel {
+        task: Name::from(id),
+    };
+    let mut retried = task("retried", "x", ResourceRequest::cpu(1000, 1));
+    retried.max_attempts = 5;
+    c.on_task(retried, T0, &mut out);
+    c.on_task(
+        task("queued", "x", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut out,
+    );
+    let running = runs(&mut out).pop().expect("placed");
+    // Queued: ends at once.
+    c.on_control(cancel("queued"), T0, &mut out);
+    assert_eq!(
+        out.finals
+            .drain(..)
+            .map(|f| (f.task.id.to_string(), f.outcome))
+            .collect::<Vec<_>>(),
+        vec![("queued".to_string(), Outcome::Cancelled)]
+    );
+    // Waiting to retry: ends at once.
+    c.on_feedback(
+        done(
+            running,
+            Outcome::Failed {
+                reason: "flaky".into(),
+            },
+        ),
+        T0,
+        &mut out,
+    );
+    assert!(out.finals.is_empty());
+    c.on_control(cancel("retried"), T0, &mut out);
+    assert_eq!(
+        out.finals.drain(..).map(|f| f.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Cancelled]
+    );
+    // Running: the executor is told to stop; its completion is final.
+    let mut long = task("long", "x", ResourceRequest::cpu(1000, 1));
+    long.max_attempts = 5;
+    c.on_task(long, T0, &mut out);
+    c.tick(T0 + 1_000_000, &mut out);
+    let long_run = runs(&mut out).pop().expect("placed");
+    c.on_control(cancel("long"), T0, &mut out);
+    assert_eq!(
+        out.work.drain(..).collect::<Vec<_>>(),
+        vec![ExecutorWork::Abort {
+            lease: long_run.lease,
+            reason: AbortReason::Cancelled
+        }]
+    );
+    c.on_feedback(done(long_run, Outcome::Cancelled), T0, &mut out);
+    assert_eq!(
+        out.finals.drain(..).map(|f| f.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Cancelled]
+    );
+    // Not arrived yet: cancelled when it does.
+    c.on_control(cancel("later"), T0, &mut out);
+    c.on_task(task("later", "x", ResourceRequest::cpu(1, 1)), T0, &mut out);
+    assert!(runs(&mut out).is_empty());
+    assert_eq!(
+        out.finals.drain(..).map(|f| f.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Cancelled]
+    );
+    assert!(c.is_idle());
+}
+
+#[test]
+fn a_reservation_holds_capacity_for_its_tenant_until_it_expires() {
+    let mut c = coordinator(
+        vec![ExecutorSpec::cpu("a", 4000, 4000).with_gpus(1, "A100")],
+        BTreeMap::new(),
+    );
+    let mut out = CoordinatorOutputs::default();
+    let reserve = ControlCommand::Reserve(ReservationRequest {
+        id: Name::from("r1"),
+        holder: ReservationHolder::Tenant(Name::from("gold")),
+        resources: ResourceRequest {
+            gpu: GpuRequest::Whole(1),
+            ..ResourceRequest::cpu(2000, 2000)
+        },
+        expires_at_ms: T0 / 1000 + 5_000,
+    });
+    c.on_control(reserve, T0, &mut out);
+    assert_eq!(c.allocator().reservations().len(), 1);
+    // Another tenant cannot take the reserved GPU, nor more than the rest.
+    c.on_task(
+        task("other-gpu", "bronze", gpu(GpuRequest::Fraction(100), &[])),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("other-cpu", "bronze", ResourceRequest::cpu(2000, 100)),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("other-more", "bronze", ResourceRequest::cpu(100, 100)),
+        T0,
+        &mut out,
+    );
+    c.tick(T0, &mut out);
+    let placed = runs(&mut out);
+    assert_eq!(
+        placed
+            .iter()
+            .map(|a| a.task.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["other-cpu"]
+    );
+    // The holder's tasks run inside it.
+    c.on_task(
+        task("gold-1", "gold", gpu(GpuRequest::Fraction(500), &[])),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("gold-2", "gold", gpu(GpuRequest::Fraction(500), &[])),
+        T0,
+        &mut out,
+    );
+    let gold = runs(&mut out);
+    assert_eq!(gold.len(), 2);
+    assert!(gold.iter().all(|a| a.gpu_devices == vec![0]));
+    c.allocator().check_invariants().expect("books balance");
+    // It expires; a gold task still running keeps its share, the rest frees.
+    let mut gold = gold.into_iter();
+    let g1 = gold.next().expect("g1");
+    c.on_feedback(done(g1, Outcome::Succeeded), T0, &mut out);
+    c.tick(T0 + 6_000_000, &mut out);
+    assert!(c.allocator().reservations().is_empty());
+    c.allocator()
+        .check_invariants()
+        .expect("books balance after expiry");
+    let placed = runs(&mut out);
+    assert_eq!(
+        placed
+            .iter()
+            .map(|a| a.task.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["other-gpu", "other-more"],
+        "the unused half GPU and CPU return to the executor and the waiting tasks run"
+    );
+    let g2 = gold.next().expect("g2");
+    c.on_feedback(done(g2, Outcome::Succeeded), T0 + 6_000_000, &mut out);
+    c.allocator()
+        .check_invariants()
+        .expect("books balance after the last release");
+}
+
+#[test]
+fn a_quota_caps_what_a_tenant_holds_at_once() {
+    let mut tenants = BTreeMap::new();
+    tenants.insert(
+        Name::from("capped"),
+        TenantConfig {
+            weight: 1.0,
+            quota: Some(ResourceQuota {
+                cpu_milli: Some(2000),
+                ..Default::default()
+            }),
+        },
+    );
+    let mut c = coordinator(vec![ExecutorSpec::cpu("a", 4000, 4000)], tenants);
+    let mut out = CoordinatorOutputs::default();
+    for i in 0..3 {
+        c.on_task(
+            task(
+                &format!("capped-{i}"),
+                "capped",
+                ResourceRequest::cpu(1000, 1),
+            ),
+            T0,
+            &mut out,
+        );
+    }
+    c.on_task(
+        task("too-big", "capped", ResourceRequest::cpu(3000, 1)),
+        T0,
+        &mut out,
+    );
+    match &out.rejections[..] {
+        [r] => assert!(
+            matches!(&r.reason, RejectReason::Infeasible { detail } if detail.contains("quota")),
+            "{:?}",
+            r.reason
+        ),
+        other => panic!("one rejection expected, got {other:?}"),
+    }
+    let placed = runs(&mut out);
+    assert_eq!(
+        placed.len(),
+        2,
+        "the quota admits two 1000-milli tasks although 4000 are free"
+    );
+    // Releasing a capped task lets the third one in.
+    let capped = placed.into_iter().next().expect("capped");
+    c.on_feedback(done(capped, Outcome::Succeeded), T0, &mut out);
+    c.tick(T0, &mut out);
+    assert_eq!(
+        runs(&mut out)
+            .iter()
+            .map(|a| a.task.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["capped-2"]
+    );
+}
+
+#[test]
+fn a_quota_bound_tenant_is_admitted_by_its_home_shard_across_two_shards() {
+    let specs = [
+        ExecutorSpec::cpu("s0", 4000, 4000),
+        ExecutorSpec::cpu("s1", 4000, 4000),
+    ];
+    let feasibility = || {
+        FeasibilityIndex::new(
+            2,
+            specs
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, s)| (i as u32, s)),
+        )
+    };
+    let mut tenants = BTreeMap::new();
+    tenants.insert(
+        Name::from("capped"),
+        TenantConfig {
+            weight: 1.0,
+            quota: Some(ResourceQuota {
+                cpu_milli: Some(1500),
+                ..Default::default()
+            }),
+        },
+    );
+    let config = AllocatorConfig {
+        tenants,
+        ..AllocatorConfig::default()
+    };
+    let mut shards: Vec<CoordinatorState> = (0..2)
+        .map(|i| {
+            let alloc =
+                ShardAllocator::new(i, vec![specs[i as usize].clone()], feasibility(), &config)
+                    .expect("alloc");
+            CoordinatorState::new(alloc, RetryPolicy::default(), false)
+        })
+        .collect();
+    let home = home_shard("capped", 2) as usize;
+    let away = 1 - home;
+    let mut outs = [CoordinatorOutputs::default(), CoordinatorOutputs::default()];
+    // Submitted on the other shard: forwarded home, admitted, placed.
+    shards[away].on_task(
+        task("c1", "capped", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut outs[away],
+    );
+    shards[away].on_task(
+        task("c2", "capped", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut outs[away],
+    );
+    assert!(runs(&mut outs[away]).is_empty());
+    let forwards: Vec<Feedback> = outs[away].forwards.drain(..).collect();
+    assert_eq!(forwards.len(), 2);
+    for f in forwards {
+        assert_eq!(f.shard() as usize, home);
+        shards[home].on_feedback(f, T0, &mut outs[home]);
+    }
+    let placed = runs(&mut outs[home]);
+    assert_eq!(
+        placed.len(),
+        1,
+        "1500 milli of quota admit one 1000-milli task"
+    );
+    assert_eq!(shards[home].allocator().queued(), 1);
+    shards[home].on_feedback(
+        done(placed.into_iter().next().expect("c1"), Outcome::Succeeded),
+        T0,
+        &mut outs[home],
+    );
+    shards[home].tick(T0, &mut outs[home]);
+    assert_eq!(
+        runs(&mut outs[home]).len(),
+        1,
+        "the release admits the second"
+    );
+}
+
+#[test]
+fn fair_share_serves_the_tenant_holding_less_first() {
+    let mut c = coordinator(vec![ExecutorSpec::cpu("a", 4000, 4000)], BTreeMap::new());
+    let mut out = CoordinatorOutputs::default();
+    c.on_task(
+        task("heavy-0", "heavy", ResourceRequest::cpu(2000, 1)),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("heavy-1", "heavy", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("light-0", "light", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut out,
+    );
+    let placed = runs(&mut out);
+    assert_eq!(placed.len(), 3, "the executor is full");
+    c.on_task(
+        task("heavy-2", "heavy", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut out,
+    );
+    c.on_task(
+        task("light-1", "light", ResourceRequest::cpu(1000, 1)),
+        T0,
+        &mut out,
+    );
+    let light = placed
+        .into_iter()
+        .find(|a| a.task.tenant == "light")
+        .expect("light-0");
+    c.on_feedback(done(light, Outcome::Succeeded), T0, &mut out);
+    c.tick(T0, &mut out);
+    let next = runs(&mut out);
+    assert_eq!(
+        next.iter().map(|a| a.task.id.as_str()).collect::<Vec<_>>(),
+        vec!["light-1"],
+        "heavy holds 3/4 of the executor and light nothing, so light goes first although heavy-2 came earlier"
+    );
+}
