@@ -7,6 +7,9 @@
 //! - `GET /v1/tasks/{id}`: the task's record.
 //! - `GET /v1/stats`: run counters.
 //! - `GET /healthz`: liveness.
+//! - the control endpoints of [`crate::control_http`]: cancel a task
+//!   (`DELETE /v1/tasks/{id}`), executors joining, heartbeating and
+//!   leaving, reservations.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -54,6 +57,11 @@ impl HttpServer {
         store: Arc<dyn TaskStore>,
         stats: Arc<PipelineStats>,
     ) -> Result<HttpServer, RuntimeError> {
+        let control = crate::control_http::routes(crate::control_http::ControlApi {
+            ingress: ingress.clone(),
+            store: Arc::clone(&store),
+            default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
+        });
         let state = Arc::new(AppState {
             ingress,
             store,
@@ -64,7 +72,9 @@ impl HttpServer {
                 now_micros(),
             )),
         });
-        let app = router(state).layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+        let app = router(state)
+            .merge(control)
+            .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(&listen))

@@ -13,6 +13,7 @@ pub mod acks;
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod control_http;
 pub mod error;
 pub mod handlers;
 pub mod http;

@@ -30,6 +30,8 @@ enum Command {
     Demo(DemoArgs),
     /// Submit tasks (JSON object, array, or JSON lines) to a running pipeline's HTTP API.
     Submit(SubmitArgs),
+    /// Cancel a task on a running pipeline (HTTP `DELETE /v1/tasks/{id}`).
+    Cancel(CancelArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
     /// Replay a trace: an openb cluster through a placement policy, or (with
@@ -87,6 +89,16 @@ struct SubmitArgs {
     /// A task given inline as JSON.
     #[arg(long)]
     json: Option<String>,
+}
+
+#[derive(Args)]
+struct CancelArgs {
+    /// Base URL of the HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Ids of the tasks to cancel.
+    #[arg(required = true)]
+    ids: Vec<String>,
 }
 
 #[derive(Args)]
@@ -170,6 +182,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args),
         Command::Demo(args) => demo(args),
         Command::Submit(args) => submit(args),
+        Command::Cancel(args) => cancel(args),
         Command::Bench(args) => bench(args),
         Command::Replay(ReplayArgs {
             swf: Some(swf),
@@ -390,6 +403,30 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "counts do not add up: expected {expected_rejections} rejections and {} outcomes",
             args.tasks
         );
+    }
+    Ok(())
+}
+
+fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let mut failed = Vec::new();
+    for id in &args.ids {
+        let url = format!("{}/v1/tasks/{id}", args.url.trim_end_matches('/'));
+        let (status, text) = runtime.block_on(async {
+            let response = client.delete(&url).send().await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.text().await?))
+        })?;
+        println!("{text}");
+        if !status.is_success() {
+            failed.push(format!("{id}: {status}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("not cancelled: {}", failed.join(", "));
     }
     Ok(())
 }

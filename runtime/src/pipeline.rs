@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tidewater_connectors::store::{EmbeddedStore, MemoryStore, TaskStore};
-use tidewater_operators::model::{now_micros, Task};
+use tidewater_operators::model::{now_micros, ControlCommand, Name, Task};
 use tidewater_operators::validate::check_task;
 
 use crate::acks::AckRegistry;
@@ -253,6 +253,21 @@ impl RunningPipeline {
         }
         self.ingress.submit_task("api", task)?;
         Ok(())
+    }
+
+    /// Sends a control command to every coordinator: cancel a task,
+    /// register, heartbeat or remove an executor, reserve capacity.
+    pub fn control(&self, command: ControlCommand) -> Result<(), SubmitError> {
+        self.ingress.submit_control(command)?;
+        Ok(())
+    }
+
+    /// Cancels a task wherever it is (queued, waiting to retry, running);
+    /// its final outcome is then `cancelled`, unless it already ended.
+    pub fn cancel(&self, id: &str) -> Result<(), SubmitError> {
+        self.control(ControlCommand::Cancel {
+            task: Name::from(id),
+        })
     }
 
     /// A handle for feeding records from other sources.

@@ -59,6 +59,18 @@ impl Http {
         })
     }
 
+    /// DELETEs `url` and returns the status and parsed JSON answer.
+    pub fn delete(&self, url: &str) -> (u16, serde_json::Value) {
+        self.runtime.block_on(async {
+            let response = self.client.delete(url).send().await.expect("request");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json().await.unwrap_or(serde_json::Value::Null),
+            )
+        })
+    }
+
     /// GETs `url`; the status and parsed JSON answer, or `None` if unreachable.
     pub fn get(&self, url: &str) -> Option<(u16, serde_json::Value)> {
         self.runtime.block_on(async {

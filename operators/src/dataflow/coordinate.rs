@@ -569,6 +569,16 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             let mut out = CoordinatorOutputs::default();
             move |frontiers| {
                 let now_us = now_micros();
+                // Control first, so that an executor joining in the same
+                // epoch as the tasks meant for it is known when they arrive.
+                control_in.for_each(|cap, data| {
+                    if caps.is_none() {
+                        caps = (0..5).map(|port| cap.retain_least(port)).collect();
+                    }
+                    for command in data.drain(..) {
+                        state.on_control(command, now_us, &mut out);
+                    }
+                });
                 tasks_in.for_each(|_cap, data| {
                     for task in data.drain(..) {
                         state.on_task(task, now_us, &mut out);
@@ -587,14 +597,6 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                 models_in.for_each(|_cap, data| {
                     for update in data.drain(..) {
                         state.on_model(update);
-                    }
-                });
-                control_in.for_each(|cap, data| {
-                    if caps.is_none() {
-                        caps = (0..5).map(|port| cap.retain_least(port)).collect();
-                    }
-                    for command in data.drain(..) {
-                        state.on_control(command, now_us, &mut out);
                     }
                 });
                 state.tick(now_us, &mut out);

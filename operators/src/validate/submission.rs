@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::model::QosClass;
+use crate::model::{
+    GpuRequest, Name, QosClass, RejectReason, ResourceRequest, GPU_MILLI_PER_DEVICE,
+};
 
 /// A task as a client submits it. Unknown fields are an error, so that a
 /// misspelt option is reported instead of silently ignored.
@@ -76,6 +78,44 @@ pub struct ResourcesSubmission {
     /// Named custom resources.
     #[serde(default)]
     pub custom: BTreeMap<String, u64>,
+}
+
+impl ResourcesSubmission {
+    /// The request this submission describes, or why it is invalid (both
+    /// whole and fractional GPUs, or a share above one GPU).
+    pub fn into_request(self) -> Result<ResourceRequest, RejectReason> {
+        let invalid = |detail: String| RejectReason::InvalidValue {
+            path: "resources.gpu_milli".into(),
+            detail,
+        };
+        let gpu =
+            match (self.gpus, self.gpu_milli) {
+                (0, 0) => GpuRequest::None,
+                (0, GPU_MILLI_PER_DEVICE) => GpuRequest::Whole(1),
+                (0, m) if m < GPU_MILLI_PER_DEVICE => GpuRequest::Fraction(m),
+                (0, m) => {
+                    return Err(invalid(format!(
+                        "{m} is more than one GPU (1000); ask for whole GPUs with `gpus`"
+                    )))
+                }
+                (n, 0) => GpuRequest::Whole(n),
+                (_, _) => return Err(invalid(
+                    "set either `gpus` (whole devices) or `gpu_milli` (a share of one), not both"
+                        .into(),
+                )),
+            };
+        Ok(ResourceRequest {
+            cpu_milli: self.cpu_milli,
+            memory_mib: self.memory_mib,
+            gpu,
+            gpu_models: self.gpu_models.into_iter().map(Name::from).collect(),
+            custom: self
+                .custom
+                .into_iter()
+                .map(|(k, v)| (Name::from(k), v))
+                .collect(),
+        })
+    }
 }
 
 fn default_cpu_milli() -> u32 {

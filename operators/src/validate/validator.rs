@@ -1,8 +1,6 @@
 //! Turns bytes or submissions into validated tasks, or specific rejections.
 
-use crate::model::{
-    AckToken, GpuRequest, Name, RejectReason, ResourceRequest, Task, GPU_MILLI_PER_DEVICE,
-};
+use crate::model::{AckToken, GpuRequest, Name, RejectReason, Task, GPU_MILLI_PER_DEVICE};
 
 use super::{TaskSubmission, ValidationLimits, DEFAULT_TIMEOUT_MS};
 
@@ -63,39 +61,12 @@ impl Validator {
             }
         };
         let payload = submission.payload.map(|raw| Box::<str>::from(raw.get()));
-        let r = submission.resources;
-        let gpu =
-            match (r.gpus, r.gpu_milli) {
-                (0, 0) => GpuRequest::None,
-                (0, GPU_MILLI_PER_DEVICE) => GpuRequest::Whole(1),
-                (0, m) if m < GPU_MILLI_PER_DEVICE => GpuRequest::Fraction(m),
-                (0, m) => {
-                    return Err(invalid(
-                        "resources.gpu_milli",
-                        format!("{m} is more than one GPU (1000); ask for whole GPUs with `gpus`"),
-                    ))
-                }
-                (n, 0) => GpuRequest::Whole(n),
-                (_, _) => return Err(invalid(
-                    "resources.gpu_milli",
-                    "set either `gpus` (whole devices) or `gpu_milli` (a share of one), not both",
-                )),
-            };
+        let resources = submission.resources.into_request()?;
         let task = Task {
             id: Name::from(id),
             kind: Name::from(submission.kind),
             payload,
-            resources: ResourceRequest {
-                cpu_milli: r.cpu_milli,
-                memory_mib: r.memory_mib,
-                gpu,
-                gpu_models: r.gpu_models.into_iter().map(Name::from).collect(),
-                custom: r
-                    .custom
-                    .into_iter()
-                    .map(|(k, v)| (Name::from(k), v))
-                    .collect(),
-            },
+            resources,
             qos: submission.qos,
             priority: submission.priority,
             deadline_ms: submission.deadline_ms,

@@ -1,0 +1,237 @@
+//! The HTTP control API: cancel tasks, register executors, reserve capacity.
+//!
+//! Each endpoint turns its request into a
+//! [`ControlCommand`] that the ingress hands to the dataflow, where every
+//! coordinator shard sees it (see `tidewater_operators::dataflow`). Answers
+//! are `202 Accepted`: the command is applied in the next epoch.
+//!
+//! - `DELETE /v1/tasks/{id}`: cancel (404 if unknown, 409 if already final).
+//! - `POST /v1/executors`: join `{"id", "cpu_milli", "memory_mib", "gpus",
+//!   "gpu_model", "custom", "labels", "heartbeat_ttl_ms"}` (an executor as
+//!   in the config file, plus its heartbeat TTL).
+//! - `POST /v1/executors/{id}/heartbeat`, `DELETE /v1/executors/{id}` (leave).
+//! - `POST /v1/reservations`: `{"id", "tenant" | "task", "resources",
+//!   "expires_in_ms"}`; `DELETE /v1/reservations/{id}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use tidewater_connectors::store::{TaskState, TaskStore};
+use tidewater_operators::model::{
+    now_micros, ControlCommand, ExecutorSpec, Name, ReservationHolder, ReservationRequest,
+};
+use tidewater_operators::validate::ResourcesSubmission;
+
+use crate::ingress::Ingress;
+
+/// What the control endpoints need.
+pub struct ControlApi {
+    /// Where commands go.
+    pub ingress: Ingress,
+    /// Task records, to answer cancellations of unknown or finished tasks.
+    pub store: Arc<dyn TaskStore>,
+    /// TTL for executors that join without one, ms.
+    pub default_heartbeat_ttl_ms: u64,
+}
+
+/// The control routes, with their state.
+pub fn routes(api: ControlApi) -> Router {
+    Router::new()
+        .route("/v1/tasks/{id}", delete(cancel))
+        .route("/v1/executors", post(join))
+        .route("/v1/executors/{id}", delete(leave))
+        .route("/v1/executors/{id}/heartbeat", post(heartbeat))
+        .route("/v1/reservations", post(reserve))
+        .route("/v1/reservations/{id}", delete(unreserve))
+        .with_state(Arc::new(api))
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn send(api: &ControlApi, command: ControlCommand, body: serde_json::Value) -> Response {
+    match api.ingress.submit_control(command) {
+        Ok(()) => answer(StatusCode::ACCEPTED, body),
+        Err(e) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "code": "shutting_down", "reason": e.to_string() }),
+        ),
+    }
+}
+
+async fn cancel(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
+    let store = Arc::clone(&api.store);
+    let lookup = id.clone();
+    let record = match tokio::task::spawn_blocking(move || store.get(&lookup)).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(e)) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "code": "store", "reason": e.to_string() }),
+            )
+        }
+        Err(e) => {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "code": "internal", "reason": e.to_string() }),
+            )
+        }
+    };
+    match record {
+        None => answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "code": "not_found", "reason": format!("no task with id {id:?}") }),
+        ),
+        Some(record) if record.state.is_final() => answer(
+            StatusCode::CONFLICT,
+            serde_json::json!({
+                "code": "final",
+                "reason": format!("task {id:?} already ended: {:?}", record.state),
+                "state": record.state,
+            }),
+        ),
+        Some(_) => send(
+            &api,
+            ControlCommand::Cancel {
+                task: Name::from(id.as_str()),
+            },
+            serde_json::json!({ "id": id, "state": TaskState::Queued, "cancel": "requested" }),
+        ),
+    }
+}
+
+/// A join request, shaped like an executor in the config file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    id: String,
+    cpu_milli: u64,
+    memory_mib: u64,
+    #[serde(default)]
+    gpus: usize,
+    #[serde(default)]
+    gpu_model: String,
+    #[serde(default)]
+    custom: BTreeMap<String, u64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    heartbeat_ttl_ms: Option<u64>,
+}
+
+impl JoinRequest {
+    fn spec(&self) -> ExecutorSpec {
+        let mut spec = ExecutorSpec::cpu(self.id.as_str(), self.cpu_milli, self.memory_mib)
+            .with_gpus(self.gpus, &self.gpu_model);
+        for (name, amount) in &self.custom {
+            spec = spec.with_custom(name, *amount);
+        }
+        spec.labels = self.labels.clone();
+        spec
+    }
+}
+
+async fn join(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) -> Response {
+    let request: JoinRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "code": "invalid", "reason": e.to_string() }),
+            )
+        }
+    };
+    let id = request.id.clone();
+    let ttl = request
+        .heartbeat_ttl_ms
+        .unwrap_or(api.default_heartbeat_ttl_ms);
+    send(
+        &api,
+        ControlCommand::Join {
+            executor: request.spec(),
+            heartbeat_ttl_ms: Some(ttl),
+        },
+        serde_json::json!({ "id": id, "heartbeat_ttl_ms": ttl }),
+    )
+}
+
+async fn heartbeat(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
+    send(
+        &api,
+        ControlCommand::Heartbeat {
+            executor: Name::from(id.as_str()),
+        },
+        serde_json::json!({ "id": id }),
+    )
+}
+
+async fn leave(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
+    send(
+        &api,
+        ControlCommand::Leave {
+            executor: Name::from(id.as_str()),
+        },
+        serde_json::json!({ "id": id, "state": "leaving" }),
+    )
+}
+
+/// A reservation request: exactly one of `tenant` and `task`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveRequest {
+    id: String,
+    tenant: Option<String>,
+    task: Option<String>,
+    resources: ResourcesSubmission,
+    expires_in_ms: u64,
+}
+
+async fn reserve(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) -> Response {
+    let bad = |reason: String| {
+        answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "code": "invalid", "reason": reason }),
+        )
+    };
+    let request: ReserveRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e.to_string()),
+    };
+    let holder = match (request.tenant, request.task) {
+        (Some(tenant), None) => ReservationHolder::Tenant(Name::from(tenant.as_str())),
+        (None, Some(task)) => ReservationHolder::Task(Name::from(task.as_str())),
+        _ => return bad("give exactly one of \"tenant\" and \"task\"".into()),
+    };
+    let resources = match request.resources.into_request() {
+        Ok(r) => r,
+        Err(reason) => return bad(reason.to_string()),
+    };
+    let expires_at_ms = now_micros() / 1000 + request.expires_in_ms;
+    send(
+        &api,
+        ControlCommand::Reserve(ReservationRequest {
+            id: Name::from(request.id.as_str()),
+            holder,
+            resources,
+            expires_at_ms,
+        }),
+        serde_json::json!({ "id": request.id, "expires_at_ms": expires_at_ms }),
+    )
+}
+
+async fn unreserve(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
+    send(
+        &api,
+        ControlCommand::Unreserve {
+            id: Name::from(id.as_str()),
+        },
+        serde_json::json!({ "id": id }),
+    )
+}
