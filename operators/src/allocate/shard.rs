@@ -141,12 +141,6 @@ pub struct InvariantViolation {
     pub detail: String,
 }
 
-/// Where a task went when the shard tried to place it.
-enum Routed {
-    Done,
-    Wait(Task),
-}
-
 /// A shard allocator: places tasks on the executors it owns.
 pub struct ShardAllocator {
     shard: u32,
@@ -371,7 +365,7 @@ impl ShardAllocator {
         // Queued tasks did not fit when last examined and nothing was freed
         // since, so a newcomer that fits may go ahead of them (backfill).
         if !self.dirty {
-            if let Routed::Wait(task) = self.route(task, now_us, out) {
+            if let Some(task) = self.route(task, now_us, out) {
                 self.queue.push(task);
             }
         } else {
@@ -397,7 +391,7 @@ impl ShardAllocator {
                 out.push(Decision::Reject { task, reason });
                 continue;
             }
-            if let Routed::Wait(task) = self.route(task, now_us, out) {
+            if let Some(task) = self.route(task, now_us, out) {
                 passed_over.push((task, seq));
             }
         }
@@ -406,15 +400,15 @@ impl ShardAllocator {
         }
     }
 
-    /// Places `task` in a reservation of its holder or on an executor,
-    /// forwards it when only other shards could hold it, or hands it back
-    /// to wait.
-    fn route(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) -> Routed {
+    /// Places `task` in a reservation of its holder or on an executor, or
+    /// forwards it when only other shards could hold it; hands it back when
+    /// it must wait.
+    fn route(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) -> Option<Task> {
         let quota_bound = self.tenants.quota(&task.tenant).is_some()
             && !self.foreign_admitted.contains_key(&task.id)
             && !self.admitted.contains_key(&task.id);
         if quota_bound && !self.tenants.quota_admits(&task.tenant, &task.resources) {
-            return Routed::Wait(task);
+            return Some(task);
         }
         if let Some(r) = self
             .reservations
@@ -426,7 +420,7 @@ impl ShardAllocator {
                     self.admit(&task);
                 }
                 self.place_in_reservation(task, r, pool_pick, now_us, out);
-                return Routed::Done;
+                return None;
             }
         }
         let capable = self.feasibility.capable_shards(&task.resources);
@@ -434,7 +428,7 @@ impl ShardAllocator {
             if capable.is_empty() {
                 // Every executor that could hold it left or was lost since
                 // it was accepted: it waits for one to (re)join.
-                return Routed::Wait(task);
+                return Some(task);
             }
             let shard = capable[self.forward_cursor % capable.len()];
             self.forward_cursor = self.forward_cursor.wrapping_add(1);
@@ -449,20 +443,20 @@ impl ShardAllocator {
                 shard,
                 quota_home,
             });
-            return Routed::Done;
+            return None;
         }
         let Some(index) = self.policy.choose(&task.resources, &self.executors) else {
-            return Routed::Wait(task);
+            return Some(task);
         };
         let Some(gpu) = self.executors[index].fit(&task.resources) else {
-            return Routed::Wait(task);
+            return Some(task);
         };
         if quota_bound {
             self.admit(&task);
         }
         self.executors[index].take(&task.resources, &gpu);
         self.assign(task, index, gpu, None, now_us, out);
-        Routed::Done
+        None
     }
 
     fn admit(&mut self, task: &Task) {

@@ -16,6 +16,9 @@ pub enum AbortReason {
 }
 
 /// One instruction for the `Execute` operator.
+// `Run` is the hot path (one per attempt); boxing it to shrink the rare
+// `Abort` would cost an allocation per task.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ExecutorWork {
     /// Start this attempt.
