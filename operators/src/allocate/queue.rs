@@ -9,7 +9,9 @@
 //! weights. With one tenant this is a single heap.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::model::{Name, QosClass, Task};
 
@@ -114,14 +116,15 @@ impl TaskQueue {
 
     /// Puts back a task taken with [`pop_entry`](Self::pop_entry).
     pub fn restore(&mut self, task: Task, seq: u64) {
-        let index = match self.by_tenant.get(task.tenant.as_str()) {
-            Some(&index) => index,
-            None => {
-                self.heaps.push((task.tenant.clone(), BinaryHeap::new()));
-                self.by_tenant
-                    .insert(task.tenant.clone(), self.heaps.len() - 1);
-                self.heaps.len() - 1
-            }
+        let index = if self.heaps.len() == 1 && self.heaps[0].0 == task.tenant {
+            0
+        } else if let Some(&index) = self.by_tenant.get(task.tenant.as_str()) {
+            index
+        } else {
+            self.heaps.push((task.tenant.clone(), BinaryHeap::new()));
+            self.by_tenant
+                .insert(task.tenant.clone(), self.heaps.len() - 1);
+            self.heaps.len() - 1
         };
         self.heaps[index].1.push(Queued { task, seq });
         self.len += 1;

@@ -18,7 +18,9 @@
 //! forwarded with a note of its home, and the shard that runs it reports
 //! back when it is done ([`Decision::QuotaRelease`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -214,15 +216,15 @@ impl ShardAllocator {
             executors,
             by_id,
             queue: TaskQueue::new(),
-            running: HashMap::new(),
-            lost: HashSet::new(),
+            running: HashMap::default(),
+            lost: HashSet::default(),
             next_lease: 0,
             policy,
             feasibility,
             registry,
             tenants: TenantBook::default(),
-            admitted: HashMap::new(),
-            foreign_admitted: HashMap::new(),
+            admitted: HashMap::default(),
+            foreign_admitted: HashMap::default(),
             reservations: Vec::new(),
             dirty: false,
             backfill_depth: backfill_depth.max(1),
@@ -423,39 +425,42 @@ impl ShardAllocator {
                 return None;
             }
         }
-        let capable = self.feasibility.capable_shards(&task.resources);
-        if !capable.contains(&self.shard) {
-            if capable.is_empty() {
-                // Every executor that could hold it left or was lost since
-                // it was accepted: it waits for one to (re)join.
-                return Some(task);
-            }
-            let shard = capable[self.forward_cursor % capable.len()];
-            self.forward_cursor = self.forward_cursor.wrapping_add(1);
-            let quota_home = if quota_bound {
-                self.admit(&task);
-                Some(self.shard)
-            } else {
-                self.foreign_admitted.remove(&task.id)
-            };
-            out.push(Decision::Forward {
-                task,
-                shard,
-                quota_home,
+        let placed_here = self
+            .policy
+            .choose(&task.resources, &self.executors)
+            .and_then(|index| {
+                self.executors[index]
+                    .fit(&task.resources)
+                    .map(|gpu| (index, gpu))
             });
+        if let Some((index, gpu)) = placed_here {
+            if quota_bound {
+                self.admit(&task);
+            }
+            self.executors[index].take(&task.resources, &gpu);
+            self.assign(task, index, gpu, None, now_us, out);
             return None;
         }
-        let Some(index) = self.policy.choose(&task.resources, &self.executors) else {
+        // Nothing here fits now. Wait, unless only other shards could ever
+        // hold it; if no executor could (all that could left or were lost
+        // since it was accepted), wait for one to (re)join.
+        let capable = self.feasibility.capable_shards(&task.resources);
+        if capable.is_empty() || capable.contains(&self.shard) {
             return Some(task);
-        };
-        let Some(gpu) = self.executors[index].fit(&task.resources) else {
-            return Some(task);
-        };
-        if quota_bound {
-            self.admit(&task);
         }
-        self.executors[index].take(&task.resources, &gpu);
-        self.assign(task, index, gpu, None, now_us, out);
+        let shard = capable[self.forward_cursor % capable.len()];
+        self.forward_cursor = self.forward_cursor.wrapping_add(1);
+        let quota_home = if quota_bound {
+            self.admit(&task);
+            Some(self.shard)
+        } else {
+            self.foreign_admitted.remove(&task.id)
+        };
+        out.push(Decision::Forward {
+            task,
+            shard,
+            quota_home,
+        });
         None
     }
 
@@ -575,6 +580,9 @@ impl ShardAllocator {
     /// Settles quota bookkeeping for a task that reached its final outcome
     /// (or was rejected or cancelled) on this shard.
     pub fn finished(&mut self, task: &Task, out: &mut Vec<Decision>) {
+        if self.admitted.is_empty() && self.foreign_admitted.is_empty() {
+            return;
+        }
         if let Some((tenant, request)) = self.admitted.remove(&task.id) {
             self.tenants.quota_give_back(&tenant, &request);
             self.dirty = true;

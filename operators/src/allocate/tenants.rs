@@ -9,7 +9,9 @@
 //! by the tenant's home shard, which sees every placement of that tenant
 //! (see [`super::ShardAllocator`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,16 +141,16 @@ impl TenantBook {
 
     /// Counts a placement on this shard.
     pub fn placed(&mut self, tenant: &Name, req: &ResourceRequest) {
-        self.held.entry(tenant.clone()).or_default().add(req);
+        match self.held.get_mut(tenant) {
+            Some(usage) => usage.add(req),
+            None => self.held.entry(tenant.clone()).or_default().add(req),
+        }
     }
 
     /// Counts a release on this shard.
     pub fn released(&mut self, tenant: &Name, req: &ResourceRequest) {
         if let Some(usage) = self.held.get_mut(tenant) {
             usage.sub(req);
-            if usage.is_zero() {
-                self.held.remove(tenant);
-            }
         }
     }
 

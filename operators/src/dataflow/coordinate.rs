@@ -21,6 +21,8 @@
 //! cluster, and the shard that holds a cancelled task acts on it.
 
 use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -146,9 +148,9 @@ pub struct CoordinatorState {
     emit_metrics: bool,
     decisions: Vec<Decision>,
     /// Leases of running attempts being cancelled.
-    cancelling: HashMap<u64, ()>,
+    cancelling: FxHashMap<u64, ()>,
     /// Cancellations of tasks not seen yet, with when they are forgotten.
-    pending_cancels: HashMap<TaskId, u64>,
+    pending_cancels: FxHashMap<TaskId, u64>,
 }
 
 impl CoordinatorState {
@@ -162,8 +164,8 @@ impl CoordinatorState {
             models: HashMap::new(),
             emit_metrics,
             decisions: Vec::new(),
-            cancelling: HashMap::new(),
-            pending_cancels: HashMap::new(),
+            cancelling: FxHashMap::default(),
+            pending_cancels: FxHashMap::default(),
         }
     }
 
@@ -207,7 +209,7 @@ impl CoordinatorState {
         now_us: u64,
         out: &mut CoordinatorOutputs,
     ) {
-        if self.pending_cancels.remove(&task.id).is_some() {
+        if !self.pending_cancels.is_empty() && self.pending_cancels.remove(&task.id).is_some() {
             if let Some(home) = quota_home {
                 self.decisions.push(Decision::QuotaRelease {
                     shard: home,
@@ -360,7 +362,8 @@ impl CoordinatorState {
                 };
             }
         }
-        let cancelled = self.cancelling.remove(&completion.lease.0).is_some();
+        let cancelled =
+            !self.cancelling.is_empty() && self.cancelling.remove(&completion.lease.0).is_some();
         if self.emit_metrics {
             out.metrics.push(super::metric_for_completion(&completion));
         }
