@@ -178,3 +178,53 @@ fn a_silent_executor_is_declared_lost_and_its_task_runs_again_when_one_joins() {
         "no executor can ever hold it now"
     );
 }
+
+#[test]
+fn reservations_over_http_hold_capacity_for_their_tenant() {
+    let s = server(vec![executor("local", 2000)]);
+    let reserve =
+        r#"{"id":"r1","tenant":"gold","resources":{"cpu_milli":1500},"expires_in_ms":60000}"#;
+    let (status, answer) = s.http.post(&format!("{}/v1/reservations", s.base), reserve);
+    assert_eq!(status, 202, "{answer}");
+    let url = format!("{}/v1/reservations/r1", s.base);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match s.http.get(&url) {
+            Some((200, status)) => break status,
+            _ => {
+                assert!(Instant::now() < deadline, "r1 never reported");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(status["state"], "active", "{status}");
+    assert_eq!(status["executor"], "local", "{status}");
+    // Another tenant cannot use the held 1500; the holder can.
+    s.submit(r#"{"id":"bronze","tenant":"bronze","kind":"noop","resources":{"cpu_milli":1000}}"#);
+    s.submit(r#"{"id":"gold","tenant":"gold","kind":"noop","resources":{"cpu_milli":1000}}"#);
+    assert_eq!(
+        s.final_record("gold", Duration::from_secs(5))["state"],
+        "succeeded"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.record("bronze")["state"], "queued");
+    // Released: the capacity returns and the waiting task runs.
+    let (status, _) = s.http.delete(&url);
+    assert_eq!(status, 202);
+    assert_eq!(
+        s.final_record("bronze", Duration::from_secs(5))["state"],
+        "succeeded"
+    );
+    let (_, status) = s.http.get(&url).expect("reachable");
+    assert_eq!(status["state"], "ended", "{status}");
+    // One that cannot be made says so.
+    let too_big = r#"{"id":"r2","task":"x","resources":{"cpu_milli":9000},"expires_in_ms":60000}"#;
+    let (status, _) = s.http.post(&format!("{}/v1/reservations", s.base), too_big);
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, status) = s
+        .http
+        .get(&format!("{}/v1/reservations/r2", s.base))
+        .expect("reachable");
+    assert_eq!(status["state"], "refused", "{status}");
+}

@@ -26,7 +26,8 @@ use tidewater_operators::dataflow::{
     Feedback, TimedStream,
 };
 use tidewater_operators::model::{
-    Completion, ControlCommand, MetricEvent, MetricKind, ModelUpdate, Name, Rejection, SourceRecord,
+    Completion, ControlCommand, MetricEvent, MetricKind, ModelUpdate, Name, Rejection,
+    ReservationStatus, SourceRecord,
 };
 use tidewater_operators::validate::Validator;
 
@@ -50,6 +51,9 @@ pub struct PipelineStreams<'scope> {
     pub rejections: TimedStream<'scope, Rejection>,
     /// Metric events (empty unless enabled).
     pub metrics: TimedStream<'scope, MetricEvent>,
+    /// What became of reservations, broadcast to every worker so that any
+    /// process's API can answer for them.
+    pub reservations: TimedStream<'scope, ReservationStatus>,
 }
 
 /// Builds the task pipeline over `records`, `models` (model updates from
@@ -100,5 +104,6 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
             .exchange(|c: &Completion| u64::from(c.task.ack.origin_worker)),
         rejections: rejections.exchange(|r: &Rejection| u64::from(r.ack.origin_worker)),
         metrics,
+        reservations: coordinated.reservations.broadcast(),
     }
 }

@@ -11,7 +11,8 @@
 //!   in the config file, plus its heartbeat TTL).
 //! - `POST /v1/executors/{id}/heartbeat`, `DELETE /v1/executors/{id}` (leave).
 //! - `POST /v1/reservations`: `{"id", "tenant" | "task", "resources",
-//!   "expires_in_ms"}`; `DELETE /v1/reservations/{id}`.
+//!   "expires_in_ms"}`; `GET /v1/reservations/{id}` (active, refused or
+//!   ended, with the executor holding it); `DELETE /v1/reservations/{id}`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct ControlApi {
     pub store: Arc<dyn TaskStore>,
     /// TTL for executors that join without one, ms.
     pub default_heartbeat_ttl_ms: u64,
+    /// What became of reservations.
+    pub reservations: crate::reservations::ReservationBook,
 }
 
 /// The control routes, with their state.
@@ -49,7 +52,10 @@ pub fn routes(api: ControlApi) -> Router {
         .route("/v1/executors/{id}", delete(leave))
         .route("/v1/executors/{id}/heartbeat", post(heartbeat))
         .route("/v1/reservations", post(reserve))
-        .route("/v1/reservations/{id}", delete(unreserve))
+        .route(
+            "/v1/reservations/{id}",
+            delete(unreserve).get(reservation_status),
+        )
         .with_state(Arc::new(api))
 }
 
@@ -224,6 +230,22 @@ async fn reserve(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) ->
         }),
         serde_json::json!({ "id": request.id, "expires_at_ms": expires_at_ms }),
     )
+}
+
+async fn reservation_status(
+    State(api): State<Arc<ControlApi>>,
+    Path(id): Path<String>,
+) -> Response {
+    match api.reservations.get(&id) {
+        Some(status) => Json(status).into_response(),
+        None => answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({
+                "code": "not_found",
+                "reason": format!("no reservation {id:?} has been handled yet"),
+            }),
+        ),
+    }
 }
 
 async fn unreserve(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {

@@ -56,11 +56,13 @@ impl HttpServer {
         ingress: Ingress,
         store: Arc<dyn TaskStore>,
         stats: Arc<PipelineStats>,
+        reservations: crate::reservations::ReservationBook,
     ) -> Result<HttpServer, RuntimeError> {
         let control = crate::control_http::routes(crate::control_http::ControlApi {
             ingress: ingress.clone(),
             store: Arc::clone(&store),
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
+            reservations,
         });
         let state = Arc::new(AppState {
             ingress,

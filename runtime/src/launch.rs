@@ -32,6 +32,7 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
+use crate::reservations::ReservationBook;
 use crate::stats::PipelineStats;
 
 /// Most messages moved from an inbox into the dataflow per step.
@@ -101,6 +102,8 @@ pub struct WorkerContext {
     pub files: Arc<FileSinks>,
     /// Acknowledgement callbacks.
     pub acks: AckRegistry,
+    /// Reservation statuses for the API.
+    pub reservations: ReservationBook,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -199,6 +202,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
             rejections.clear();
         });
         sink_batches(streams.metrics, "Metrics", |metrics| metrics.clear());
+        let book = ctx.reservations.clone();
+        sink_batches(streams.reservations, "Reservations", move |statuses| {
+            book.record(statuses);
+            statuses.clear();
+        });
         (records_in, models_in, control_in)
     });
 

@@ -20,6 +20,7 @@ pub mod http;
 pub mod ingress;
 pub mod launch;
 pub mod pipeline;
+pub mod reservations;
 pub mod sources;
 pub mod stats;
 

@@ -35,6 +35,7 @@ use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
+use crate::reservations::ReservationBook;
 use crate::stats::{PipelineStats, StatsSnapshot};
 
 /// Entry point of the library API.
@@ -118,6 +119,7 @@ impl PipelineBuilder {
         let (ingress, inboxes) = Ingress::new(local_workers, first_worker);
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
+        let reservations = ReservationBook::new();
         let config = Arc::new(config);
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
@@ -130,6 +132,7 @@ impl PipelineBuilder {
             started_at_us: now_micros(),
             files: Arc::new(files),
             acks: acks.clone(),
+            reservations: reservations.clone(),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -162,6 +165,7 @@ impl PipelineBuilder {
                 ingress.clone(),
                 Arc::clone(&store),
                 Arc::clone(&stats),
+                reservations.clone(),
             )?)
         } else {
             None

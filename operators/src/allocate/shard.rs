@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     AbortReason, Assignment, ExecutorId, ExecutorSpec, Lease, Name, RejectReason,
-    ReservationRequest, ResourceRequest, Task, TaskId,
+    ReservationRequest, ReservationState, ReservationStatus, ResourceRequest, Task, TaskId,
 };
 
 use super::{
@@ -107,13 +107,8 @@ pub enum Decision {
         /// Shards tried so far.
         hops: u32,
     },
-    /// A reservation was made, released or could not be made.
-    ReservationEvent {
-        /// Its id.
-        id: Name,
-        /// What happened, for the log and the caller.
-        detail: String,
-    },
+    /// A reservation was made, ended or could not be made.
+    ReservationEvent(ReservationStatus),
 }
 
 /// A running placement, kept until its lease is released.
@@ -695,7 +690,7 @@ impl ShardAllocator {
                 .map(|r| r.id.clone())
                 .collect();
             for id in dropped {
-                self.end_reservation(&id, "its executor was lost", out);
+                self.end_reservation(&id, "its executor was lost", now_us, out);
             }
             self.tenants.set_capacity(self.capacity());
         }
@@ -706,7 +701,7 @@ impl ShardAllocator {
             .map(|r| r.id.clone())
             .collect();
         for id in lapsed {
-            self.end_reservation(&id, "expired", out);
+            self.end_reservation(&id, "expired", now_us, out);
         }
     }
 
@@ -721,10 +716,13 @@ impl ShardAllocator {
     ) {
         let id = request.id.clone();
         if request.expires_at_ms * 1000 <= now_us {
-            out.push(Decision::ReservationEvent {
+            out.push(reservation_event(
                 id,
-                detail: "not made: it has already expired".into(),
-            });
+                ReservationState::Refused,
+                None,
+                "it had already expired",
+                now_us,
+            ));
             return;
         }
         if self.reservations.iter().any(|r| r.id == id) {
@@ -751,10 +749,13 @@ impl ShardAllocator {
                     gpu,
                     request.expires_at_ms * 1000,
                 );
-                out.push(Decision::ReservationEvent {
+                out.push(reservation_event(
                     id,
-                    detail: format!("made on executor {}", executor.spec.id),
-                });
+                    ReservationState::Active,
+                    Some(executor.spec.id.clone()),
+                    "capacity held",
+                    now_us,
+                ));
                 self.reservations.push(reservation);
                 self.dirty = true;
             }
@@ -765,19 +766,22 @@ impl ShardAllocator {
                     hops: hops + 1,
                 });
             }
-            None => out.push(Decision::ReservationEvent {
+            None => out.push(reservation_event(
                 id,
-                detail: "not made: no executor has that much free capacity now".into(),
-            }),
+                ReservationState::Refused,
+                None,
+                "no executor has that much free capacity now",
+                now_us,
+            )),
         }
     }
 
     /// Releases a reservation early, if this shard holds it.
-    pub fn unreserve(&mut self, id: &str, out: &mut Vec<Decision>) {
-        self.end_reservation(id, "released", out);
+    pub fn unreserve(&mut self, id: &str, now_us: u64, out: &mut Vec<Decision>) {
+        self.end_reservation(id, "released", now_us, out);
     }
 
-    fn end_reservation(&mut self, id: &str, why: &str, out: &mut Vec<Decision>) {
+    fn end_reservation(&mut self, id: &str, why: &str, now_us: u64, out: &mut Vec<Decision>) {
         let Some(position) = self.reservations.iter().position(|r| r.id == id) else {
             return;
         };
@@ -794,10 +798,14 @@ impl ShardAllocator {
             }
         }
         self.dirty = true;
-        out.push(Decision::ReservationEvent {
-            id: reservation.id,
-            detail: why.to_string(),
-        });
+        let executor = self.executors[reservation.executor].spec.id.clone();
+        out.push(reservation_event(
+            reservation.id,
+            ReservationState::Ended,
+            Some(executor),
+            why,
+            now_us,
+        ));
     }
 
     /// Checks that each executor's free capacity equals its capacity minus
@@ -927,6 +935,22 @@ fn gpu_pick_fits(e: &ExecutorState, req: &ResourceRequest, pick: &GpuPick) -> bo
     let mut probe = e.clone();
     probe.accepting = true;
     devices_ok && probe.fit(&base).is_some()
+}
+
+fn reservation_event(
+    id: Name,
+    state: ReservationState,
+    executor: Option<ExecutorId>,
+    detail: &str,
+    at_us: u64,
+) -> Decision {
+    Decision::ReservationEvent(ReservationStatus {
+        id,
+        state,
+        executor,
+        detail: detail.to_string(),
+        at_us,
+    })
 }
 
 fn expired(task: &Task, now_us: u64) -> Option<RejectReason> {

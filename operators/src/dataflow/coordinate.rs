@@ -37,7 +37,7 @@ use crate::allocate::{Decision, ShardAllocator};
 use crate::model::{
     now_micros, AbortReason, Completion, ControlCommand, Epoch, ExecutorWork, Lease, MetricEvent,
     MetricKind, ModelTarget, ModelUpdate, Name, Outcome, RejectReason, Rejection,
-    ReservationRequest, Task, TaskId,
+    ReservationRequest, ReservationStatus, Task, TaskId,
 };
 
 /// How long a cancellation for a task not (yet) seen is remembered.
@@ -134,7 +134,7 @@ pub struct CoordinatorOutputs {
     /// Assigned, retried, completed and rejected metric events.
     pub metrics: Vec<MetricEvent>,
     /// What became of reservations (also logged).
-    pub notices: Vec<(Name, String)>,
+    pub reservations: Vec<ReservationStatus>,
 }
 
 /// The sequential logic of one shard's coordinator, independent of timely so
@@ -269,7 +269,7 @@ impl CoordinatorState {
                 }
             }
             ControlCommand::Unreserve { id } => {
-                self.allocator.unreserve(&id, &mut self.decisions);
+                self.allocator.unreserve(&id, now_us, &mut self.decisions);
             }
         }
         self.drain_decisions(now_us, out);
@@ -426,9 +426,9 @@ impl CoordinatorState {
                     request,
                     hops,
                 }),
-                Decision::ReservationEvent { id, detail } => {
-                    tracing::info!(reservation = %id, shard, "reservation {detail}");
-                    out.notices.push((id, detail));
+                Decision::ReservationEvent(status) => {
+                    tracing::info!(reservation = %status.id, shard, state = ?status.state, "reservation: {}", status.detail);
+                    out.reservations.push(status);
                 }
                 Decision::Assign(assignment) => {
                     if self.emit_metrics {
@@ -520,6 +520,8 @@ pub struct CoordinatorStreams<'scope> {
     pub forwards: TimedStream<'scope, Feedback>,
     /// Metric events.
     pub metrics: TimedStream<'scope, MetricEvent>,
+    /// What became of reservations handled by this shard.
+    pub reservations: TimedStream<'scope, ReservationStatus>,
 }
 
 /// Places tasks on this worker's shard of executors.
@@ -535,6 +537,9 @@ pub trait Coordinate<'scope> {
         state: CoordinatorState,
     ) -> CoordinatorStreams<'scope>;
 }
+
+/// Number of the operator's outputs (capabilities held per input batch).
+const OUTPUTS: usize = 6;
 
 type Out<D> = OutputBuilder<Epoch, CapacityContainerBuilder<Vec<D>>>;
 
@@ -559,12 +564,21 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
         let (r, rejections) = builder.new_output();
         let (w, forwards) = builder.new_output();
         let (m, metrics) = builder.new_output();
-        let (mut a, mut f, mut r, mut w, mut m): (Out<_>, Out<_>, Out<_>, Out<_>, Out<_>) = (
+        let (v, reservations) = builder.new_output();
+        let (mut a, mut f, mut r, mut w, mut m, mut v): (
+            Out<_>,
+            Out<_>,
+            Out<_>,
+            Out<_>,
+            Out<_>,
+            Out<_>,
+        ) = (
             OutputBuilder::from(a),
             OutputBuilder::from(f),
             OutputBuilder::from(r),
             OutputBuilder::from(w),
             OutputBuilder::from(m),
+            OutputBuilder::from(v),
         );
 
         builder.build(move |capabilities| {
@@ -576,7 +590,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                 // epoch as the tasks meant for it is known when they arrive.
                 control_in.for_each(|cap, data| {
                     if caps.is_none() {
-                        caps = (0..5).map(|port| cap.retain_least(port)).collect();
+                        caps = (0..OUTPUTS).map(|port| cap.retain_least(port)).collect();
                     }
                     for command in data.drain(..) {
                         state.on_control(command, now_us, &mut out);
@@ -591,7 +605,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     // Work forwarded or completed after this shard went idle
                     // arrives with the capability to answer it.
                     if caps.is_none() {
-                        caps = (0..5).map(|port| cap.retain_least(port)).collect();
+                        caps = (0..OUTPUTS).map(|port| cap.retain_least(port)).collect();
                     }
                     for fb in data.drain(..) {
                         state.on_feedback(fb, now_us, &mut out);
@@ -603,9 +617,6 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     }
                 });
                 state.tick(now_us, &mut out);
-                for (id, detail) in out.notices.drain(..) {
-                    tracing::debug!(reservation = %id, "{detail}");
-                }
 
                 // Hold capabilities while the shard has work or its task or
                 // control input is open, following the earlier of the two.
@@ -616,6 +627,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     emit(&mut r, &held[2], &mut out.rejections);
                     emit(&mut w, &held[3], &mut out.forwards);
                     emit(&mut m, &held[4], &mut out.metrics);
+                    emit(&mut v, &held[5], &mut out.reservations);
                     let inputs_frontier = [0, 3]
                         .into_iter()
                         .filter_map(|port| {
@@ -649,6 +661,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             }
         });
         CoordinatorStreams {
+            reservations,
             work,
             finals,
             rejections,

@@ -69,3 +69,30 @@ pub struct ReservationRequest {
     /// returns to the pool then, tasks running in it keep running.
     pub expires_at_ms: u64,
 }
+
+/// Where a reservation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    /// Made: its capacity is held.
+    Active,
+    /// Not made (no executor had the capacity, or it had already expired).
+    Refused,
+    /// Expired, released, or its executor was lost.
+    Ended,
+}
+
+/// What became of a reservation, as reported by the shard that handled it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReservationStatus {
+    /// The reservation's id.
+    pub id: Name,
+    /// Its state.
+    pub state: ReservationState,
+    /// The executor holding it, when made.
+    pub executor: Option<ExecutorId>,
+    /// Why, in words.
+    pub detail: String,
+    /// When, microseconds since the Unix epoch.
+    pub at_us: u64,
+}

@@ -29,7 +29,9 @@ mod work;
 pub use ack::{AckToken, RecordBody, SourceRecord};
 pub use assignment::{Assignment, Lease};
 pub use completion::{Completion, Outcome};
-pub use control::{ControlCommand, ReservationHolder, ReservationRequest};
+pub use control::{
+    ControlCommand, ReservationHolder, ReservationRequest, ReservationState, ReservationStatus,
+};
 pub use executor::{ExecutorId, ExecutorSpec, GpuDevice};
 pub use experience::Experience;
 pub use metric::{MetricEvent, MetricKind};
