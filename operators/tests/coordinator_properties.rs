@@ -1,4 +1,5 @@
-//! Property tests of one coordinator shard under a churning cluster:
+//! Property tests of one and two coordinator shards under a churning cluster
+//! (inter-shard feedback delivered as the dataflow would):
 //! random submissions, completions (success, failure, timeout), retries,
 //! cancellations, executors joining, heartbeating, leaving and going silent
 //! (declared lost after their TTL), reservations, and time passing.
@@ -100,8 +101,22 @@ fn tenant(k: u8) -> Name {
     Name::from(format!("tenant-{k}"))
 }
 
-fn coordinator() -> CoordinatorState {
-    let feasibility = FeasibilityIndex::new(1, static_executors().into_iter().map(|s| (0, s)));
+/// Shard `index` of `shards`: static executor `i` belongs to shard `i % shards`.
+fn coordinator(shards: usize, index: usize) -> CoordinatorState {
+    let owned = |i: usize| (i % shards) as u32;
+    let feasibility = FeasibilityIndex::new(
+        shards,
+        static_executors()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (owned(i), s)),
+    );
+    let mine: Vec<ExecutorSpec> = static_executors()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| owned(*i) == index as u32)
+        .map(|(_, s)| s)
+        .collect();
     let mut tenants = BTreeMap::new();
     tenants.insert(
         tenant(0),
@@ -121,7 +136,7 @@ fn coordinator() -> CoordinatorState {
         tenants,
     };
     let allocator =
-        ShardAllocator::new(0, static_executors(), feasibility, &config).expect("allocator");
+        ShardAllocator::new(index as u32, mine, feasibility, &config).expect("allocator");
     let retry = RetryPolicy {
         initial_backoff_ms: 50,
         multiplier: 2.0,
@@ -133,15 +148,22 @@ fn coordinator() -> CoordinatorState {
 /// The executor side and the books of what ended.
 #[derive(Default)]
 struct World {
-    running: HashMap<Lease, Assignment>,
+    running: HashMap<(u32, Lease), Assignment>,
     /// Completions produced by the executor side, to feed back.
     returned: Vec<Completion>,
+    /// Feedback between shards (forwards, quota releases, summaries).
+    in_flight: Vec<Feedback>,
     ended: HashMap<String, usize>,
     submitted: Vec<String>,
 }
 
 impl World {
-    fn absorb(&mut self, out: &mut CoordinatorOutputs, now_us: u64) -> Result<(), TestCaseError> {
+    fn absorb(
+        &mut self,
+        shard: u32,
+        out: &mut CoordinatorOutputs,
+        now_us: u64,
+    ) -> Result<(), TestCaseError> {
         for work in out.work.drain(..) {
             match work {
                 ExecutorWork::Run(a) => {
@@ -150,10 +172,10 @@ impl World {
                         "task {} assigned while an attempt of it still runs",
                         a.task.id
                     );
-                    self.running.insert(a.lease, a);
+                    self.running.insert((a.shard, a.lease), a);
                 }
                 ExecutorWork::Abort { lease, reason } => {
-                    if let Some(a) = self.running.remove(&lease) {
+                    if let Some(a) = self.running.remove(&(shard, lease)) {
                         let outcome = match reason {
                             AbortReason::Cancelled => Outcome::Cancelled,
                             AbortReason::ExecutorLost => Outcome::Failed {
@@ -173,13 +195,7 @@ impl World {
             let id = r.task_id.expect("coordinator rejections name the task");
             *self.ended.entry(id.to_string()).or_default() += 1;
         }
-        prop_assert!(
-            out.forwards
-                .iter()
-                .all(|f| !matches!(f, Feedback::Forwarded { .. })),
-            "a single shard has nowhere to forward"
-        );
-        out.forwards.clear();
+        self.in_flight.append(&mut out.forwards);
         Ok(())
     }
 }
@@ -218,12 +234,62 @@ fn step_checks(state: &CoordinatorState) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Delivers completions and inter-shard feedback, ticking every shard,
+/// until nothing is in flight.
+fn settle(
+    states: &mut [CoordinatorState],
+    world: &mut World,
+    now_us: u64,
+) -> Result<(), TestCaseError> {
+    let mut out = CoordinatorOutputs::default();
+    for _ in 0..100 {
+        let returned = std::mem::take(&mut world.returned);
+        let feedback = std::mem::take(&mut world.in_flight);
+        for c in returned {
+            let shard = c.shard;
+            states[shard as usize].on_feedback(Feedback::Completed(c), now_us, &mut out);
+            world.absorb(shard, &mut out, now_us)?;
+        }
+        for f in feedback {
+            let shard = f.shard();
+            states[shard as usize].on_feedback(f, now_us, &mut out);
+            world.absorb(shard, &mut out, now_us)?;
+        }
+        for (shard, state) in states.iter_mut().enumerate() {
+            state.tick(now_us, &mut out);
+            world.absorb(shard as u32, &mut out, now_us)?;
+        }
+        if world.returned.is_empty() && world.in_flight.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(TestCaseError::fail("feedback never settled"))
+}
+
+/// Applies a control command on every shard (the dataflow broadcasts it).
+fn broadcast(
+    states: &mut [CoordinatorState],
+    world: &mut World,
+    command: ControlCommand,
+    now_us: u64,
+) -> Result<(), TestCaseError> {
+    let mut out = CoordinatorOutputs::default();
+    for (shard, state) in states.iter_mut().enumerate() {
+        state.on_control(command.clone(), now_us, &mut out);
+        world.absorb(shard as u32, &mut out, now_us)?;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 
     #[test]
-    fn churn_never_overcommits_loses_or_doubles_a_task(ops in proptest::collection::vec(op(), 1..200)) {
-        let mut state = coordinator();
+    fn churn_never_overcommits_loses_or_doubles_a_task(
+        ops in proptest::collection::vec(op(), 1..200),
+        shards in 1usize..=2,
+    ) {
+        let mut states: Vec<CoordinatorState> = (0..shards).map(|i| coordinator(shards, i)).collect();
         let mut world = World::default();
         let mut out = CoordinatorOutputs::default();
         let mut now_us = 1_000_000_000u64;
@@ -236,13 +302,15 @@ proptest! {
                     task.deadline_ms = deadline_in_ms.map(|d| now_us / 1000 + d);
                     task.submitted_at_us = now_us;
                     world.submitted.push(task.id.to_string());
-                    state.on_task(task, now_us, &mut out);
+                    let shard = n % shards;
+                    states[shard].on_task(task, now_us, &mut out);
+                    world.absorb(shard as u32, &mut out, now_us)?;
                 }
                 Op::Finish { pick, outcome } if !world.running.is_empty() => {
-                    let mut leases: Vec<Lease> = world.running.keys().copied().collect();
-                    leases.sort();
-                    let lease = leases[pick % leases.len()];
-                    let a = world.running.remove(&lease).expect("running");
+                    let mut keys: Vec<(u32, Lease)> = world.running.keys().copied().collect();
+                    keys.sort();
+                    let key = keys[pick % keys.len()];
+                    let a = world.running.remove(&key).expect("running");
                     let outcome = match outcome {
                         0 | 1 => Outcome::Succeeded,
                         2 => Outcome::Failed { reason: "exit 1".into() },
@@ -253,25 +321,30 @@ proptest! {
                 Op::Finish { .. } => {}
                 Op::Cancel(pick) if !world.submitted.is_empty() => {
                     let task = Name::from(world.submitted[pick % world.submitted.len()].as_str());
-                    state.on_control(ControlCommand::Cancel { task }, now_us, &mut out);
+                    broadcast(&mut states, &mut world, ControlCommand::Cancel { task }, now_us)?;
                 }
                 Op::Cancel(_) => {}
-                Op::Join(k) => state.on_control(
+                Op::Join(k) => broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Join { executor: dynamic_executor(k), heartbeat_ttl_ms: Some(TTL_MS) },
                     now_us,
-                    &mut out,
-                ),
-                Op::Heartbeat(k) => state.on_control(
+                )?,
+                Op::Heartbeat(k) => broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Heartbeat { executor: Name::from(format!("dyn-{k}")) },
                     now_us,
-                    &mut out,
-                ),
-                Op::Leave(k) => state.on_control(
+                )?,
+                Op::Leave(k) => broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Leave { executor: Name::from(format!("dyn-{k}")) },
                     now_us,
-                    &mut out,
-                ),
-                Op::Reserve { tenant: t, req, for_ms } => state.on_control(
+                )?,
+                Op::Reserve { tenant: t, req, for_ms } => broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Reserve(ReservationRequest {
                         id: Name::from(format!("r{}", n % 4)),
                         holder: ReservationHolder::Tenant(tenant(t)),
@@ -279,27 +352,25 @@ proptest! {
                         expires_at_ms: now_us / 1000 + for_ms,
                     }),
                     now_us,
-                    &mut out,
-                ),
-                Op::Unreserve(k) => state.on_control(
+                )?,
+                Op::Unreserve(k) => broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Unreserve { id: Name::from(format!("r{k}")) },
                     now_us,
-                    &mut out,
-                ),
+                )?,
                 Op::Advance(ms) => now_us += ms * 1000,
             }
-            world.absorb(&mut out, now_us)?;
-            for c in std::mem::take(&mut world.returned) {
-                state.on_feedback(Feedback::Completed(c), now_us, &mut out);
-                world.absorb(&mut out, now_us)?;
+            settle(&mut states, &mut world, now_us)?;
+            for state in &states {
+                step_checks(state)?;
             }
-            state.tick(now_us, &mut out);
-            world.absorb(&mut out, now_us)?;
-            step_checks(&state)?;
+            let quota: u64 = states.iter().map(|s| s.allocator().tenants().quota_usage("tenant-0").cpu_milli).sum();
+            prop_assert!(quota <= 6000, "tenant-0 holds {} milli-CPU over its quota", quota);
         }
         // Finish: run every attempt to success, let time pass, until idle.
         for _ in 0..1000 {
-            if state.is_idle() && world.running.is_empty() && world.returned.is_empty() {
+            if states.iter().all(CoordinatorState::is_idle) && world.running.is_empty() && world.returned.is_empty() {
                 break;
             }
             now_us += 500_000;
@@ -307,38 +378,39 @@ proptest! {
             for a in running {
                 world.returned.push(complete(a, Outcome::Succeeded, now_us));
             }
-            for c in std::mem::take(&mut world.returned) {
-                state.on_feedback(Feedback::Completed(c), now_us, &mut out);
-                world.absorb(&mut out, now_us)?;
-            }
             // Keep joined executors alive so queued work can drain.
             for k in 0..6 {
-                state.on_control(
+                broadcast(
+                    &mut states,
+                    &mut world,
                     ControlCommand::Heartbeat { executor: Name::from(format!("dyn-{k}")) },
                     now_us,
-                    &mut out,
-                );
+                )?;
             }
-            state.tick(now_us, &mut out);
-            world.absorb(&mut out, now_us)?;
-            step_checks(&state)?;
+            settle(&mut states, &mut world, now_us)?;
+            for state in &states {
+                step_checks(state)?;
+            }
         }
-        prop_assert!(state.is_idle(), "work left: queued {} running {}", state.allocator().queued(), state.allocator().running());
+        for state in &states {
+            prop_assert!(state.is_idle(), "work left: queued {} running {}", state.allocator().queued(), state.allocator().running());
+        }
         for id in &world.submitted {
             prop_assert_eq!(world.ended.get(id).copied().unwrap_or(0), 1, "task {} must end exactly once", id);
         }
         // Every reservation lapses; then all capacity is free again.
         now_us += 10_000_000_000;
-        state.tick(now_us, &mut out);
-        world.absorb(&mut out, now_us)?;
-        step_checks(&state)?;
-        prop_assert!(state.allocator().reservations().is_empty());
-        for e in state.allocator().executors() {
-            prop_assert_eq!(e.free_cpu_milli, e.spec.cpu_milli, "{} cpu", e.spec.id);
-            prop_assert_eq!(e.free_memory_mib, e.spec.memory_mib);
-            prop_assert!(e.free_gpu_milli.iter().all(|&m| m == 1000));
-            prop_assert_eq!(e.running, 0);
+        settle(&mut states, &mut world, now_us)?;
+        for state in &states {
+            step_checks(state)?;
+            prop_assert!(state.allocator().reservations().is_empty());
+            for e in state.allocator().executors() {
+                prop_assert_eq!(e.free_cpu_milli, e.spec.cpu_milli, "{} cpu", e.spec.id);
+                prop_assert_eq!(e.free_memory_mib, e.spec.memory_mib);
+                prop_assert!(e.free_gpu_milli.iter().all(|&m| m == 1000));
+                prop_assert_eq!(e.running, 0);
+            }
+            prop_assert!(state.allocator().tenants().quota_usage("tenant-0").is_zero());
         }
-        prop_assert!(state.allocator().tenants().quota_usage("tenant-0").is_zero());
     }
 }

@@ -551,3 +551,92 @@ fn fair_share_serves_the_tenant_holding_less_first() {
         "heavy holds 3/4 of the executor and light nothing, so light goes first although heavy-2 came earlier"
     );
 }
+
+#[test]
+fn a_task_its_shard_cannot_place_now_moves_to_a_shard_whose_summary_fits() {
+    let specs = [
+        ExecutorSpec::cpu("s0", 2000, 2000),
+        ExecutorSpec::cpu("s1", 2000, 2000),
+    ];
+    let feasibility = || {
+        FeasibilityIndex::new(
+            2,
+            specs
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, s)| (i as u32, s)),
+        )
+    };
+    let mut shards: Vec<CoordinatorState> = (0..2)
+        .map(|i| {
+            let alloc = ShardAllocator::new(
+                i,
+                vec![specs[i as usize].clone()],
+                feasibility(),
+                &AllocatorConfig::default(),
+            )
+            .expect("alloc");
+            CoordinatorState::new(alloc, RetryPolicy::default(), false)
+        })
+        .collect();
+    let mut outs = [CoordinatorOutputs::default(), CoordinatorOutputs::default()];
+    // Shard 0 fills up; the next task waits there.
+    shards[0].on_task(
+        task("fill", "x", ResourceRequest::cpu(2000, 1)),
+        T0,
+        &mut outs[0],
+    );
+    shards[0].on_task(
+        task("next", "x", ResourceRequest::cpu(1500, 1)),
+        T0,
+        &mut outs[0],
+    );
+    assert_eq!(runs(&mut outs[0]).len(), 1);
+    assert_eq!(shards[0].allocator().queued(), 1);
+    // Shard 1 publishes its summary in its next epoch; shard 0 hears it.
+    shards[1].tick(T0 + 1_000, &mut outs[1]);
+    let summaries: Vec<Feedback> = outs[1].forwards.drain(..).collect();
+    assert!(
+        matches!(
+            &summaries[..],
+            [Feedback::Summary {
+                shard: 0,
+                from: 1,
+                ..
+            }]
+        ),
+        "{summaries:?}"
+    );
+    for f in summaries {
+        shards[0].on_feedback(f, T0 + 1_000, &mut outs[0]);
+    }
+    shards[0].tick(T0 + 1_000, &mut outs[0]);
+    let moved: Vec<Feedback> = outs[0]
+        .forwards
+        .drain(..)
+        .filter(|f| matches!(f, Feedback::Forwarded { .. }))
+        .collect();
+    assert_eq!(moved.len(), 1, "the waiting task moves to shard 1");
+    for f in moved {
+        assert_eq!(f.shard(), 1);
+        shards[1].on_feedback(f, T0 + 2_000, &mut outs[1]);
+    }
+    let placed = runs(&mut outs[1]);
+    assert_eq!(
+        placed
+            .iter()
+            .map(|a| a.task.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["next"]
+    );
+    assert_eq!(placed[0].executor, "s1");
+    // Nothing changed on shard 1 since... it just placed: its next summary says so.
+    shards[1].tick(T0 + 3_000, &mut outs[1]);
+    match &outs[1].forwards[..] {
+        [Feedback::Summary { summary, .. }] => {
+            assert!(!summary.fits(&ResourceRequest::cpu(1500, 1)));
+        }
+        other => panic!("expected a new summary, got {other:?}"),
+    }
+}

@@ -8,6 +8,7 @@
 //! "allocated = sum of running requests, never above capacity" is checked by
 //! [`ShardAllocator::check_invariants`].
 
+mod capacity_summary;
 mod dot_product;
 mod executor_state;
 mod feasibility;
@@ -22,6 +23,7 @@ mod spread;
 mod task_mix;
 mod tenants;
 
+pub use capacity_summary::{CapacitySummary, FreeSlot, SUMMARY_SLOTS};
 pub use dot_product::DotProduct;
 pub use executor_state::{ExecutorState, GpuPick};
 pub use feasibility::FeasibilityIndex;
@@ -32,7 +34,8 @@ pub use random_fit::RandomFit;
 pub use registry::{ExecutorRegistry, Liveness, RegistryEntry};
 pub use reservation::Reservation;
 pub use shard::{
-    home_shard, AllocatorConfig, Decision, InvariantViolation, Placement, ShardAllocator,
+    home_shard, AllocatorConfig, Decision, ForwardNote, InvariantViolation, Placement,
+    ShardAllocator,
 };
 pub use spread::Spread;
 pub use task_mix::{TaskClass, TaskMix};

@@ -31,8 +31,8 @@ use crate::model::{
 };
 
 use super::{
-    policy_by_name, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick, PlacementPolicy,
-    Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
+    policy_by_name, CapacitySummary, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick,
+    PlacementPolicy, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
 };
 
 /// Allocator settings.
@@ -73,9 +73,8 @@ pub enum Decision {
         task: Task,
         /// The shard.
         shard: u32,
-        /// Set when the task was admitted against its tenant's quota by
-        /// this home shard, which must hear when it is done.
-        quota_home: Option<u32>,
+        /// What the receiving shard must know about it.
+        note: ForwardNote,
     },
     /// It can never run, or can no longer run.
     Reject {
@@ -109,6 +108,18 @@ pub enum Decision {
     },
     /// A reservation was made, ended or could not be made.
     ReservationEvent(ReservationStatus),
+}
+
+/// What travels with a task moved to another shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardNote {
+    /// Set when the task was admitted against its tenant's quota by this
+    /// home shard, which must hear when it is done.
+    pub quota_home: Option<u32>,
+    /// Set when it moved because another shard's capacity summary said it
+    /// fits there now; such a task does not move by summary again until it
+    /// has run, so that stale summaries cannot bounce it between shards.
+    pub by_summary: bool,
 }
 
 /// A running placement, kept until its lease is released.
@@ -158,6 +169,14 @@ pub struct ShardAllocator {
     /// Tasks admitted by another home shard, running or queued here.
     foreign_admitted: HashMap<TaskId, u32>,
     reservations: Vec<Reservation>,
+    /// Tasks that moved here by summary and have not run since.
+    moved_by_summary: HashSet<TaskId>,
+    /// The latest capacity summary of every other shard.
+    peer_summaries: Vec<Option<CapacitySummary>>,
+    /// Bumped whenever this shard's free capacity changes.
+    capacity_version: u64,
+    /// The version last summarized for the other shards.
+    published_version: u64,
     /// Capacity was freed or added since the queue was last examined.
     dirty: bool,
     backfill_depth: usize,
@@ -221,6 +240,10 @@ impl ShardAllocator {
             admitted: HashMap::default(),
             foreign_admitted: HashMap::default(),
             reservations: Vec::new(),
+            moved_by_summary: HashSet::default(),
+            peer_summaries: Vec::new(),
+            capacity_version: 1,
+            published_version: 0,
             dirty: false,
             backfill_depth: backfill_depth.max(1),
             forward_cursor: 0,
@@ -307,18 +330,22 @@ impl ShardAllocator {
     /// nothing queued outranks it, queued otherwise, forwarded when only
     /// another shard could ever hold it, and rejected when none could.
     pub fn submit(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) {
-        self.submit_forwarded(task, None, now_us, out)
+        self.submit_forwarded(task, ForwardNote::default(), now_us, out)
     }
 
-    /// Like [`submit`](Self::submit) for a task forwarded by another shard;
-    /// `quota_home` is set when that shard admitted it against a quota.
+    /// Like [`submit`](Self::submit) for a task forwarded by another shard,
+    /// with what that shard noted about it.
     pub fn submit_forwarded(
         &mut self,
         task: Task,
-        quota_home: Option<u32>,
+        note: ForwardNote,
         now_us: u64,
         out: &mut Vec<Decision>,
     ) {
+        let quota_home = note.quota_home;
+        if note.by_summary {
+            self.moved_by_summary.insert(task.id.clone());
+        }
         if let Some(home) = quota_home {
             self.foreign_admitted.insert(task.id.clone(), home);
         }
@@ -344,7 +371,7 @@ impl ShardAllocator {
                 out.push(Decision::Forward {
                     task,
                     shard: home,
-                    quota_home: None,
+                    note: ForwardNote::default(),
                 });
                 return;
             }
@@ -440,13 +467,38 @@ impl ShardAllocator {
         // hold it; if no executor could (all that could left or were lost
         // since it was accepted), wait for one to (re)join.
         let capable = self.feasibility.capable_shards(&task.resources);
-        if capable.is_empty() || capable.contains(&self.shard) {
+        let mut by_summary = false;
+        let shard = if capable.contains(&self.shard) {
+            // It fits here in principle: move it only to a shard whose
+            // latest summary says it fits now, and only once.
+            if !self.moved_by_summary.is_empty() && self.moved_by_summary.contains(&task.id) {
+                return Some(task);
+            }
+            by_summary = true;
+            let shard = self
+                .peer_summaries
+                .iter_mut()
+                .enumerate()
+                .find_map(|(s, summary)| {
+                    let moved = summary.as_mut()?.take(&task.resources);
+                    moved.then_some(s as u32)
+                });
+            match shard {
+                Some(shard) => shard,
+                None => return Some(task),
+            }
+        } else if capable.is_empty() {
             return Some(task);
-        }
-        let shard = capable[self.forward_cursor % capable.len()];
-        self.forward_cursor = self.forward_cursor.wrapping_add(1);
+        } else {
+            let shard = capable[self.forward_cursor % capable.len()];
+            self.forward_cursor = self.forward_cursor.wrapping_add(1);
+            shard
+        };
         let quota_home = if quota_bound {
             self.admit(&task);
+            Some(self.shard)
+        } else if !self.admitted.is_empty() && self.admitted.contains_key(&task.id) {
+            // Admitted here before (a retry): still counted here.
             Some(self.shard)
         } else {
             self.foreign_admitted.remove(&task.id)
@@ -454,9 +506,37 @@ impl ShardAllocator {
         out.push(Decision::Forward {
             task,
             shard,
-            quota_home,
+            note: ForwardNote {
+                quota_home,
+                by_summary,
+            },
         });
         None
+    }
+
+    /// This shard's capacity summary, if its free capacity changed since
+    /// the last one was taken.
+    pub fn summary_if_changed(&mut self) -> Option<CapacitySummary> {
+        if self.published_version == self.capacity_version {
+            return None;
+        }
+        self.published_version = self.capacity_version;
+        Some(CapacitySummary::of(&self.executors))
+    }
+
+    /// Records another shard's latest capacity summary.
+    pub fn peer_summary(&mut self, shard: u32, summary: CapacitySummary) {
+        let shard = shard as usize;
+        if shard == self.shard as usize {
+            return;
+        }
+        if self.peer_summaries.len() <= shard {
+            self.peer_summaries.resize(shard + 1, None);
+        }
+        self.peer_summaries[shard] = Some(summary);
+        // A task waiting here may now move (this shard's own capacity did
+        // not change, so no new summary of it is due).
+        self.dirty = true;
     }
 
     fn admit(&mut self, task: &Task) {
@@ -494,6 +574,10 @@ impl ShardAllocator {
         out: &mut Vec<Decision>,
     ) {
         self.tenants.placed(&task.tenant, &task.resources);
+        if !self.moved_by_summary.is_empty() {
+            self.moved_by_summary.remove(&task.id);
+        }
+        self.capacity_version += 1;
         self.next_lease += 1;
         let lease = Lease(self.next_lease);
         let gpu_devices = gpu.devices();
@@ -553,6 +637,7 @@ impl ShardAllocator {
             }
         }
         self.dirty = true;
+        self.capacity_version += 1;
     }
 
     /// Whether `lease` was released because its executor was lost (the
@@ -565,6 +650,7 @@ impl ShardAllocator {
     pub fn requeue(&mut self, task: Task) {
         self.queue.push(task);
         self.dirty = true;
+        self.capacity_version += 1;
     }
 
     /// Removes queued tasks matching `remove` (cancellation).
@@ -575,12 +661,16 @@ impl ShardAllocator {
     /// Settles quota bookkeeping for a task that reached its final outcome
     /// (or was rejected or cancelled) on this shard.
     pub fn finished(&mut self, task: &Task, out: &mut Vec<Decision>) {
+        if !self.moved_by_summary.is_empty() {
+            self.moved_by_summary.remove(&task.id);
+        }
         if self.admitted.is_empty() && self.foreign_admitted.is_empty() {
             return;
         }
         if let Some((tenant, request)) = self.admitted.remove(&task.id) {
             self.tenants.quota_give_back(&tenant, &request);
             self.dirty = true;
+            self.capacity_version += 1;
         } else if let Some(home) = self.foreign_admitted.remove(&task.id) {
             out.push(Decision::QuotaRelease {
                 shard: home,
@@ -594,6 +684,7 @@ impl ShardAllocator {
         if let Some((tenant, request)) = self.admitted.remove(task) {
             self.tenants.quota_give_back(&tenant, &request);
             self.dirty = true;
+            self.capacity_version += 1;
         }
     }
 
@@ -627,6 +718,7 @@ impl ShardAllocator {
         }
         self.tenants.set_capacity(self.capacity());
         self.dirty = true;
+        self.capacity_version += 1;
     }
 
     /// An executor is alive.
@@ -758,6 +850,7 @@ impl ShardAllocator {
                 ));
                 self.reservations.push(reservation);
                 self.dirty = true;
+                self.capacity_version += 1;
             }
             None if (hops as usize) + 1 < self.shard_count() => {
                 out.push(Decision::ForwardReservation {
@@ -798,6 +891,7 @@ impl ShardAllocator {
             }
         }
         self.dirty = true;
+        self.capacity_version += 1;
         let executor = self.executors[reservation.executor].spec.id.clone();
         out.push(reservation_event(
             reservation.id,

@@ -33,7 +33,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::progress::frontier::AntichainRef;
 
-use crate::allocate::{Decision, ShardAllocator};
+use crate::allocate::{CapacitySummary, Decision, ForwardNote, ShardAllocator};
 use crate::model::{
     now_micros, AbortReason, Completion, ControlCommand, Epoch, ExecutorWork, Lease, MetricEvent,
     MetricKind, ModelTarget, ModelUpdate, Name, Outcome, RejectReason, Rejection,
@@ -56,8 +56,8 @@ pub enum Feedback {
         shard: u32,
         /// The task.
         task: Task,
-        /// The home shard that admitted it against its tenant's quota.
-        quota_home: Option<u32>,
+        /// What the sending shard noted about it.
+        note: ForwardNote,
     },
     /// A task that home shard `shard` admitted against a quota is done.
     QuotaReleased {
@@ -65,6 +65,15 @@ pub enum Feedback {
         shard: u32,
         /// The task.
         task: TaskId,
+    },
+    /// Shard `from`'s free capacity, for `shard`.
+    Summary {
+        /// The receiving shard.
+        shard: u32,
+        /// The summarized shard.
+        from: u32,
+        /// Its free capacity.
+        summary: CapacitySummary,
     },
     /// A reservation for `shard` to try.
     Reserve {
@@ -84,6 +93,7 @@ impl Feedback {
             Feedback::Completed(c) => c.shard,
             Feedback::Forwarded { shard, .. }
             | Feedback::QuotaReleased { shard, .. }
+            | Feedback::Summary { shard, .. }
             | Feedback::Reserve { shard, .. } => *shard,
         }
     }
@@ -151,6 +161,8 @@ pub struct CoordinatorState {
     cancelling: FxHashMap<u64, ()>,
     /// Cancellations of tasks not seen yet, with when they are forgotten.
     pending_cancels: FxHashMap<TaskId, u64>,
+    /// The epoch (ms) in which this shard last published its summary.
+    summarized_at_ms: u64,
 }
 
 impl CoordinatorState {
@@ -166,6 +178,7 @@ impl CoordinatorState {
             decisions: Vec::new(),
             cancelling: FxHashMap::default(),
             pending_cancels: FxHashMap::default(),
+            summarized_at_ms: 0,
         }
     }
 
@@ -199,18 +212,12 @@ impl CoordinatorState {
 
     /// Offers a new task.
     pub fn on_task(&mut self, task: Task, now_us: u64, out: &mut CoordinatorOutputs) {
-        self.offer(task, None, now_us, out);
+        self.offer(task, ForwardNote::default(), now_us, out);
     }
 
-    fn offer(
-        &mut self,
-        task: Task,
-        quota_home: Option<u32>,
-        now_us: u64,
-        out: &mut CoordinatorOutputs,
-    ) {
+    fn offer(&mut self, task: Task, note: ForwardNote, now_us: u64, out: &mut CoordinatorOutputs) {
         if !self.pending_cancels.is_empty() && self.pending_cancels.remove(&task.id).is_some() {
-            if let Some(home) = quota_home {
+            if let Some(home) = note.quota_home {
                 self.decisions.push(Decision::QuotaRelease {
                     shard: home,
                     task: task.id.clone(),
@@ -219,7 +226,7 @@ impl CoordinatorState {
             self.finish_unrun(task, Outcome::Cancelled, now_us, out);
         } else {
             self.allocator
-                .submit_forwarded(task, quota_home, now_us, &mut self.decisions);
+                .submit_forwarded(task, note, now_us, &mut self.decisions);
         }
         self.drain_decisions(now_us, out);
     }
@@ -227,11 +234,10 @@ impl CoordinatorState {
     /// Handles a feedback record addressed to this shard.
     pub fn on_feedback(&mut self, feedback: Feedback, now_us: u64, out: &mut CoordinatorOutputs) {
         match feedback {
-            Feedback::Forwarded {
-                task, quota_home, ..
-            } => self.offer(task, quota_home, now_us, out),
+            Feedback::Forwarded { task, note, .. } => self.offer(task, note, now_us, out),
             Feedback::Completed(completion) => self.on_completion(completion, now_us, out),
             Feedback::QuotaReleased { task, .. } => self.allocator.quota_released(&task),
+            Feedback::Summary { from, summary, .. } => self.allocator.peer_summary(from, summary),
             Feedback::Reserve { request, hops, .. } => {
                 self.allocator
                     .reserve(request, hops, now_us, &mut self.decisions);
@@ -405,6 +411,29 @@ impl CoordinatorState {
         }
         self.allocator.schedule(now_us, &mut self.decisions);
         self.drain_decisions(now_us, out);
+        self.publish_summary(now_us, out);
+    }
+
+    /// Sends this shard's capacity summary to every other shard, at most
+    /// once per epoch and only when its free capacity changed.
+    fn publish_summary(&mut self, now_us: u64, out: &mut CoordinatorOutputs) {
+        let shards = self.allocator.shard_count() as u32;
+        let now_ms = now_us / 1000;
+        if shards < 2 || now_ms <= self.summarized_at_ms {
+            return;
+        }
+        let Some(summary) = self.allocator.summary_if_changed() else {
+            return;
+        };
+        self.summarized_at_ms = now_ms;
+        let from = self.allocator.shard();
+        for shard in (0..shards).filter(|&s| s != from) {
+            out.forwards.push(Feedback::Summary {
+                shard,
+                from,
+                summary: summary.clone(),
+            });
+        }
     }
 
     fn drain_decisions(&mut self, now_us: u64, out: &mut CoordinatorOutputs) {
@@ -444,15 +473,9 @@ impl CoordinatorState {
                     }
                     out.work.push(ExecutorWork::Run(assignment));
                 }
-                Decision::Forward {
-                    task,
-                    shard,
-                    quota_home,
-                } => out.forwards.push(Feedback::Forwarded {
-                    shard,
-                    task,
-                    quota_home,
-                }),
+                Decision::Forward { task, shard, note } => {
+                    out.forwards.push(Feedback::Forwarded { shard, task, note })
+                }
                 Decision::Reject {
                     task,
                     reason: reason @ RejectReason::DeadlinePassed { .. },
