@@ -17,7 +17,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use tidewater_operators::allocate::{policy_by_name, ExecutorState, Fgd, PlacementPolicy, TaskMix};
+use tidewater_operators::allocate::{
+    policy_by_name, ExecutorState, Fgd, PlacementPolicy, Placer, TaskMix,
+};
 use tidewater_operators::model::{ExecutorSpec, GpuDevice, GpuRequest, Name, ResourceRequest};
 
 /// Why a replay could not run.
@@ -235,9 +237,8 @@ pub fn replay(
     for run in 0..runs {
         let run_seed = seed.wrapping_add(run as u64);
         let mut rng = ChaCha8Rng::seed_from_u64(run_seed);
-        let mut policy = policy(policy_name, pods, run_seed)?;
-        let mut executors: Vec<ExecutorState> =
-            nodes.iter().cloned().map(ExecutorState::new).collect();
+        let executors: Vec<ExecutorState> = nodes.iter().cloned().map(ExecutorState::new).collect();
+        let mut placer = Placer::new(executors, policy(policy_name, pods, run_seed)?);
         let (mut arrived, mut allocated, mut count, mut ok) = (0u64, 0u64, 0u64, 0u64);
         let mut first: Option<f64> = None;
         let mut next_point = 0.0;
@@ -246,12 +247,10 @@ pub fn replay(
             let pod = &pods[rng.random_range(0..pods.len())];
             count += 1;
             arrived += u64::from(pod.gpu.milli());
-            if let Some(index) = policy.choose(pod, &executors) {
-                if let Some(pick) = executors[index].fit(pod) {
-                    executors[index].take(pod, &pick);
-                    allocated += u64::from(pod.gpu.milli());
-                    ok += 1;
-                }
+            if let Some((index, pick)) = placer.choose(pod) {
+                placer.take(index, pod, &pick);
+                allocated += u64::from(pod.gpu.milli());
+                ok += 1;
             } else if first.is_none() {
                 first = Some(arrived as f64 / capacity as f64);
             }

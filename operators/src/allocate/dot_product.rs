@@ -2,8 +2,8 @@
 
 use crate::model::ResourceRequest;
 
-use super::policy::{pick_by_score, Prefer};
-use super::{ExecutorState, PlacementPolicy};
+use super::policy::Score;
+use super::{ExecutorState, GpuPick, PlacementPolicy};
 
 /// Places each task where the dot product of its demand vector and the
 /// executor's free-capacity vector (both as fractions of the executor's
@@ -26,7 +26,14 @@ impl PlacementPolicy for DotProduct {
     fn name(&self) -> &'static str {
         "dot_product"
     }
-    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        pick_by_score(req, executors, Prefer::Highest, alignment)
+    fn score(
+        &mut self,
+        req: &ResourceRequest,
+        _index: usize,
+        e: &ExecutorState,
+        _pick: &GpuPick,
+    ) -> Score {
+        // The best aligned (largest dot product) is best.
+        Score::of(-alignment(req, e))
     }
 }

@@ -12,35 +12,39 @@
 //! whose fragmentation grows least (the "gradient"), breaking ties by the
 //! tightest fit.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use crate::model::{GpuRequest, ResourceRequest, GPU_MILLI_PER_DEVICE};
 
-use super::policy::leftover_score;
-use super::{ExecutorState, GpuPick, PlacementPolicy, TaskClass, TaskMix};
+use super::policy::{leftover_score, Score};
+use super::{ExecutorState, FragmentationModel, GpuPick, PlacementPolicy, TaskClass, TaskMix};
 
 /// The fragmentation-aware policy.
 ///
-/// Deciding costs one fragmentation evaluation per *distinct* node state
-/// that fits: nodes of the same shape in the same state share one
-/// evaluation within a decision, and each node's current fragmentation is
-/// cached until its state changes.
+/// Its score for a node is the growth of the node's expected fragmentation
+/// (the "gradient"), then the tightness of the fit. Each node's current
+/// fragmentation is cached until its state changes; the task mix is
+/// snapshotted, and the snapshot refreshed as observations grow by an eighth
+/// (at least 64), so that cached scores stay valid between refreshes.
 #[derive(Clone, Debug, Default)]
 pub struct Fgd {
     mix: TaskMix,
+    /// The mix the scores are computed with.
+    classes: Vec<TaskClass>,
+    /// `classes`, grouped for fast evaluation.
+    model: FragmentationModel,
+    /// Bumped when `classes` is refreshed.
+    generation: u64,
+    observed: u64,
+    observed_at_refresh: u64,
     scratch: Vec<u16>,
     /// Fragmentation of each node's current state, keyed by the state.
     current: Vec<(u64, f64)>,
-    /// Deltas computed in this decision, by node state.
-    deltas: HashMap<u64, f64>,
-    /// Number of classes the caches were computed with.
-    cached_classes: usize,
 }
 
 /// A fingerprint of a node's shape and free resources.
 fn state_key(e: &ExecutorState) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     (
         e.spec.cpu_milli,
         e.spec.memory_mib,
@@ -63,10 +67,36 @@ impl Fgd {
 
     /// A policy seeded with a known task mix (it keeps learning).
     pub fn with_mix(mix: TaskMix) -> Self {
-        Fgd {
+        let mut fgd = Fgd {
             mix,
             ..Default::default()
+        };
+        fgd.refresh();
+        fgd
+    }
+
+    fn refresh(&mut self) {
+        self.classes = self.mix.classes().to_vec();
+        self.model = FragmentationModel::new(&self.classes);
+        self.generation += 1;
+        self.observed_at_refresh = self.observed;
+        self.current.clear();
+    }
+
+    fn fragmentation_now(&mut self, index: usize, e: &ExecutorState) -> f64 {
+        let key = state_key(e);
+        if self.current.len() <= index {
+            self.current.resize(index + 1, (0, f64::NAN));
         }
+        let (cached_key, cached) = self.current[index];
+        if cached_key == key && !cached.is_nan() {
+            return cached;
+        }
+        let value =
+            self.model
+                .fragmentation(e, e.free_cpu_milli, e.free_memory_mib, &e.free_gpu_milli);
+        self.current[index] = (key, value);
+        value
     }
 }
 
@@ -156,73 +186,49 @@ impl PlacementPolicy for Fgd {
 
     fn observe(&mut self, req: &ResourceRequest) {
         self.mix.observe(req);
-        // The mix changed: cached fragmentation values are stale.
-        self.current.clear();
+        self.observed += 1;
+        let grown = self.observed - self.observed_at_refresh;
+        if grown >= 64.max(self.observed_at_refresh / 8) {
+            self.refresh();
+        }
     }
 
-    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        if self.mix.is_empty() {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn score(
+        &mut self,
+        req: &ResourceRequest,
+        index: usize,
+        e: &ExecutorState,
+        pick: &GpuPick,
+    ) -> Score {
+        if self.classes.is_empty() {
+            // Nothing observed yet: the request itself is the best guess.
             self.mix.observe(req);
+            self.refresh();
         }
-        let classes = self.mix.classes();
-        if self.current.len() != executors.len() || self.cached_classes != classes.len() {
-            self.current = vec![(0, f64::NAN); executors.len()];
-            self.cached_classes = classes.len();
+        let before = self.fragmentation_now(index, e);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&e.free_gpu_milli);
+        match pick {
+            GpuPick::None => {}
+            GpuPick::Share { device, milli } => self.scratch[usize::from(*device)] -= milli,
+            GpuPick::Whole(devices) => devices
+                .iter()
+                .for_each(|d| self.scratch[usize::from(*d)] = 0),
         }
-        self.deltas.clear();
-        let mut best: Option<(usize, f64, f64)> = None;
-        for (i, e) in executors.iter().enumerate() {
-            let Some(pick) = e.fit(req) else { continue };
-            let key = state_key(e);
-            let delta = match self.deltas.get(&key) {
-                Some(&delta) => delta,
-                None => {
-                    let (cached_key, cached) = self.current[i];
-                    let before = if cached_key == key && !cached.is_nan() {
-                        cached
-                    } else {
-                        let value = node_fragmentation(
-                            e,
-                            e.free_cpu_milli,
-                            e.free_memory_mib,
-                            &e.free_gpu_milli,
-                            classes,
-                        );
-                        self.current[i] = (key, value);
-                        value
-                    };
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&e.free_gpu_milli);
-                    match &pick {
-                        GpuPick::None => {}
-                        GpuPick::Share { device, milli } => {
-                            self.scratch[usize::from(*device)] -= milli
-                        }
-                        GpuPick::Whole(devices) => devices
-                            .iter()
-                            .for_each(|d| self.scratch[usize::from(*d)] = 0),
-                    }
-                    let after = node_fragmentation(
-                        e,
-                        e.free_cpu_milli - u64::from(req.cpu_milli),
-                        e.free_memory_mib - u64::from(req.memory_mib),
-                        &self.scratch,
-                        classes,
-                    );
-                    self.deltas.insert(key, after - before);
-                    after - before
-                }
-            };
-            let tightness = leftover_score(req, e);
-            let better = match best {
-                None => true,
-                Some((_, d, t)) => delta < d - 1e-9 || ((delta - d).abs() <= 1e-9 && tightness < t),
-            };
-            if better {
-                best = Some((i, delta, tightness));
-            }
-        }
-        best.map(|(i, _, _)| i)
+        let after = self.model.fragmentation(
+            e,
+            e.free_cpu_milli - u64::from(req.cpu_milli),
+            e.free_memory_mib - u64::from(req.memory_mib),
+            &self.scratch,
+        );
+        // Rounded so that equal gradients computed in different float
+        // orders tie, and the tightest fit breaks the tie.
+        let gradient = ((after - before) * 1e6).round() / 1e6;
+        Score(gradient, leftover_score(req, e))
     }
 }
 

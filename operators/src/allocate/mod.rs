@@ -13,11 +13,14 @@ mod dot_product;
 mod executor_state;
 mod feasibility;
 mod fgd;
+mod fragmentation_model;
+mod placer;
 mod policy;
 mod queue;
 mod random_fit;
 mod registry;
 mod reservation;
+mod score_cache;
 mod shard;
 mod spread;
 mod task_mix;
@@ -28,11 +31,14 @@ pub use dot_product::DotProduct;
 pub use executor_state::{ExecutorState, GpuPick};
 pub use feasibility::FeasibilityIndex;
 pub use fgd::{node_fragmentation, Fgd};
-pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, POLICY_NAMES};
+pub use fragmentation_model::FragmentationModel;
+pub use placer::Placer;
+pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, Score, POLICY_NAMES};
 pub use queue::TaskQueue;
 pub use random_fit::RandomFit;
 pub use registry::{ExecutorRegistry, Liveness, RegistryEntry};
 pub use reservation::Reservation;
+pub use score_cache::ScoreCache;
 pub use shard::{
     home_shard, AllocatorConfig, Decision, ForwardNote, InvariantViolation, Placement,
     ShardAllocator,

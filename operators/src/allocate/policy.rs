@@ -1,15 +1,88 @@
 //! Placement policies: which of the executors that fit gets the task.
+//!
+//! A policy scores placing a request on one executor; the executor with the
+//! lowest [`Score`] that fits wins, ties going to the earliest in registry
+//! order. Because a score depends only on the request and that executor's
+//! state, the [`Placer`](super::Placer) caches scores per request shape
+//! and rescores only executors whose state changed. A policy whose choice is
+//! not a function of per-executor scores (random fit) says so with
+//! [`PlacementPolicy::cacheable`] and implements
+//! [`choose`](PlacementPolicy::choose) itself.
+
+use std::cmp::Ordering;
 
 use crate::model::ResourceRequest;
 
-use super::ExecutorState;
+use super::{ExecutorState, GpuPick};
+
+/// How good a placement is: compared lexicographically, lower is better.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score(pub f64, pub f64);
+
+impl Score {
+    /// The score of an executor that does not fit: worse than any other.
+    pub const UNFIT: Score = Score(f64::INFINITY, f64::INFINITY);
+
+    /// A single-criterion score.
+    pub fn of(value: f64) -> Score {
+        Score(value, 0.0)
+    }
+
+    /// Whether this is a real score (the executor fits).
+    pub fn fits(&self) -> bool {
+        self.0 != f64::INFINITY
+    }
+
+    /// Total order (NaN sorts last, like unfit).
+    pub fn total_cmp(&self, other: &Score) -> Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| self.1.total_cmp(&other.1))
+    }
+}
 
 /// Chooses an executor for a request among a shard's executors.
 pub trait PlacementPolicy: Send {
     /// The policy's configuration name.
     fn name(&self) -> &'static str;
-    /// Index of the chosen executor, or `None` if none fits now.
-    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize>;
+
+    /// The score of placing `req` on executor `index`, whose state `e` fits
+    /// `req` with the GPU devices `pick`. Lower is better.
+    fn score(
+        &mut self,
+        req: &ResourceRequest,
+        index: usize,
+        e: &ExecutorState,
+        pick: &GpuPick,
+    ) -> Score;
+
+    /// Whether the choice is the lowest score (so scores may be cached).
+    fn cacheable(&self) -> bool {
+        true
+    }
+
+    /// Changes whenever the scoring function itself changes (for example
+    /// the fragmentation-aware policy's task mix), invalidating cached
+    /// scores.
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// Index of the chosen executor, or `None` if none fits now, computed
+    /// without a cache: the lowest score among executors that fit.
+    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
+        let mut best: Option<(usize, Score)> = None;
+        for (i, e) in executors.iter().enumerate() {
+            let Some(pick) = e.fit(req) else {
+                continue;
+            };
+            let s = self.score(req, i, e, &pick);
+            if best.is_none_or(|(_, b)| s.total_cmp(&b) == Ordering::Less) {
+                best = Some((i, s));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
 
     /// Sees every request submitted, placed or not, so that policies that
     /// model the workload (the fragmentation-aware one) can learn its mix.
@@ -23,6 +96,15 @@ pub struct FirstFit;
 impl PlacementPolicy for FirstFit {
     fn name(&self) -> &'static str {
         "first_fit"
+    }
+    fn score(
+        &mut self,
+        _req: &ResourceRequest,
+        _index: usize,
+        _e: &ExecutorState,
+        _pick: &GpuPick,
+    ) -> Score {
+        Score::of(0.0)
     }
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
         executors.iter().position(|e| e.fit(req).is_some())
@@ -38,46 +120,15 @@ impl PlacementPolicy for BestFit {
     fn name(&self) -> &'static str {
         "best_fit"
     }
-    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        pick_by_score(req, executors, Prefer::Lowest, leftover_score)
+    fn score(
+        &mut self,
+        req: &ResourceRequest,
+        _index: usize,
+        e: &ExecutorState,
+        _pick: &GpuPick,
+    ) -> Score {
+        Score::of(leftover_score(req, e))
     }
-}
-
-/// Which end of a score a policy wants.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Prefer {
-    /// The smallest score wins.
-    Lowest,
-    /// The largest score wins.
-    Highest,
-}
-
-/// The executor that fits `req` with the preferred `score`; ties go to the
-/// earliest in registry order.
-pub(crate) fn pick_by_score(
-    req: &ResourceRequest,
-    executors: &[ExecutorState],
-    prefer: Prefer,
-    score: impl Fn(&ResourceRequest, &ExecutorState) -> f64,
-) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, e) in executors.iter().enumerate() {
-        if e.fit(req).is_none() {
-            continue;
-        }
-        let s = score(req, e);
-        let better = match best {
-            None => true,
-            Some((_, b)) => match prefer {
-                Prefer::Lowest => s < b,
-                Prefer::Highest => s > b,
-            },
-        };
-        if better {
-            best = Some((i, s));
-        }
-    }
-    best.map(|(i, _)| i)
 }
 
 /// Sum over dimensions of the free fraction left after placing `req` on `e`.

@@ -2,7 +2,7 @@
 
 use crate::model::ResourceRequest;
 
-use super::{ExecutorState, PlacementPolicy};
+use super::{ExecutorState, GpuPick, PlacementPolicy, Score};
 
 /// Picks uniformly among the executors that fit, with a seeded generator
 /// (xorshift64*) so that runs are reproducible. A baseline.
@@ -33,6 +33,20 @@ impl PlacementPolicy for RandomFit {
     fn name(&self) -> &'static str {
         "random_fit"
     }
+    fn score(
+        &mut self,
+        _req: &ResourceRequest,
+        _index: usize,
+        _e: &ExecutorState,
+        _pick: &GpuPick,
+    ) -> Score {
+        Score::of(0.0)
+    }
+
+    fn cacheable(&self) -> bool {
+        false
+    }
+
     fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
         self.fitting.clear();
         self.fitting.extend(

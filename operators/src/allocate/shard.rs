@@ -32,7 +32,7 @@ use crate::model::{
 
 use super::{
     policy_by_name, CapacitySummary, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick,
-    PlacementPolicy, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
+    PlacementPolicy, Placer, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
 };
 
 /// Allocator settings.
@@ -152,7 +152,8 @@ pub struct InvariantViolation {
 /// A shard allocator: places tasks on the executors it owns.
 pub struct ShardAllocator {
     shard: u32,
-    executors: Vec<ExecutorState>,
+    /// The executors, the policy and its score cache.
+    placer: Placer,
     by_id: HashMap<ExecutorId, usize>,
     queue: TaskQueue,
     running: HashMap<u64, Placement>,
@@ -160,7 +161,6 @@ pub struct ShardAllocator {
     /// completions are still to come.
     lost: HashSet<u64>,
     next_lease: u64,
-    policy: Box<dyn PlacementPolicy>,
     feasibility: FeasibilityIndex,
     registry: ExecutorRegistry,
     tenants: TenantBook,
@@ -227,13 +227,12 @@ impl ShardAllocator {
             .collect();
         let mut allocator = ShardAllocator {
             shard,
-            executors,
+            placer: Placer::new(executors, policy),
             by_id,
             queue: TaskQueue::new(),
             running: HashMap::default(),
             lost: HashSet::default(),
             next_lease: 0,
-            policy,
             feasibility,
             registry,
             tenants: TenantBook::default(),
@@ -265,7 +264,7 @@ impl ShardAllocator {
     /// This shard's executors (including ones that left or were lost,
     /// which take no work).
     pub fn executors(&self) -> &[ExecutorState] {
-        &self.executors
+        self.placer.executors()
     }
 
     /// The cluster's executor registry as this shard sees it.
@@ -318,7 +317,7 @@ impl ShardAllocator {
 
     fn capacity(&self) -> Usage {
         let mut usage = Usage::default();
-        for e in self.executors.iter().filter(|e| e.accepting) {
+        for e in self.placer.executors().iter().filter(|e| e.accepting) {
             usage.cpu_milli += e.spec.cpu_milli;
             usage.memory_mib += e.spec.memory_mib;
             usage.gpu_milli += e.spec.gpus.len() as u64 * 1000;
@@ -330,6 +329,7 @@ impl ShardAllocator {
     /// nothing queued outranks it, queued otherwise, forwarded when only
     /// another shard could ever hold it, and rejected when none could.
     pub fn submit(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) {
+        self.placer.observe(&task.resources);
         self.submit_forwarded(task, ForwardNote::default(), now_us, out)
     }
 
@@ -437,7 +437,7 @@ impl ShardAllocator {
         if let Some(r) = self
             .reservations
             .iter()
-            .position(|r| r.serves(&task) && self.executors[r.executor].accepting)
+            .position(|r| r.serves(&task) && self.placer.executors()[r.executor].accepting)
         {
             if let Some(pool_pick) = self.reservations[r].pool.fit(&task.resources) {
                 if quota_bound {
@@ -447,19 +447,11 @@ impl ShardAllocator {
                 return None;
             }
         }
-        let placed_here = self
-            .policy
-            .choose(&task.resources, &self.executors)
-            .and_then(|index| {
-                self.executors[index]
-                    .fit(&task.resources)
-                    .map(|gpu| (index, gpu))
-            });
-        if let Some((index, gpu)) = placed_here {
+        if let Some((index, gpu)) = self.placer.choose(&task.resources) {
             if quota_bound {
                 self.admit(&task);
             }
-            self.executors[index].take(&task.resources, &gpu);
+            self.placer.take(index, &task.resources, &gpu);
             self.assign(task, index, gpu, None, now_us, out);
             return None;
         }
@@ -521,7 +513,7 @@ impl ShardAllocator {
             return None;
         }
         self.published_version = self.capacity_version;
-        Some(CapacitySummary::of(&self.executors))
+        Some(CapacitySummary::of(self.placer.executors()))
     }
 
     /// Records another shard's latest capacity summary.
@@ -560,7 +552,7 @@ impl ShardAllocator {
         let gpu = reservation.to_executor_pick(&pool_pick);
         let inside = Some((reservation.id.clone(), pool_pick));
         let index = reservation.executor;
-        self.executors[index].running += 1;
+        self.placer.executor_mut(index).running += 1;
         self.assign(task, index, gpu, inside, now_us, out);
     }
 
@@ -593,7 +585,7 @@ impl ShardAllocator {
             },
         );
         out.push(Decision::Assign(Assignment {
-            executor: self.executors[index].spec.id.clone(),
+            executor: self.placer.executors()[index].spec.id.clone(),
             shard: self.shard,
             lease,
             gpu_devices,
@@ -612,7 +604,7 @@ impl ShardAllocator {
 
     fn give_back(&mut self, placement: &Placement) {
         self.tenants.released(&placement.tenant, &placement.request);
-        let executor = &mut self.executors[placement.executor];
+        let executor = self.placer.executor_mut(placement.executor);
         let active = placement.reservation.as_ref().and_then(|(id, pool_pick)| {
             self.reservations
                 .iter_mut()
@@ -703,7 +695,7 @@ impl ShardAllocator {
         }
         match self.by_id.get(&spec.id) {
             Some(&index) => {
-                let executor = &mut self.executors[index];
+                let executor = self.placer.executor_mut(index);
                 if new && executor.running == 0 {
                     // Back after being lost or leaving: fresh capacity, maybe a new shape.
                     *executor = ExecutorState::new(spec);
@@ -712,8 +704,8 @@ impl ShardAllocator {
                 }
             }
             None => {
-                self.by_id.insert(spec.id.clone(), self.executors.len());
-                self.executors.push(ExecutorState::new(spec));
+                let index = self.placer.push(ExecutorState::new(spec.clone()));
+                self.by_id.insert(spec.id, index);
             }
         }
         self.tenants.set_capacity(self.capacity());
@@ -735,7 +727,7 @@ impl ShardAllocator {
         self.feasibility.remove(id);
         if owned {
             if let Some(&index) = self.by_id.get(id) {
-                let executor = &mut self.executors[index];
+                let executor = self.placer.executor_mut(index);
                 executor.accepting = false;
                 if executor.running == 0 {
                     self.registry.remove(id);
@@ -758,7 +750,7 @@ impl ShardAllocator {
                 continue;
             };
             tracing::warn!(executor = %id, shard = self.shard, "executor lost: no heartbeat within its TTL");
-            self.executors[index].accepting = false;
+            self.placer.executor_mut(index).accepting = false;
             let leases: Vec<u64> = self
                 .running
                 .iter()
@@ -820,17 +812,9 @@ impl ShardAllocator {
         if self.reservations.iter().any(|r| r.id == id) {
             return;
         }
-        let placed = self
-            .policy
-            .choose(&request.resources, &self.executors)
-            .and_then(|index| {
-                self.executors[index]
-                    .fit(&request.resources)
-                    .map(|gpu| (index, gpu))
-            });
-        match placed {
+        match self.placer.choose(&request.resources) {
             Some((index, gpu)) => {
-                let executor = &mut self.executors[index];
+                let executor = self.placer.executor_mut(index);
                 executor.take(&request.resources, &gpu);
                 let reservation = Reservation::new(
                     id.clone(),
@@ -879,7 +863,7 @@ impl ShardAllocator {
             return;
         };
         let reservation = self.reservations.swap_remove(position);
-        reservation.return_unused(&mut self.executors[reservation.executor]);
+        reservation.return_unused(self.placer.executor_mut(reservation.executor));
         // Attempts still inside now hold their resources from the executor.
         for placement in self.running.values_mut() {
             if placement
@@ -892,7 +876,10 @@ impl ShardAllocator {
         }
         self.dirty = true;
         self.capacity_version += 1;
-        let executor = self.executors[reservation.executor].spec.id.clone();
+        let executor = self.placer.executors()[reservation.executor]
+            .spec
+            .id
+            .clone();
         out.push(reservation_event(
             reservation.id,
             ReservationState::Ended,
@@ -911,7 +898,8 @@ impl ShardAllocator {
             detail,
         };
         let mut expected: Vec<ExecutorState> = self
-            .executors
+            .placer
+            .executors()
             .iter()
             .map(|e| ExecutorState::new(e.spec.clone()))
             .collect();
@@ -923,7 +911,7 @@ impl ShardAllocator {
                     r.id.clone(),
                     r.holder.clone(),
                     r.executor,
-                    &self.executors[r.executor],
+                    &self.placer.executors()[r.executor],
                     r.request.clone(),
                     r.gpu.clone(),
                     r.expires_at_us,
@@ -979,7 +967,7 @@ impl ShardAllocator {
                 || a.free_custom != b.free_custom
                 || a.running != b.running
         };
-        for (actual, expected) in self.executors.iter().zip(&expected) {
+        for (actual, expected) in self.placer.executors().iter().zip(&expected) {
             if differs(actual, expected) {
                 return Err(violation(
                     &actual.spec.id,

@@ -2,8 +2,8 @@
 
 use crate::model::ResourceRequest;
 
-use super::policy::{leftover_score, pick_by_score, Prefer};
-use super::{ExecutorState, PlacementPolicy};
+use super::policy::{leftover_score, Score};
+use super::{ExecutorState, GpuPick, PlacementPolicy};
 
 /// Places each task on the executor that keeps the most capacity free
 /// afterwards (worst fit), spreading load and leaving headroom everywhere.
@@ -14,7 +14,14 @@ impl PlacementPolicy for Spread {
     fn name(&self) -> &'static str {
         "spread"
     }
-    fn choose(&mut self, req: &ResourceRequest, executors: &[ExecutorState]) -> Option<usize> {
-        pick_by_score(req, executors, Prefer::Highest, leftover_score)
+    fn score(
+        &mut self,
+        req: &ResourceRequest,
+        _index: usize,
+        e: &ExecutorState,
+        _pick: &GpuPick,
+    ) -> Score {
+        // The most capacity left afterwards is best.
+        Score::of(-leftover_score(req, e))
     }
 }
