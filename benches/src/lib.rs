@@ -6,4 +6,5 @@
 #![forbid(missing_docs)]
 
 pub mod openb;
+pub mod sharded;
 pub mod swf;

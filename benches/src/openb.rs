@@ -204,7 +204,7 @@ pub struct ReplayReport {
 
 /// Builds the named policy; `fgd` is seeded with the trace's mix, as the
 /// paper assumes the workload distribution is known.
-fn policy(
+pub(crate) fn policy(
     name: &str,
     pods: &[ResourceRequest],
     seed: u64,

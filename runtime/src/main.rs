@@ -157,6 +157,11 @@ struct ReplayArgs {
     /// list (for measuring how placement cost grows with cluster size).
     #[arg(long)]
     cluster_size: Option<usize>,
+    /// Split the cluster over this many shards placing in parallel, one
+    /// thread each, exchanging capacity summaries every epoch as the live
+    /// coordinator does.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -207,8 +212,18 @@ fn main() -> anyhow::Result<()> {
                 nodes = tidewater_bench::openb::resize_cluster(&nodes, size);
             }
             let pods = tidewater_bench::openb::read_pods(&args.pods)?;
-            let report =
-                tidewater_bench::openb::replay(&nodes, &pods, &args.policy, args.seed, args.runs)?;
+            let report = if args.shards > 1 {
+                tidewater_bench::sharded::replay_sharded(
+                    &nodes,
+                    &pods,
+                    &args.policy,
+                    args.seed,
+                    args.runs,
+                    args.shards,
+                )?
+            } else {
+                tidewater_bench::openb::replay(&nodes, &pods, &args.policy, args.seed, args.runs)?
+            };
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
