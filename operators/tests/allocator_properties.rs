@@ -295,3 +295,46 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// The score cache never changes a decision: under random placements,
+    /// releases and cluster growth, the cached choice equals a full scan
+    /// with the same policy.
+    #[test]
+    fn cached_choices_equal_uncached_scans(
+        steps in proptest::collection::vec((request(), any::<bool>(), any::<usize>()), 1..120),
+        which in 0usize..5,
+    ) {
+        use tidewater_operators::allocate::{policy_by_name, ExecutorState, Placer, GpuPick};
+        let name = ["first_fit", "best_fit", "spread", "dot_product", "fgd"][which];
+        let states = || -> Vec<ExecutorState> {
+            let mut specs = cluster();
+            specs.extend(cluster().into_iter().map(|mut s| { s.id = Name::from(format!("{}-b", s.id)); s }));
+            specs.into_iter().map(ExecutorState::new).collect()
+        };
+        let mut placer = Placer::new(states(), policy_by_name(name).expect("policy"));
+        let mut reference = policy_by_name(name).expect("policy");
+        let mut held: Vec<(usize, ResourceRequest, GpuPick)> = Vec::new();
+        for (n, (req, release, pick)) in steps.into_iter().enumerate() {
+            if release && !held.is_empty() {
+                let (index, req, gpu) = held.swap_remove(pick % held.len());
+                placer.give_back(index, &req, &gpu);
+                continue;
+            }
+            if n == 60 {
+                placer.push(ExecutorState::new(ExecutorSpec::cpu("late", 16000, 32768).with_gpus(8, "A100")));
+            }
+            placer.observe(&req);
+            reference.observe(&req);
+            let expected = reference.choose(&req, placer.executors());
+            let chosen = placer.choose(&req);
+            prop_assert_eq!(chosen.as_ref().map(|(i, _)| *i), expected, "{} on {:?}", name, req);
+            if let Some((index, gpu)) = chosen {
+                placer.take(index, &req, &gpu);
+                held.push((index, req, gpu));
+            }
+        }
+    }
+}

@@ -15,9 +15,10 @@
 //! stay valid from one decision to the next. Each distinct request shape
 //! keeps a tree of its scores; a decision replays the change log since that
 //! shape's last decision, rescoring O(changes) executors at O(log n) each,
-//! and reads the winner at the root. Shapes are bounded (least recently used
-//! go first), the log is compacted (shapes behind it rebuild), and a new
-//! policy generation rebuilds every shape.
+//! and reads the winner at the root. Shapes are bounded (at most 512, and
+//! at most 64 MiB of trees; least recently used go first), the log is
+//! compacted (shapes behind it rebuild), and a new policy generation
+//! rebuilds every shape.
 
 use std::cmp::Ordering;
 
@@ -30,52 +31,73 @@ use super::{ExecutorState, PlacementPolicy, Score};
 /// Most request shapes kept.
 const MAX_SHAPES: usize = 512;
 
-/// A min-tree over `(score, index)`.
+/// Memory the cached trees may take, in bytes; fewer shapes are kept on
+/// large clusters.
+const CACHE_BUDGET_BYTES: usize = 64 << 20;
+
+/// A min-tree over executors' scores: leaves hold scores, inner nodes the
+/// index of the best leaf below them (ties to the lower index).
 #[derive(Clone, Debug)]
 struct MinTree {
-    /// Leaves start at `width`; node `i` holds the best of its children.
-    nodes: Vec<(Score, u32)>,
+    scores: Vec<Score>,
+    /// Node `i` (1-based heap order) holds the winning leaf index; leaves
+    /// start at `width`.
+    winners: Vec<u32>,
     width: usize,
-}
-
-fn better(a: (Score, u32), b: (Score, u32)) -> (Score, u32) {
-    match a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)) {
-        Ordering::Greater => b,
-        _ => a,
-    }
 }
 
 impl MinTree {
     fn new(len: usize) -> Self {
         let width = len.next_power_of_two().max(1);
+        let mut winners = vec![0u32; 2 * width];
+        for (i, w) in winners[width..].iter_mut().enumerate() {
+            *w = i as u32;
+        }
         MinTree {
-            nodes: vec![(Score::UNFIT, u32::MAX); 2 * width],
+            scores: vec![Score::UNFIT; width],
+            winners,
             width,
         }
     }
 
+    /// Bytes a tree over `len` executors takes.
+    fn bytes(len: usize) -> usize {
+        let width = len.next_power_of_two().max(1);
+        width * std::mem::size_of::<Score>() + 2 * width * std::mem::size_of::<u32>()
+    }
+
+    fn winner(&self, a: u32, b: u32) -> u32 {
+        match self.scores[a as usize]
+            .total_cmp(&self.scores[b as usize])
+            .then(a.cmp(&b))
+        {
+            Ordering::Greater => b,
+            _ => a,
+        }
+    }
+
     fn set(&mut self, index: usize, score: Score) {
-        let mut i = self.width + index;
-        self.nodes[i] = (score, index as u32);
-        while i > 1 {
+        self.scores[index] = score;
+        let mut i = (self.width + index) / 2;
+        while i >= 1 {
+            self.winners[i] = self.winner(self.winners[2 * i], self.winners[2 * i + 1]);
             i /= 2;
-            self.nodes[i] = better(self.nodes[2 * i], self.nodes[2 * i + 1]);
         }
     }
 
     /// Sets every leaf, then every inner node once.
     fn fill(&mut self, scores: impl Iterator<Item = Score>) {
         for (index, score) in scores.enumerate() {
-            self.nodes[self.width + index] = (score, index as u32);
+            self.scores[index] = score;
         }
         for i in (1..self.width).rev() {
-            self.nodes[i] = better(self.nodes[2 * i], self.nodes[2 * i + 1]);
+            self.winners[i] = self.winner(self.winners[2 * i], self.winners[2 * i + 1]);
         }
     }
 
     fn best(&self) -> Option<usize> {
-        let (score, index) = self.nodes[1];
-        score.fits().then_some(index as usize)
+        let index = if self.width == 1 { 0 } else { self.winners[1] } as usize;
+        self.scores[index].fits().then_some(index)
     }
 }
 
@@ -144,7 +166,8 @@ impl ScoreCache {
         let (clock, generation, n) = (self.clock, policy.generation(), executors.len());
         let log_end = self.log_base + self.log.len() as u64;
         if !self.shapes.contains_key(req) {
-            if self.shapes.len() >= MAX_SHAPES {
+            let max_shapes = (CACHE_BUDGET_BYTES / MinTree::bytes(n)).clamp(8, MAX_SHAPES);
+            while self.shapes.len() >= max_shapes {
                 self.evict();
             }
             self.shapes.insert(
