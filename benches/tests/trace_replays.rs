@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use tidewater_bench::{openb, swf};
+use tidewater_bench::{openb, sharded, swf};
 
 fn data(relative: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,6 +39,69 @@ fn fgd_leaves_no_more_gpu_capacity_unallocated_than_best_fit() {
                 .windows(2)
                 .all(|w| w[0].allocated <= w[1].allocated)
     );
+}
+
+/// The default pod list rewritten with GPU type constraints on a quarter of
+/// the GPU pods and whole multi-GPU requests on a third of the rest, like
+/// the paper's `gpuspec` and `multigpu` variants.
+fn typed_multi_gpu_variant(dir: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(data("openb/openb_pod_list_default.csv")).expect("pods");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let columns: Vec<&str> = header.split(',').collect();
+    let at = |name: &str| columns.iter().position(|c| *c == name).expect(name);
+    let (num_gpu, gpu_milli, gpu_spec) = (at("num_gpu"), at("gpu_milli"), at("gpu_spec"));
+    let mut out = vec![header.to_string()];
+    for (i, line) in lines.enumerate() {
+        let mut fields: Vec<String> = line.split(',').map(str::to_string).collect();
+        if fields[num_gpu] != "0" {
+            match i % 12 {
+                0..=2 => fields[gpu_spec] = "V100M16|V100M32|G3".into(),
+                3..=5 => fields[gpu_spec] = "T4".into(),
+                6 | 7 => {
+                    fields[num_gpu] = ["2", "4", "8"][i % 3].into();
+                    fields[gpu_milli] = "1000".into();
+                }
+                _ => {}
+            }
+        }
+        out.push(fields.join(","));
+    }
+    let path = dir.join("openb_pod_list_typed_multigpu.csv");
+    std::fs::write(&path, out.join("\n")).expect("write variant");
+    path
+}
+
+#[test]
+fn pod_lists_with_gpu_types_and_multi_gpu_pods_replay_on_one_and_two_shards() {
+    let dir = std::env::temp_dir().join(format!("tidewater-openb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pods = openb::read_pods(&typed_multi_gpu_variant(&dir)).expect("variant pods");
+    assert!(pods.iter().any(|p| p.gpu_models.len() == 3));
+    assert!(pods
+        .iter()
+        .any(|p| p.gpu == tidewater_operators::model::GpuRequest::Whole(8)));
+    let nodes = openb::read_nodes(&data("openb/openb_node_list_all_node.csv")).expect("nodes");
+    let cluster = openb::resize_cluster(&nodes, 400);
+    for policy in ["best_fit", "fgd"] {
+        let one = openb::replay(&cluster, &pods, policy, 11, 2).expect("replay");
+        let two = sharded::replay_sharded(&cluster, &pods, policy, 11, 2, 2).expect("sharded");
+        for report in [&one, &two] {
+            assert!(report.placed > 0.0 && report.placed <= report.submitted);
+            let share = report.unallocated_gpu_share_at_saturation;
+            assert!((0.0..1.0).contains(&share), "{policy}: {share}");
+        }
+        let gap = (one.unallocated_gpu_share_at_saturation
+            - two.unallocated_gpu_share_at_saturation)
+            .abs();
+        assert!(
+            gap < 0.02,
+            "{policy}: 1 shard {} vs 2 shards {}",
+            one.unallocated_gpu_share_at_saturation,
+            two.unallocated_gpu_share_at_saturation
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
