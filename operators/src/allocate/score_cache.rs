@@ -14,8 +14,9 @@
 //! executor's state, and a placement changes one executor, so most scores
 //! stay valid from one decision to the next. Each distinct request shape
 //! keeps a tree of its scores; a decision replays the change log since that
-//! shape's last decision, rescoring O(changes) executors at O(log n) each,
-//! and reads the winner at the root. Shapes are bounded (at most 512, and
+//! shape's last decision, rescoring each changed executor once (at O(log n)
+//! each, or with one O(n) pass over the inner nodes when many changed), and
+//! reads the winner at the root. Shapes are bounded (at most 512, and
 //! at most 64 MiB of trees; least recently used go first), the log is
 //! compacted (shapes behind it rebuild), and a new policy generation
 //! rebuilds every shape.
@@ -90,9 +91,19 @@ impl MinTree {
         for (index, score) in scores.enumerate() {
             self.scores[index] = score;
         }
+        self.rebuild_inner();
+    }
+
+    /// Recomputes every inner node from the leaves.
+    fn rebuild_inner(&mut self) {
         for i in (1..self.width).rev() {
             self.winners[i] = self.winner(self.winners[2 * i], self.winners[2 * i + 1]);
         }
+    }
+
+    /// Levels above the leaves.
+    fn depth(&self) -> usize {
+        self.width.trailing_zeros() as usize
     }
 
     fn best(&self) -> Option<usize> {
@@ -121,6 +132,11 @@ pub struct ScoreCache {
     /// Absolute position of `log[0]`.
     log_base: u64,
     clock: u64,
+    /// Scratch for replaying the log: the pass in which each executor was
+    /// last rescored, and the executors rescored in this pass.
+    stamps: Vec<u64>,
+    pass: u64,
+    changed: Vec<u32>,
 }
 
 fn score_of(
@@ -183,11 +199,8 @@ impl ScoreCache {
         }
         let shape = self.shapes.get_mut(req)?;
         shape.last_used = clock;
-        let behind = log_end.saturating_sub(shape.seen);
-        let rebuild = shape.len != n
-            || shape.generation != generation
-            || shape.seen < self.log_base
-            || behind > n as u64 / 2;
+        let rebuild =
+            shape.len != n || shape.generation != generation || shape.seen < self.log_base;
         if rebuild {
             if shape.len != n {
                 shape.tree = MinTree::new(n);
@@ -201,12 +214,33 @@ impl ScoreCache {
             shape.len = n;
             shape.generation = generation;
         } else {
+            // Rescore each executor changed since this shape last decided,
+            // once however often it changed.
             let from = (shape.seen - self.log_base) as usize;
+            self.pass += 1;
+            if self.stamps.len() < n {
+                self.stamps.resize(n, 0);
+            }
+            self.changed.clear();
             for &index in &self.log[from..] {
+                let stamp = &mut self.stamps[index as usize];
+                if *stamp != self.pass {
+                    *stamp = self.pass;
+                    self.changed.push(index);
+                }
+            }
+            let many = self.changed.len() * (shape.tree.depth() + 1) > n;
+            for &index in &self.changed {
                 let index = index as usize;
-                shape
-                    .tree
-                    .set(index, score_of(policy, req, index, &executors[index]));
+                let score = score_of(policy, req, index, &executors[index]);
+                if many {
+                    shape.tree.scores[index] = score;
+                } else {
+                    shape.tree.set(index, score);
+                }
+            }
+            if many {
+                shape.tree.rebuild_inner();
             }
         }
         shape.seen = log_end;
