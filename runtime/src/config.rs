@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
 use tidewater_operators::dataflow::RetryPolicy;
 use tidewater_operators::model::{ExecutorSpec, GpuDevice, Name};
 use tidewater_operators::validate::ValidationLimits;
 
 use crate::error::ConfigError;
+use crate::monitoring::{validate_alerts, AlertRule};
 
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TIDEWATER__";
@@ -48,6 +50,10 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// Whether pipeline events produce metric records.
     pub metrics: bool,
+    /// Continuous metric queries (`[[queries]]`).
+    pub queries: Vec<QuerySpec>,
+    /// Alert rules over the queries (`[[alerts]]`).
+    pub alerts: Vec<AlertRule>,
 }
 
 impl Default for Config {
@@ -64,6 +70,8 @@ impl Default for Config {
             executors: vec![ExecutorConfig::default()],
             sinks: SinksConfig::default(),
             metrics: true,
+            queries: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -278,6 +286,18 @@ impl Config {
         };
         if self.workers == 0 {
             return invalid("workers", "must be at least 1".into());
+        }
+        if let Err(e) = validate_queries(&self.queries) {
+            return invalid("queries", e.to_string());
+        }
+        if let Err(e) = validate_alerts(&self.alerts, &self.queries) {
+            return invalid("alerts", e.to_string());
+        }
+        if !self.queries.is_empty() && !self.metrics {
+            return invalid(
+                "metrics",
+                "queries need the metric stream: set `metrics = true`".into(),
+            );
         }
         if !POLICY_NAMES.contains(&self.allocator.policy.as_str()) {
             return invalid(

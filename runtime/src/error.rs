@@ -62,4 +62,7 @@ pub enum RuntimeError {
     /// A worker thread panicked or failed.
     #[error("worker failed: {0}")]
     WorkerFailed(String),
+    /// The Prometheus registry rejected a metric, or rendering failed.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }

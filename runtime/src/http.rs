@@ -7,6 +7,8 @@
 //! - `GET /v1/tasks/{id}`: the task's record.
 //! - `GET /v1/stats`: run counters.
 //! - `GET /healthz`: liveness.
+//! - the monitoring endpoints of [`crate::monitoring`]: `/metrics`,
+//!   `/v1/queries`, `/v1/queries/{name}`.
 //! - the control endpoints of [`crate::control_http`]: cancel a task
 //!   (`DELETE /v1/tasks/{id}`), executors joining, heartbeating and
 //!   leaving, reservations.
@@ -57,6 +59,7 @@ impl HttpServer {
         store: Arc<dyn TaskStore>,
         stats: Arc<PipelineStats>,
         reservations: crate::reservations::ReservationBook,
+        monitoring: crate::monitoring::MonitoringApi,
     ) -> Result<HttpServer, RuntimeError> {
         let control = crate::control_http::routes(crate::control_http::ControlApi {
             ingress: ingress.clone(),
@@ -76,6 +79,7 @@ impl HttpServer {
         });
         let app = router(state)
             .merge(control)
+            .merge(crate::monitoring::routes(monitoring))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime

@@ -32,7 +32,9 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
+use crate::monitoring::Exporter;
 use crate::reservations::ReservationBook;
+use tidewater_dataflows::monitor::{continuous_queries, QueryResults};
 use crate::stats::PipelineStats;
 
 /// Most messages moved from an inbox into the dataflow per step.
@@ -104,6 +106,10 @@ pub struct WorkerContext {
     pub acks: AckRegistry,
     /// Reservation statuses for the API.
     pub reservations: ReservationBook,
+    /// Continuous query results.
+    pub queries: QueryResults,
+    /// The Prometheus exporter.
+    pub exporter: Arc<Exporter>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -169,6 +175,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         let (control_in, control) = scope.new_input::<Vec<ControlCommand>>();
         let streams = task_pipeline(records, models, control, parts);
 
+        let exporter = Arc::clone(&ctx.exporter);
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
@@ -182,6 +189,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                         FileSinks::write(&files.results, &newly);
                     }
                     stats.record_finals(finals);
+                    exporter.record_finals(finals);
                     acks.acknowledge(finals.iter().map(|c| c.task.ack));
                 }
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
@@ -201,7 +209,14 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
             }
             rejections.clear();
         });
-        sink_batches(streams.metrics, "Metrics", |metrics| metrics.clear());
+        if !ctx.config.queries.is_empty() {
+            continuous_queries(streams.metrics.clone(), &ctx.config.queries, ctx.queries.clone());
+        }
+        let exporter = Arc::clone(&ctx.exporter);
+        sink_batches(streams.metrics, "Metrics", move |metrics| {
+            exporter.observe(metrics);
+            metrics.clear();
+        });
         let book = ctx.reservations.clone();
         sink_batches(streams.reservations, "Reservations", move |statuses| {
             book.record(statuses);

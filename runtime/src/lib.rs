@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod http;
 pub mod ingress;
 pub mod launch;
+pub mod monitoring;
 pub mod pipeline;
 pub mod reservations;
 pub mod sources;

@@ -32,6 +32,9 @@ enum Command {
     Submit(SubmitArgs),
     /// Cancel a task on a running pipeline (HTTP `DELETE /v1/tasks/{id}`).
     Cancel(CancelArgs),
+    /// Print a continuous query's latest result from a running pipeline
+    /// (HTTP `GET /v1/queries/{name}`); without a name, every query's.
+    Query(QueryArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
     /// Replay a trace: an openb cluster through a placement policy, or (with
@@ -89,6 +92,15 @@ struct SubmitArgs {
     /// A task given inline as JSON.
     #[arg(long)]
     json: Option<String>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Base URL of the HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The query's name.
+    name: Option<String>,
 }
 
 #[derive(Args)]
@@ -188,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::Submit(args) => submit(args),
         Command::Cancel(args) => cancel(args),
+        Command::Query(args) => query(args),
         Command::Bench(args) => bench(args),
         Command::Replay(ReplayArgs {
             swf: Some(swf),
@@ -418,6 +431,27 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             "counts do not add up: expected {expected_rejections} rejections and {} outcomes",
             args.tasks
         );
+    }
+    Ok(())
+}
+
+fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let base = args.url.trim_end_matches('/');
+    let url = match &args.name {
+        Some(name) => format!("{base}/v1/queries/{name}"),
+        None => format!("{base}/v1/queries"),
+    };
+    let (status, text) = runtime.block_on(async {
+        let response = reqwest::Client::new().get(&url).send().await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.text().await?))
+    })?;
+    println!("{text}");
+    if !status.is_success() {
+        bail!("{url} answered {status}");
     }
     Ok(())
 }

@@ -35,7 +35,9 @@ use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
+use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
 use crate::reservations::ReservationBook;
+use tidewater_dataflows::monitor::{QueryResult, QueryResults};
 use crate::stats::{PipelineStats, StatsSnapshot};
 
 /// Entry point of the library API.
@@ -120,6 +122,8 @@ impl PipelineBuilder {
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
         let reservations = ReservationBook::new();
+        let queries = QueryResults::new(&config.queries);
+        let exporter = Arc::new(Exporter::new(&config.queries, queries.clone())?);
         let config = Arc::new(config);
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
@@ -133,6 +137,8 @@ impl PipelineBuilder {
             files: Arc::new(files),
             acks: acks.clone(),
             reservations: reservations.clone(),
+            queries: queries.clone(),
+            exporter: Arc::clone(&exporter),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -166,11 +172,26 @@ impl PipelineBuilder {
                 Arc::clone(&store),
                 Arc::clone(&stats),
                 reservations.clone(),
+                MonitoringApi {
+                    queries: queries.clone(),
+                    exporter: Arc::clone(&exporter),
+                },
             )?)
         } else {
             None
         };
+        let alerts = (!config.alerts.is_empty()).then(|| {
+            spawn_alerts(
+                runtime.handle(),
+                config.alerts.clone(),
+                queries.clone(),
+                Arc::clone(&exporter),
+            )
+        });
         Ok(RunningPipeline {
+            queries,
+            exporter,
+            alerts,
             config,
             ingress,
             store,
@@ -232,6 +253,9 @@ fn timely_config(config: &Config) -> Result<(timely::Config, usize, usize), Runt
 
 /// A started pipeline.
 pub struct RunningPipeline {
+    queries: QueryResults,
+    exporter: Arc<Exporter>,
+    alerts: Option<tokio::task::JoinHandle<()>>,
     config: Arc<Config>,
     ingress: Ingress,
     store: Arc<dyn TaskStore>,
@@ -257,6 +281,16 @@ impl RunningPipeline {
         }
         self.ingress.submit_task("api", task)?;
         Ok(())
+    }
+
+    /// A continuous query's latest result.
+    pub fn query(&self, name: &str) -> Option<QueryResult> {
+        self.queries.get(name)
+    }
+
+    /// The Prometheus exposition text (what `GET /metrics` serves).
+    pub fn metrics_text(&self) -> Result<String, RuntimeError> {
+        self.exporter.render()
     }
 
     /// Sends a control command to every coordinator: cancel a task,
@@ -324,6 +358,9 @@ impl RunningPipeline {
     }
 
     fn stop(&mut self) -> Result<StatsSnapshot, RuntimeError> {
+        if let Some(alerts) = self.alerts.take() {
+            alerts.abort();
+        }
         if let Some(http) = self.http.take() {
             http.stop();
         }

@@ -169,6 +169,21 @@ impl ExecutorState {
         self.free_gpu_milli.iter().map(|&m| u64::from(m)).sum()
     }
 
+    /// The largest of the CPU, memory and GPU shares in use, 0..=1.
+    pub fn utilization(&self) -> f64 {
+        let used = |free: u64, cap: u64| {
+            if cap == 0 {
+                0.0
+            } else {
+                1.0 - free as f64 / cap as f64
+            }
+        };
+        let gpu_cap = self.spec.gpus.len() as u64 * u64::from(GPU_MILLI_PER_DEVICE);
+        used(self.free_cpu_milli, self.spec.cpu_milli)
+            .max(used(self.free_memory_mib, self.spec.memory_mib))
+            .max(used(self.free_gpu_total(), gpu_cap))
+    }
+
     /// Fraction of CPU in use, 0..=1.
     pub fn cpu_utilization(&self) -> f64 {
         if self.spec.cpu_milli == 0 {

@@ -163,6 +163,8 @@ pub struct CoordinatorState {
     pending_cancels: FxHashMap<TaskId, u64>,
     /// The epoch (ms) in which this shard last published its summary.
     summarized_at_ms: u64,
+    /// When utilization and queue depth were last sampled, ms.
+    sampled_at_ms: u64,
 }
 
 impl CoordinatorState {
@@ -179,6 +181,7 @@ impl CoordinatorState {
             cancelling: FxHashMap::default(),
             pending_cancels: FxHashMap::default(),
             summarized_at_ms: 0,
+            sampled_at_ms: 0,
         }
     }
 
@@ -412,6 +415,36 @@ impl CoordinatorState {
         self.allocator.schedule(now_us, &mut self.decisions);
         self.drain_decisions(now_us, out);
         self.publish_summary(now_us, out);
+        self.sample(now_us, out);
+    }
+
+    /// Every second: each executor's utilization and the queue's depth.
+    fn sample(&mut self, now_us: u64, out: &mut CoordinatorOutputs) {
+        let now_ms = now_us / 1000;
+        if !self.emit_metrics || now_ms < self.sampled_at_ms + 1000 {
+            return;
+        }
+        self.sampled_at_ms = now_ms;
+        let sample = |kind, executor: Name, value| MetricEvent {
+            kind,
+            task_kind: Name::default(),
+            tenant: Name::default(),
+            executor,
+            status: Name::default(),
+            qos: Default::default(),
+            value,
+            at_ms: now_ms,
+        };
+        for e in self.allocator.executors().iter().filter(|e| e.accepting) {
+            out.metrics
+                .push(sample(MetricKind::Utilization, e.spec.id.clone(), e.utilization()));
+        }
+        let shard = Name::from(format!("shard-{}", self.allocator.shard()));
+        out.metrics.push(sample(
+            MetricKind::QueueDepth,
+            shard,
+            self.allocator.queued() as f64,
+        ));
     }
 
     /// Sends this shard's capacity summary to every other shard, at most

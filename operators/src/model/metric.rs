@@ -18,8 +18,12 @@ pub enum MetricKind {
     Completed,
     /// A failed attempt will be retried; value 1.
     Retried,
-    /// An executor's utilization sample; value in 0..=1.
+    /// An executor's utilization sample (the largest of its CPU, memory and
+    /// GPU shares in use); value in 0..=1; sent every second.
     Utilization,
+    /// A shard's wait-queue length; `executor` names the shard
+    /// (`shard-N`); sent every second.
+    QueueDepth,
     /// The learner's training loss; value is the loss.
     LearnerLoss,
 }
@@ -34,6 +38,7 @@ impl MetricKind {
             MetricKind::Completed => "completed",
             MetricKind::Retried => "retried",
             MetricKind::Utilization => "utilization",
+            MetricKind::QueueDepth => "queue_depth",
             MetricKind::LearnerLoss => "learner_loss",
         }
     }
