@@ -34,8 +34,8 @@ use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
 use crate::monitoring::Exporter;
 use crate::reservations::ReservationBook;
-use tidewater_dataflows::monitor::{continuous_queries, QueryResults};
 use crate::stats::PipelineStats;
+use tidewater_dataflows::monitor::{continuous_queries, QueryResults};
 
 /// Most messages moved from an inbox into the dataflow per step.
 const INBOX_BATCH: usize = 1 << 14;

@@ -37,8 +37,8 @@ use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
 use crate::reservations::ReservationBook;
-use tidewater_dataflows::monitor::{QueryResult, QueryResults};
 use crate::stats::{PipelineStats, StatsSnapshot};
+use tidewater_dataflows::monitor::{QueryResult, QueryResults};
 
 /// Entry point of the library API.
 pub struct Pipeline;

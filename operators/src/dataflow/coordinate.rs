@@ -436,8 +436,11 @@ impl CoordinatorState {
             at_ms: now_ms,
         };
         for e in self.allocator.executors().iter().filter(|e| e.accepting) {
-            out.metrics
-                .push(sample(MetricKind::Utilization, e.spec.id.clone(), e.utilization()));
+            out.metrics.push(sample(
+                MetricKind::Utilization,
+                e.spec.id.clone(),
+                e.utilization(),
+            ));
         }
         let shard = Name::from(format!("shard-{}", self.allocator.shard()));
         out.metrics.push(sample(

@@ -186,7 +186,8 @@ impl AlertEvaluator {
                             states.insert(row.key.clone(), GroupState::Firing);
                             events.push(event(AlertState::Firing));
                         } else {
-                            states.insert(row.key.clone(), GroupState::Pending { since_ms: now_ms });
+                            states
+                                .insert(row.key.clone(), GroupState::Pending { since_ms: now_ms });
                         }
                     }
                     (Some(GroupState::Pending { since_ms }), true) => {
@@ -206,8 +207,11 @@ impl AlertEvaluator {
                 }
             }
             // Groups that vanished from the result no longer hold.
-            let gone: Vec<BTreeMap<String, String>> =
-                states.keys().filter(|k| !seen.contains(k)).cloned().collect();
+            let gone: Vec<BTreeMap<String, String>> = states
+                .keys()
+                .filter(|k| !seen.contains(k))
+                .cloned()
+                .collect();
             for key in gone {
                 if let Some(GroupState::Firing) = states.remove(&key) {
                     events.push(AlertEvent {

@@ -69,10 +69,26 @@ impl Exporter {
                 ),
             )
         };
-        let submitted = counter("tidewater_tasks_submitted_total", "Tasks accepted.", &["kind", "tenant"])?;
-        let tasks = counter("tidewater_tasks_total", "Tasks with a final outcome, by state.", &["state"])?;
-        let rejections = counter("tidewater_rejections_total", "Records rejected, by reason.", &["reason"])?;
-        let retries = counter("tidewater_retries_total", "Failed attempts that will be retried.", &["kind"])?;
+        let submitted = counter(
+            "tidewater_tasks_submitted_total",
+            "Tasks accepted.",
+            &["kind", "tenant"],
+        )?;
+        let tasks = counter(
+            "tidewater_tasks_total",
+            "Tasks with a final outcome, by state.",
+            &["state"],
+        )?;
+        let rejections = counter(
+            "tidewater_rejections_total",
+            "Records rejected, by reason.",
+            &["reason"],
+        )?;
+        let retries = counter(
+            "tidewater_retries_total",
+            "Failed attempts that will be retried.",
+            &["kind"],
+        )?;
         let placement_latency = histogram(
             "tidewater_placement_latency_seconds",
             "From acceptance to placement on an executor.",
@@ -85,17 +101,29 @@ impl Exporter {
         let utilization = built(
             &registry,
             GaugeVec::new(
-                Opts::new("tidewater_executor_utilization", "Largest share of an executor's CPU, memory or GPU in use."),
+                Opts::new(
+                    "tidewater_executor_utilization",
+                    "Largest share of an executor's CPU, memory or GPU in use.",
+                ),
                 &["executor"],
             ),
         )?;
         let queue_depth = built(
             &registry,
-            IntGaugeVec::new(Opts::new("tidewater_queue_depth", "Tasks waiting for capacity, by shard."), &["shard"]),
+            IntGaugeVec::new(
+                Opts::new(
+                    "tidewater_queue_depth",
+                    "Tasks waiting for capacity, by shard.",
+                ),
+                &["shard"],
+            ),
         )?;
         let alerts = built(
             &registry,
-            IntGaugeVec::new(Opts::new("tidewater_alert_firing", "1 while an alert fires."), &["alert"]),
+            IntGaugeVec::new(
+                Opts::new("tidewater_alert_firing", "1 while an alert fires."),
+                &["alert"],
+            ),
         )?;
         let queries = queries
             .iter()
@@ -140,8 +168,14 @@ impl Exporter {
                     .submitted
                     .with_label_values(&[e.task_kind.as_str(), e.tenant.as_str()])
                     .inc(),
-                MetricKind::Rejected => self.rejections.with_label_values(&[e.status.as_str()]).inc(),
-                MetricKind::Retried => self.retries.with_label_values(&[e.task_kind.as_str()]).inc(),
+                MetricKind::Rejected => self
+                    .rejections
+                    .with_label_values(&[e.status.as_str()])
+                    .inc(),
+                MetricKind::Retried => self
+                    .retries
+                    .with_label_values(&[e.task_kind.as_str()])
+                    .inc(),
                 MetricKind::Assigned => self
                     .placement_latency
                     .with_label_values(&[e.task_kind.as_str()])
@@ -175,7 +209,9 @@ impl Exporter {
 
     /// Shows whether `alert` fires.
     pub fn set_alert(&self, alert: &str, firing: bool) {
-        self.alerts.with_label_values(&[alert]).set(i64::from(firing));
+        self.alerts
+            .with_label_values(&[alert])
+            .set(i64::from(firing));
     }
 
     /// The exposition text, with each query's latest result.

@@ -37,11 +37,7 @@ pub fn routes(api: MonitoringApi) -> Router {
 
 async fn metrics(State(api): State<Arc<MonitoringApi>>) -> Response {
     match api.exporter.render() {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
