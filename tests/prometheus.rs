@@ -166,3 +166,63 @@ fn prometheus_scrapes_the_pipeline_and_promql_gives_the_expected_values() {
         }
     }
 }
+
+#[test]
+fn shipped_scrape_config_rules_and_dashboard_are_valid() {
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    // The dashboard imports into Grafana: JSON with panels whose queries use
+    // only series the exporter serves (with the local config's queries).
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(configs.join("grafana-dashboard.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let mut config = Config::load(&configs.join("local.toml")).expect("local.toml");
+    config.http.enabled = false;
+    config.store.kind = StoreKind::Memory;
+    let pipeline = Pipeline::builder(config)
+        .store(Arc::new(MemoryStore::new()))
+        .start()
+        .expect("start");
+    let families = pipeline.metric_families();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let used: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("tidewater_"))
+                .collect();
+            assert!(!used.is_empty(), "{expr}");
+            for metric in used {
+                let family = metric.strip_suffix("_bucket").unwrap_or(metric);
+                assert!(
+                    families.iter().any(|f| f == family),
+                    "{expr}: {family} is not exported"
+                );
+            }
+        }
+    }
+    pipeline.shutdown().expect("shutdown");
+    // promtool (shipped with Prometheus) accepts the scrape config and rules.
+    let Some(promtool) = prometheus_binary().map(|p| p.with_file_name("promtool")) else {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide promtool");
+        eprintln!("skipped the promtool checks: no prometheus installation");
+        return;
+    };
+    for (what, file) in [
+        ("config", "prometheus.yml"),
+        ("rules", "prometheus-alerts.yml"),
+    ] {
+        let out = Command::new(&promtool)
+            .args(["check", what])
+            .arg(configs.join(file))
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check {what} {file}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

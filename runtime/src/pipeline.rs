@@ -288,6 +288,11 @@ impl RunningPipeline {
         self.queries.get(name)
     }
 
+    /// The metric families `GET /metrics` serves.
+    pub fn metric_families(&self) -> Vec<String> {
+        self.exporter.families()
+    }
+
     /// The Prometheus exposition text (what `GET /metrics` serves).
     pub fn metrics_text(&self) -> Result<String, RuntimeError> {
         self.exporter.render()

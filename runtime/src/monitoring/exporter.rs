@@ -207,6 +207,29 @@ impl Exporter {
         }
     }
 
+    /// The names of every metric family this exporter serves (families with
+    /// labels appear in the exposition once they have a series).
+    pub fn families(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: Vec<&dyn Collector> = vec![
+            &self.submitted,
+            &self.tasks,
+            &self.rejections,
+            &self.retries,
+            &self.placement_latency,
+            &self.run_time,
+            &self.end_to_end,
+            &self.utilization,
+            &self.queue_depth,
+            &self.alerts,
+        ];
+        collectors
+            .into_iter()
+            .chain(self.queries.iter().map(|(_, g)| g as &dyn Collector))
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect()
+    }
+
     /// Shows whether `alert` fires.
     pub fn set_alert(&self, alert: &str, firing: bool) {
         self.alerts
