@@ -37,6 +37,8 @@ enum Command {
     Query(QueryArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
+    /// Benchmark continuous metric queries: updates/s, freshness, memory.
+    BenchQueries(BenchQueriesArgs),
     /// Replay a trace: an openb cluster through a placement policy, or (with
     /// --swf) a batch log through fcfs, user-estimate or learned scheduling.
     Replay(ReplayArgs),
@@ -101,6 +103,22 @@ struct QueryArgs {
     url: String,
     /// The query's name.
     name: Option<String>,
+}
+
+#[derive(Args)]
+struct BenchQueriesArgs {
+    /// Metric events in all.
+    #[arg(long, default_value_t = 20_000_000)]
+    events: u64,
+    /// Timely workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Events per epoch, over all workers.
+    #[arg(long, default_value_t = 100_000)]
+    events_per_epoch: u64,
+    /// Window of the windowed queries, in epochs (ms).
+    #[arg(long, default_value_t = 1_000)]
+    window_ms: u64,
 }
 
 #[derive(Args)]
@@ -202,6 +220,19 @@ fn main() -> anyhow::Result<()> {
         Command::Cancel(args) => cancel(args),
         Command::Query(args) => query(args),
         Command::Bench(args) => bench(args),
+        Command::BenchQueries(args) => {
+            let report = tidewater::bench_queries::run_query_bench(
+                &tidewater::bench_queries::QueryBenchOptions {
+                    events: args.events,
+                    workers: args.workers,
+                    events_per_epoch: args.events_per_epoch,
+                    window_ms: args.window_ms,
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Replay(ReplayArgs {
             swf: Some(swf),
             policy,

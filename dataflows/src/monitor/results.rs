@@ -35,10 +35,15 @@ pub struct QueryResult {
     pub rows: Vec<QueryRow>,
 }
 
+/// When each epoch's results were published.
+type PublishLog = Vec<(u64, std::time::Instant)>;
+
 /// Query results shared between the dataflow and readers.
 #[derive(Clone, Default)]
 pub struct QueryResults {
     results: Arc<RwLock<BTreeMap<String, QueryResult>>>,
+    /// When each snapshot was published, if recording (for benchmarks).
+    publish_log: Option<Arc<std::sync::Mutex<PublishLog>>>,
 }
 
 impl QueryResults {
@@ -58,6 +63,30 @@ impl QueryResults {
             .collect();
         QueryResults {
             results: Arc::new(RwLock::new(results)),
+            publish_log: None,
+        }
+    }
+
+    /// Also records when each epoch's results were published.
+    pub fn with_publish_log(mut self) -> Self {
+        self.publish_log = Some(Arc::default());
+        self
+    }
+
+    /// `(as_of, when)` of every publication so far, if recording.
+    pub fn publish_log(&self) -> Vec<(u64, std::time::Instant)> {
+        self.publish_log
+            .as_ref()
+            .and_then(|log| log.lock().ok().map(|l| l.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Notes that every query was published as of `as_of`.
+    pub fn published(&self, as_of: u64) {
+        if let Some(log) = &self.publish_log {
+            if let Ok(mut log) = log.lock() {
+                log.push((as_of, std::time::Instant::now()));
+            }
         }
     }
 

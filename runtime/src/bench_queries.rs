@@ -1,0 +1,253 @@
+//! `tidewater bench-queries`: continuous-query throughput, freshness and
+//! memory.
+//!
+//! Each worker generates metric events (a realistic mix: 4 metrics, 8 task
+//! kinds, 4 tenants, 16 executors, 3 statuses, 1,000 distinct values) and
+//! feeds them, `events_per_epoch` per epoch across workers, into ten
+//! continuous queries (grouped counts, averages, exact quantiles; unwindowed,
+//! tumbling and sliding). It reports metric updates per second, how long
+//! after an epoch closed (every worker advanced past it) its results were
+//! published, and peak memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use timely::dataflow::operators::Input;
+
+use tidewater_dataflows::monitor::{
+    continuous_queries, Aggregate, Dimension, Filter, QueryResults, QuerySpec, Window,
+};
+use tidewater_operators::model::{MetricEvent, MetricKind, Name, QosClass};
+
+use crate::bench::peak_rss_bytes;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct QueryBenchOptions {
+    /// Metric events in all.
+    pub events: u64,
+    /// Timely workers.
+    pub workers: usize,
+    /// Events per epoch, over all workers.
+    pub events_per_epoch: u64,
+    /// The windowed queries' window, in epochs (ms).
+    pub window_ms: u64,
+}
+
+/// What it measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueryBenchReport {
+    /// Metric events.
+    pub events: u64,
+    /// Workers.
+    pub workers: usize,
+    /// Concurrent queries.
+    pub queries: usize,
+    /// Events per epoch.
+    pub events_per_epoch: u64,
+    /// Window of the windowed queries, epochs.
+    pub window_ms: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Metric events absorbed per second (each feeds every query).
+    pub updates_per_sec: f64,
+    /// Median time from an epoch closing to its results being published, ms.
+    pub freshness_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub freshness_p99_ms: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mb: f64,
+}
+
+/// The ten queries of the benchmark.
+pub fn bench_queries(window_ms: u64) -> Vec<QuerySpec> {
+    let q = |name: &str, metric, group_by: Vec<Dimension>, aggregates, window| QuerySpec {
+        name: name.into(),
+        filter: Filter {
+            metric,
+            ..Filter::default()
+        },
+        group_by,
+        aggregates,
+        window,
+    };
+    let sliding = Window::Sliding { ms: window_ms };
+    let tumbling = Window::Tumbling { ms: window_ms };
+    let p99 = Aggregate::Quantile(0.99);
+    vec![
+        q(
+            "completed_by_kind_status",
+            Some(MetricKind::Completed),
+            vec![Dimension::Kind, Dimension::Status],
+            vec![Aggregate::Count, Aggregate::Avg],
+            Window::None,
+        ),
+        q(
+            "run_time_p99_by_kind",
+            Some(MetricKind::Completed),
+            vec![Dimension::Kind],
+            vec![p99, Aggregate::Max],
+            sliding,
+        ),
+        q(
+            "wait_p99_by_tenant",
+            Some(MetricKind::Assigned),
+            vec![Dimension::Tenant],
+            vec![Aggregate::Quantile(0.5), p99],
+            sliding,
+        ),
+        q(
+            "submitted_by_tenant",
+            Some(MetricKind::Submitted),
+            vec![Dimension::Tenant],
+            vec![Aggregate::Count],
+            tumbling,
+        ),
+        q(
+            "utilization_by_executor",
+            Some(MetricKind::Utilization),
+            vec![Dimension::Executor],
+            vec![Aggregate::Avg, Aggregate::Max],
+            sliding,
+        ),
+        q(
+            "events_by_metric",
+            None,
+            vec![Dimension::Metric],
+            vec![Aggregate::Count],
+            tumbling,
+        ),
+        q(
+            "completed_by_executor",
+            Some(MetricKind::Completed),
+            vec![Dimension::Executor],
+            vec![Aggregate::Count, Aggregate::Sum],
+            sliding,
+        ),
+        q(
+            "wait_by_kind",
+            Some(MetricKind::Assigned),
+            vec![Dimension::Kind],
+            vec![Aggregate::Avg, Aggregate::Min, Aggregate::Max],
+            tumbling,
+        ),
+        q(
+            "failures_by_tenant_kind",
+            Some(MetricKind::Completed),
+            vec![Dimension::Tenant, Dimension::Kind, Dimension::Status],
+            vec![Aggregate::Count],
+            sliding,
+        ),
+        q(
+            "everything_p99",
+            None,
+            vec![],
+            vec![Aggregate::Count, p99],
+            sliding,
+        ),
+    ]
+}
+
+fn event(i: u64) -> MetricEvent {
+    const KINDS: [MetricKind; 4] = [
+        MetricKind::Submitted,
+        MetricKind::Assigned,
+        MetricKind::Completed,
+        MetricKind::Utilization,
+    ];
+    const STATUS: [&str; 3] = ["succeeded", "failed", "timed_out"];
+    let mix = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    MetricEvent {
+        kind: KINDS[(mix % 4) as usize],
+        task_kind: Name::from(format!("kind-{}", mix % 8).as_str()),
+        tenant: Name::from(format!("tenant-{}", (mix >> 3) % 4).as_str()),
+        executor: Name::from(format!("executor-{}", (mix >> 5) % 16).as_str()),
+        status: Name::const_new(STATUS[((mix >> 9) % 3) as usize]),
+        qos: QosClass::Burstable,
+        value: ((mix >> 11) % 1000) as f64 / 10.0,
+        at_ms: 0,
+    }
+}
+
+/// Runs the benchmark.
+pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, String> {
+    let specs = bench_queries(options.window_ms);
+    let results = QueryResults::new(&specs).with_publish_log();
+    let workers = options.workers.max(1);
+    let per_epoch = (options.events_per_epoch / workers as u64).max(1);
+    let epochs = options.events / (per_epoch * workers as u64);
+    // When each worker advanced past each epoch.
+    let closed: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(vec![Vec::new(); workers]));
+    let started = Instant::now();
+    {
+        let (specs, results, closed) = (specs.clone(), results.clone(), Arc::clone(&closed));
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            // Events are generated before the run so that the measurement is
+            // the queries, not the generator.
+            let pool: Vec<MetricEvent> = (0..per_epoch.min(1 << 16))
+                .map(|i| event(i * workers as u64 + index as u64))
+                .collect();
+            let mut input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, metrics) = scope.new_input::<Vec<MetricEvent>>();
+                continuous_queries(metrics, &specs, results.clone());
+                input
+            });
+            let mut times = Vec::with_capacity(epochs as usize);
+            for epoch in 0..epochs {
+                for i in 0..per_epoch {
+                    input.send(pool[(i as usize + epoch as usize) % pool.len()].clone());
+                }
+                input.advance_to(epoch + 1);
+                times.push(Instant::now());
+                worker.step();
+            }
+            drop(input);
+            while worker.step_or_park(None) {}
+            if let Ok(mut closed) = closed.lock() {
+                closed[index] = times;
+            }
+        })?;
+        guards
+            .join()
+            .into_iter()
+            .collect::<Result<Vec<()>, String>>()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let closed = closed.lock().map_err(|_| "lock poisoned")?;
+    let log = results.publish_log();
+    let mut freshness: Vec<f64> = (0..epochs as usize)
+        .filter_map(|e| {
+            let closed_at = closed.iter().filter_map(|t| t.get(e)).max()?;
+            let published = log.iter().find(|(as_of, _)| *as_of >= e as u64)?;
+            Some(
+                published
+                    .1
+                    .saturating_duration_since(*closed_at)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
+        })
+        .collect();
+    freshness.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        freshness
+            .get(((freshness.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let events = epochs * per_epoch * workers as u64;
+    Ok(QueryBenchReport {
+        events,
+        workers,
+        queries: specs.len(),
+        events_per_epoch: per_epoch * workers as u64,
+        window_ms: options.window_ms,
+        seconds,
+        updates_per_sec: events as f64 / seconds,
+        freshness_p50_ms: at(0.5),
+        freshness_p99_ms: at(0.99),
+        peak_rss_mb: peak_rss_bytes() as f64 / (1024.0 * 1024.0),
+    })
+}
