@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
 use tidewater_operators::dataflow::RetryPolicy;
 use tidewater_operators::model::{ExecutorSpec, GpuDevice, Name};
@@ -48,6 +49,10 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// Whether pipeline events produce metric records.
     pub metrics: bool,
+    /// The RabbitMQ connector: tasks from queues, results and dead letters
+    /// to exchanges. Absent: no RabbitMQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitMqConfig>,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             executors: vec![ExecutorConfig::default()],
             sinks: SinksConfig::default(),
             metrics: true,
+            rabbitmq: None,
         }
     }
 }
@@ -314,6 +320,11 @@ impl Config {
                         addresses.len()
                     ),
                 );
+            }
+        }
+        if let Some(rabbitmq) = &self.rabbitmq {
+            if let Err((key, detail)) = rabbitmq.validate() {
+                return invalid(&key, detail);
             }
         }
         if self.retry.multiplier < 1.0 {

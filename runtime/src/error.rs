@@ -62,4 +62,7 @@ pub enum RuntimeError {
     /// A worker thread panicked or failed.
     #[error("worker failed: {0}")]
     WorkerFailed(String),
+    /// A broker connector could not start.
+    #[error("broker connector: {0}")]
+    Broker(String),
 }

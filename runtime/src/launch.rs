@@ -179,7 +179,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                         FileSinks::write(&files.results, &newly);
                     }
                     stats.record_finals(finals);
-                    acks.acknowledge(finals.iter().map(|c| c.task.ack));
+                    acks.finished(finals, &fresh);
                 }
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
             }
@@ -192,7 +192,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                 Ok(()) => {
                     FileSinks::write(&files.dead_letters, rejections);
                     stats.record_rejections(rejections.len());
-                    acks.acknowledge(rejections.iter().map(|r| r.ack));
+                    acks.rejected(rejections);
                 }
                 Err(e) => tracing::error!(error = %e, count = rejections.len(), "recording rejections failed"),
             }

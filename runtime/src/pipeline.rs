@@ -29,6 +29,7 @@ use tidewater_operators::model::{now_micros, ControlCommand, Name, Task};
 use tidewater_operators::validate::check_task;
 
 use crate::acks::AckRegistry;
+use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
 use crate::handlers::{HandlerRegistry, HandlerResult};
@@ -155,6 +156,8 @@ impl PipelineBuilder {
                 .map_err(|e| RuntimeError::Workers(e.to_string()))?;
         }
 
+        let brokers = Brokers::start(&config, runtime.handle(), &ingress, &acks, &store)?;
+
         let http = if config.http.enabled {
             Some(HttpServer::start(
                 &runtime,
@@ -173,6 +176,7 @@ impl PipelineBuilder {
             stats,
             acks,
             guards: Some(guards),
+            brokers,
             http,
             runtime: Some(runtime),
         })
@@ -234,6 +238,7 @@ pub struct RunningPipeline {
     stats: Arc<PipelineStats>,
     acks: AckRegistry,
     guards: Option<timely::communication::WorkerGuards<Result<(), String>>>,
+    brokers: Brokers,
     http: Option<HttpServer>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -285,6 +290,11 @@ impl RunningPipeline {
         Arc::clone(&self.stats)
     }
 
+    /// The broker connectors the config started.
+    pub fn brokers(&self) -> &Brokers {
+        &self.brokers
+    }
+
     /// Acknowledgement callbacks, for sources that need them.
     pub fn acks(&self) -> AckRegistry {
         self.acks.clone()
@@ -323,6 +333,9 @@ impl RunningPipeline {
         if let Some(http) = self.http.take() {
             http.stop();
         }
+        if let Some(runtime) = &self.runtime {
+            self.brokers.stop_consuming(runtime.handle());
+        }
         self.ingress.close();
         if let Some(guards) = self.guards.take() {
             for result in guards.join() {
@@ -331,6 +344,9 @@ impl RunningPipeline {
                     Ok(Err(e)) | Err(e) => return Err(RuntimeError::WorkerFailed(e)),
                 }
             }
+        }
+        if let Some(runtime) = &self.runtime {
+            self.brokers.finish(runtime.handle());
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(5));
