@@ -90,10 +90,9 @@ impl Brokers {
     /// Stops taking new deliveries.
     pub fn stop_consuming(&self, runtime: &tokio::runtime::Handle) {
         if let Some(rabbitmq) = &self.rabbitmq {
-            let stopped = runtime.block_on(tokio::time::timeout(
-                FLUSH_TIMEOUT,
-                rabbitmq.stop_consuming(),
-            ));
+            let stopped = runtime.block_on(async {
+                tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.stop_consuming()).await
+            });
             if stopped.is_err() {
                 tracing::warn!("RabbitMQ consumers did not stop in time");
             }
@@ -104,7 +103,8 @@ impl Brokers {
     /// the connections. Call after the workers have stopped.
     pub fn finish(&self, runtime: &tokio::runtime::Handle) {
         if let Some(rabbitmq) = &self.rabbitmq {
-            let done = runtime.block_on(tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.finish()));
+            let done = runtime
+                .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.finish()).await });
             if done.is_err() {
                 tracing::warn!(
                     "RabbitMQ did not flush in time; unacknowledged messages will be redelivered"
