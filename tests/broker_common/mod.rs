@@ -3,7 +3,8 @@
 //! client for publishing tasks and reading results and dead letters.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -287,9 +288,91 @@ impl Amqp {
             .expect("purge");
     }
 
+    /// Keeps every queue and exchange declared so far when the client drops.
+    pub fn keep_all(&mut self) {
+        self.queues.clear();
+        self.exchanges.clear();
+    }
+
     /// Deletes `queue` when the client drops.
     pub fn delete_later(&mut self, queue: &str) {
         self.queues.push(queue.to_string());
+    }
+}
+
+/// Counts messages by message id, consumed in the background.
+pub struct Collector {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Distinct message ids seen.
+    pub fn distinct(&self) -> usize {
+        self.counts.lock().map(|c| c.len()).unwrap_or_default()
+    }
+
+    /// Counts by message id.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `count` distinct ids were seen; false after `timeout`.
+    pub fn wait_for(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.distinct() < count {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Amqp {
+    /// Consumes `queue` in the background (without acknowledgements),
+    /// counting messages by message id.
+    pub fn collect(&self, queue: &str) -> Collector {
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let channel = self
+            .runtime
+            .block_on(self.connection.create_channel())
+            .expect("channel");
+        let mut consumer = self
+            .runtime
+            .block_on(channel.basic_consume(
+                queue.into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ))
+            .expect("consume");
+        let sink = Arc::clone(&counts);
+        let task = self.runtime.spawn(async move {
+            let _channel = channel;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                if let Ok(mut counts) = sink.lock() {
+                    *counts.entry(id).or_insert(0) += 1;
+                }
+            }
+        });
+        Collector { counts, task }
     }
 }
 

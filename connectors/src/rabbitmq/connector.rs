@@ -42,6 +42,10 @@ use crate::store::{StoredTask, TaskStore};
 
 /// Most outcomes handled (published, confirmed, acknowledged) as one batch.
 const OUTCOME_BATCH: usize = 8192;
+/// How often the connection's state is checked while idle.
+const HEALTH_CHECK: Duration = Duration::from_millis(500);
+/// How long a graceful close may take before the connection is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 enum Command {
     Finished(Vec<Finished>),
@@ -193,7 +197,7 @@ async fn run(
             }
             Ended::Dropped => return,
             Ended::Failed(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ connection lost; reconnecting");
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ connection failed or lost; retrying");
             }
         }
         // Outcomes of the lost connection cannot be acknowledged: the broker
@@ -237,6 +241,7 @@ struct Session<'a> {
     queues: Vec<QueueSession>,
     failures: mpsc::UnboundedReceiver<RabbitMqError>,
     failure_tx: mpsc::UnboundedSender<RabbitMqError>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl<'a> Session<'a> {
@@ -255,6 +260,21 @@ impl<'a> Session<'a> {
             url: redact_url(&config.url),
             source,
         })?;
+        let (failure_tx, failures) = mpsc::unbounded_channel();
+        // Connection-level errors (the broker closing it, a dead socket)
+        // end the session even when no consumer or publisher notices.
+        let mut events = connection.events_listener();
+        let events_failures = failure_tx.clone();
+        let watcher = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(source) = event {
+                    let _ = events_failures.send(RabbitMqError::Amqp {
+                        operation: "the connection".into(),
+                        source,
+                    });
+                }
+            }
+        });
         let publisher = connection
             .create_channel()
             .await
@@ -264,7 +284,6 @@ impl<'a> Session<'a> {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(RabbitMqError::amqp("enabling publisher confirms"))?;
-        let (failure_tx, failures) = mpsc::unbounded_channel();
         let mut session = Session {
             config,
             context,
@@ -274,6 +293,7 @@ impl<'a> Session<'a> {
             queues: Vec::new(),
             failures,
             failure_tx,
+            watcher,
         };
         for (index, queue) in config.consumed_queues().enumerate() {
             let channel = session
@@ -382,10 +402,28 @@ impl<'a> Session<'a> {
         commands: &mut mpsc::UnboundedReceiver<Command>,
         consuming: &mut bool,
     ) -> Ended {
+        let mut health = tokio::time::interval(HEALTH_CHECK);
         loop {
             let command = tokio::select! {
                 command = commands.recv() => command,
-                Some(failure) = self.failures.recv(), if *consuming => return Ended::Failed(failure),
+                Some(failure) = self.failures.recv() => {
+                    if *consuming || !self.connection.status().connected() {
+                        return Ended::Failed(failure);
+                    }
+                    // A consumer ending because we cancelled it.
+                    continue;
+                }
+                _ = health.tick() => {
+                    if self.connection.status().connected() {
+                        continue;
+                    }
+                    return Ended::Failed(RabbitMqError::Amqp {
+                        operation: "checking the connection".into(),
+                        source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                            lapin::ConnectionState::Closed,
+                        )),
+                    });
+                }
             };
             let Some(command) = command else {
                 return Ended::Dropped;
@@ -594,6 +632,7 @@ impl<'a> Session<'a> {
     }
 
     async fn close(self) {
+        self.watcher.abort();
         for queue in &self.queues {
             if let Some(consumer) = &queue.consumer {
                 consumer.abort();
@@ -603,12 +642,11 @@ impl<'a> Session<'a> {
                 tracing::info!(queue = %queue.name, deliveries = left, "left unacknowledged; the broker redelivers them");
             }
         }
-        if let Err(e) = self
-            .connection
-            .close(200, "tidewater stopping".into())
-            .await
-        {
-            tracing::debug!(error = %e, "closing the RabbitMQ connection");
+        let close = self.connection.close(200, "tidewater stopping".into());
+        match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing the RabbitMQ connection"),
+            Err(_) => tracing::debug!("closing the RabbitMQ connection timed out"),
         }
     }
 }
