@@ -12,6 +12,7 @@
 pub mod acks;
 pub mod backend;
 pub mod bench;
+pub mod broker_bench;
 pub mod brokers;
 pub mod config;
 pub mod control_http;

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use tidewater::bench::{run_bench, BenchOptions};
+use tidewater::broker_bench::{run_broker_bench, BrokerBenchOptions};
 use tidewater::config::{ClusterConfig, Config, StoreKind};
 use tidewater::sources::feed_json_lines;
 use tidewater::{HandlerOutput, Pipeline};
@@ -124,6 +125,26 @@ struct BenchArgs {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
+    /// Measure end to end through a broker instead (`amqp`), against a raw
+    /// client loop in the same run.
+    #[arg(long, value_parser = ["amqp"])]
+    broker: Option<String>,
+    /// The broker's address (with --broker amqp).
+    #[arg(
+        long,
+        env = "TIDEWATER_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    broker_url: String,
+    /// Prefetch for both sides (with --broker).
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u16,
+    /// Raw/pipeline pairs of runs (with --broker).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The pipeline's store with --broker: embedded (durable) or memory.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "memory"])]
+    store: String,
 }
 
 #[derive(Args)]
@@ -482,6 +503,26 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.broker.is_some() {
+        let report = run_broker_bench(&BrokerBenchOptions {
+            url: args.broker_url.clone(),
+            tasks: args.tasks,
+            workers: args.workers,
+            prefetch: args.prefetch,
+            rounds: args.rounds.max(1),
+            store: if args.store == "memory" {
+                StoreKind::Memory
+            } else {
+                StoreKind::Embedded
+            },
+        })?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{report:#?}");
+        }
+        return Ok(());
+    }
     let report = run_bench(&BenchOptions {
         tasks: args.tasks,
         workers: args.workers,
