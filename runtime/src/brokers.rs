@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_connectors::ingest::{IngressClosed, RecordIngress};
-use tidewater_connectors::rabbitmq::{RabbitMqContext, RabbitMqHandle};
+use tidewater_connectors::rabbitmq::{AgentEvents, AgentLink, RabbitMqContext, RabbitMqHandle};
 use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::ControlCommand;
 
@@ -24,6 +24,7 @@ use crate::acks::AckRegistry;
 use crate::config::Config;
 use crate::error::RuntimeError;
 use crate::ingress::Ingress;
+use crate::remote_backend::AgentHub;
 
 /// Source number of the first consumed RabbitMQ queue (the others follow).
 pub const RABBITMQ_FIRST_SOURCE: u16 = 0x100;
@@ -61,6 +62,7 @@ impl Brokers {
         ingress: &Ingress,
         acks: &AckRegistry,
         store: &Arc<dyn TaskStore>,
+        agents: Option<&Arc<AgentHub>>,
     ) -> Result<Brokers, RuntimeError> {
         let mut brokers = Brokers::default();
         if let Some(rabbitmq) = &config.rabbitmq {
@@ -78,6 +80,14 @@ impl Brokers {
                 acks.register_listener(source, handle.listener());
             }
             brokers.rabbitmq = Some(handle);
+            if let Some(hub) = agents {
+                hub.set_link(AgentLink::start(
+                    rabbitmq.clone(),
+                    Arc::new(ingress.clone()),
+                    Arc::clone(hub) as Arc<dyn AgentEvents>,
+                    runtime,
+                ));
+            }
         }
         Ok(brokers)
     }

@@ -32,6 +32,7 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
+use crate::remote_backend::{AgentHub, RoutingBackend};
 use crate::stats::PipelineStats;
 
 /// Most messages moved from an inbox into the dataflow per step.
@@ -101,6 +102,8 @@ pub struct WorkerContext {
     pub files: Arc<FileSinks>,
     /// Acknowledgement callbacks.
     pub acks: AckRegistry,
+    /// Remote executor agents, when the config enables them.
+    pub agents: Option<Arc<AgentHub>>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -158,6 +161,17 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         &ctx.runtime,
         ctx.started_at_us,
     )?;
+
+    // Assignments for agents that joined through the broker go there.
+    let parts = PipelineParts {
+        backend: RoutingBackend::new(
+            parts.backend,
+            ctx.agents.as_ref().map(|hub| hub.worker_link(index as u32)),
+        ),
+        validator: parts.validator,
+        coordinator: parts.coordinator,
+        emit_metrics: parts.emit_metrics,
+    };
 
     let probe = ProbeHandle::new();
     let (mut records_in, mut models_in, mut control_in) = worker.dataflow::<Epoch, _, _>(|scope| {

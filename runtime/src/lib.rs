@@ -10,6 +10,7 @@
 #![forbid(missing_docs)]
 
 pub mod acks;
+pub mod agent;
 pub mod backend;
 pub mod bench;
 pub mod broker_bench;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod ingress;
 pub mod launch;
 pub mod pipeline;
+pub mod remote_backend;
 pub mod sources;
 pub mod stats;
 

@@ -36,6 +36,7 @@ use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
+use crate::remote_backend::AgentHub;
 use crate::stats::{PipelineStats, StatsSnapshot};
 
 /// Entry point of the library API.
@@ -120,6 +121,11 @@ impl PipelineBuilder {
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
         let config = Arc::new(config);
+        let agents = config
+            .rabbitmq
+            .as_ref()
+            .filter(|r| r.agents)
+            .map(|_| Arc::new(AgentHub::default()));
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
             handlers: Arc::new(self.handlers),
@@ -131,6 +137,7 @@ impl PipelineBuilder {
             started_at_us: now_micros(),
             files: Arc::new(files),
             acks: acks.clone(),
+            agents: agents.clone(),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -156,7 +163,14 @@ impl PipelineBuilder {
                 .map_err(|e| RuntimeError::Workers(e.to_string()))?;
         }
 
-        let brokers = Brokers::start(&config, runtime.handle(), &ingress, &acks, &store)?;
+        let brokers = Brokers::start(
+            &config,
+            runtime.handle(),
+            &ingress,
+            &acks,
+            &store,
+            agents.as_ref(),
+        )?;
 
         let http = if config.http.enabled {
             Some(HttpServer::start(

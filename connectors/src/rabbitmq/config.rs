@@ -50,6 +50,18 @@ pub struct RabbitMqConfig {
     /// `x-tidewater-reason` and `x-tidewater-code`.
     #[serde(default = "default_dead_letter_exchange")]
     pub dead_letter_exchange: String,
+    /// Whether remote executor agents (`tidewater agent`) may join through
+    /// the control exchange and run assignments sent to them.
+    #[serde(default)]
+    pub agents: bool,
+    /// Topic exchange (declared) where agents announce themselves (join,
+    /// heartbeat, leave); the pipeline consumes `{control_exchange}.pipeline`.
+    #[serde(default = "default_control_exchange")]
+    pub control_exchange: String,
+    /// Direct exchange (declared) that routes assignments to each agent's
+    /// queue by executor id.
+    #[serde(default = "default_assignments_exchange")]
+    pub assignments_exchange: String,
     /// First wait before reconnecting after the connection is lost, in ms.
     #[serde(default = "default_reconnect_initial_ms")]
     pub reconnect_initial_ms: u64,
@@ -125,6 +137,12 @@ fn default_results_exchange() -> String {
 fn default_dead_letter_exchange() -> String {
     "tidewater.dead_letters".to_string()
 }
+fn default_control_exchange() -> String {
+    "tidewater.control".to_string()
+}
+fn default_assignments_exchange() -> String {
+    "tidewater.assignments".to_string()
+}
 fn default_reconnect_initial_ms() -> u64 {
     100
 }
@@ -149,6 +167,9 @@ impl RabbitMqConfig {
             bindings: Vec::new(),
             results_exchange: default_results_exchange(),
             dead_letter_exchange: default_dead_letter_exchange(),
+            agents: false,
+            control_exchange: default_control_exchange(),
+            assignments_exchange: default_assignments_exchange(),
             reconnect_initial_ms: default_reconnect_initial_ms(),
             reconnect_max_ms: default_reconnect_max_ms(),
         }
@@ -185,6 +206,13 @@ impl RabbitMqConfig {
             return invalid(
                 "reconnect_initial_ms",
                 "must be at least 1 and at most reconnect_max_ms".into(),
+            );
+        }
+        if self.agents && (self.control_exchange.is_empty() || self.assignments_exchange.is_empty())
+        {
+            return invalid(
+                "control_exchange",
+                "agents need a control and an assignments exchange".into(),
             );
         }
         if self.consumed_queues().count() > usize::from(u8::MAX) {

@@ -16,6 +16,10 @@
 //!   [`listener`](RabbitMqHandle::listener) for each of its
 //!   [`sources`](RabbitMqHandle::sources).
 //!
+//! - [`AgentLink`]: with `agents = true`, remote executor agents join
+//!   through the control exchange and get their assignments over the broker
+//!   ([`agent_protocol`] has the messages).
+//!
 //! Delivery guarantees: a message is acknowledged only after its outcome is
 //! recorded in the store and every message it calls for is confirmed by the
 //! broker. A crash or an outage redelivers what was not acknowledged; task
@@ -23,6 +27,8 @@
 //! carry an `id` for that: one without gets a generated id, different on
 //! each delivery.
 
+mod agent_link;
+pub mod agent_protocol;
 mod config;
 mod connector;
 mod error;
@@ -31,6 +37,7 @@ mod pending;
 mod tag;
 mod topology;
 
+pub use agent_link::{undeliverable, AgentEvents, AgentLink};
 pub use config::{BindingConfig, ExchangeConfig, ExchangeType, QueueConfig, RabbitMqConfig};
 pub use connector::{RabbitMqContext, RabbitMqHandle};
 pub use error::{redact_url, RabbitMqError};
