@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  join, heartbeats, leave ──► control exchange ──► pipeline (coordinator registry)
-//!  agent queue (tidewater.agent.{id}) ──run/abort──► LocalBackend (same handlers) ──►
+//!  agent queue ({assignments exchange}.{id}) ──run/abort──► LocalBackend (same handlers) ──►
 //!      completion ──► the pipeline's completions queue (reply_to), then ack the run
 //! ```
 //!
@@ -28,7 +28,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use tidewater_connectors::rabbitmq::agent_protocol::{
-    agent_queue, AgentMessage, AgentWork, RemoteCompletion,
+    agent_queue, control_queue, AgentMessage, AgentWork, RemoteCompletion,
 };
 use tidewater_connectors::rabbitmq::redact_url;
 use tidewater_operators::dataflow::ExecutionBackend;
@@ -266,7 +266,27 @@ impl Agent {
                 FieldTable::default(),
             )
             .await?;
-        let queue = agent_queue(self.id());
+        let control = control_queue(&self.options.control_exchange);
+        channel
+            .queue_declare(
+                control.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                control.as_str().into(),
+                self.options.control_exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = agent_queue(&self.options.assignments_exchange, self.id());
         channel
             .queue_declare(
                 queue.as_str().into(),

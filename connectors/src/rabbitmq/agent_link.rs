@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use tidewater_operators::model::{now_micros, ExecutorId, Outcome};
 
-use super::agent_protocol::{AgentMessage, AgentWork, RemoteCompletion};
+use super::agent_protocol::{control_queue, AgentMessage, AgentWork, RemoteCompletion};
 use super::config::RabbitMqConfig;
 use super::error::{redact_url, RabbitMqError};
 use super::topology::declare_topic;
@@ -176,7 +176,7 @@ async fn declare(
         )
         .await
         .map_err(RabbitMqError::amqp("declaring the assignments exchange"))?;
-    let control_queue = format!("{}.pipeline", config.control_exchange);
+    let control_queue = control_queue(&config.control_exchange);
     channel
         .queue_declare(
             control_queue.as_str().into(),
@@ -252,7 +252,7 @@ async fn serve(
                 .map_err(RabbitMqError::amqp(format!("consuming {queue:?}")))
         }
     };
-    let mut control = consume(format!("{}.pipeline", config.control_exchange)).await?;
+    let mut control = consume(control_queue(&config.control_exchange)).await?;
     let mut completions = consume(reply_to.to_string()).await?;
     *backoff = initial;
     tracing::info!(url = %redact_url(&config.url), reply_to, "agent link connected");

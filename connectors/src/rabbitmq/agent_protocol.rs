@@ -17,9 +17,17 @@ use tidewater_operators::model::{
     AbortReason, Assignment, ControlCommand, ExecutorId, ExecutorSpec, Lease, Outcome,
 };
 
-/// The queue an agent consumes its work from.
-pub fn agent_queue(executor: &str) -> String {
-    format!("tidewater.agent.{executor}")
+/// The queue an agent consumes its work from: named after the
+/// assignments exchange, so that pipelines on separate exchanges never
+/// share an agent queue.
+pub fn agent_queue(assignments_exchange: &str, executor: &str) -> String {
+    format!("{assignments_exchange}.{executor}")
+}
+
+/// The queue the pipeline consumes agents' control messages from. Agents
+/// declare it too, so that a join sent before the pipeline started is kept.
+pub fn control_queue(control_exchange: &str) -> String {
+    format!("{control_exchange}.pipeline")
 }
 
 /// What an agent tells the pipeline about itself.
