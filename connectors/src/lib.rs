@@ -2,6 +2,14 @@
 //! and connectors to external services. Each yields or takes records (with
 //! acknowledgement handles where the service has them); no dataflow logic
 //! lives here.
+//!
+//! Connectors hand what they consume to a [`ingest::RecordIngress`] and hear
+//! back about recorded outcomes through an [`outcome::OutcomeListener`], so
+//! that they acknowledge a delivery only once its outcome is durable.
 #![forbid(missing_docs)]
 
+pub mod ingest;
+pub mod outcome;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 pub mod store;

@@ -72,6 +72,13 @@ fn completion(assignment: Assignment, started_at_us: u64, result: HandlerResult)
     }
 }
 
+impl LocalBackend {
+    /// Uses an activator shared with another backend of the same operator.
+    pub fn set_shared_activator(&mut self, activator: Arc<SyncActivator>) {
+        self.activator = Some(activator);
+    }
+}
+
 impl ExecutionBackend for LocalBackend {
     fn set_activator(&mut self, activator: SyncActivator) {
         self.activator = Some(Arc::new(activator));

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
 use tidewater_operators::dataflow::RetryPolicy;
@@ -54,6 +55,10 @@ pub struct Config {
     pub queries: Vec<QuerySpec>,
     /// Alert rules over the queries (`[[alerts]]`).
     pub alerts: Vec<AlertRule>,
+    /// The RabbitMQ connector: tasks from queues, results and dead letters
+    /// to exchanges. Absent: no RabbitMQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitMqConfig>,
 }
 
 impl Default for Config {
@@ -72,6 +77,7 @@ impl Default for Config {
             metrics: true,
             queries: Vec::new(),
             alerts: Vec::new(),
+            rabbitmq: None,
         }
     }
 }
@@ -334,6 +340,11 @@ impl Config {
                         addresses.len()
                     ),
                 );
+            }
+        }
+        if let Some(rabbitmq) = &self.rabbitmq {
+            if let Err((key, detail)) = rabbitmq.validate() {
+                return invalid(&key, detail);
             }
         }
         if self.retry.multiplier < 1.0 {

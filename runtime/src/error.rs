@@ -65,4 +65,7 @@ pub enum RuntimeError {
     /// The Prometheus registry rejected a metric, or rendering failed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// A broker connector could not start.
+    #[error("broker connector: {0}")]
+    Broker(String),
 }

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
 use crate::monitoring::Exporter;
+use crate::remote_backend::{AgentHub, RoutingBackend};
 use crate::reservations::ReservationBook;
 use crate::stats::PipelineStats;
 use tidewater_dataflows::monitor::{continuous_queries, QueryResults};
@@ -110,6 +111,8 @@ pub struct WorkerContext {
     pub queries: QueryResults,
     /// The Prometheus exporter.
     pub exporter: Arc<Exporter>,
+    /// Remote executor agents, when the config enables them.
+    pub agents: Option<Arc<AgentHub>>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -168,6 +171,17 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         ctx.started_at_us,
     )?;
 
+    // Assignments for agents that joined through the broker go there.
+    let parts = PipelineParts {
+        backend: RoutingBackend::new(
+            parts.backend,
+            ctx.agents.as_ref().map(|hub| hub.worker_link(index as u32)),
+        ),
+        validator: parts.validator,
+        coordinator: parts.coordinator,
+        emit_metrics: parts.emit_metrics,
+    };
+
     let probe = ProbeHandle::new();
     let (mut records_in, mut models_in, mut control_in) = worker.dataflow::<Epoch, _, _>(|scope| {
         let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
@@ -190,7 +204,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                     }
                     stats.record_finals(finals);
                     exporter.record_finals(finals);
-                    acks.acknowledge(finals.iter().map(|c| c.task.ack));
+                    acks.finished(finals, &fresh);
                 }
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
             }
@@ -203,7 +217,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                 Ok(()) => {
                     FileSinks::write(&files.dead_letters, rejections);
                     stats.record_rejections(rejections.len());
-                    acks.acknowledge(rejections.iter().map(|r| r.ack));
+                    acks.rejected(rejections);
                 }
                 Err(e) => tracing::error!(error = %e, count = rejections.len(), "recording rejections failed"),
             }

@@ -10,9 +10,12 @@
 #![forbid(missing_docs)]
 
 pub mod acks;
+pub mod agent;
 pub mod backend;
 pub mod bench;
 pub mod bench_queries;
+pub mod broker_bench;
+pub mod brokers;
 pub mod config;
 pub mod control_http;
 pub mod error;
@@ -22,6 +25,7 @@ pub mod ingress;
 pub mod launch;
 pub mod monitoring;
 pub mod pipeline;
+pub mod remote_backend;
 pub mod reservations;
 pub mod sources;
 pub mod stats;

@@ -3,15 +3,19 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
+use tidewater::agent::{parse_capacity, run_agent, AgentOptions};
 use tidewater::bench::{run_bench, BenchOptions};
+use tidewater::broker_bench::{run_broker_bench, BrokerBenchOptions};
+use tidewater::config::HandlersConfig;
 use tidewater::config::{ClusterConfig, Config, StoreKind};
 use tidewater::sources::feed_json_lines;
-use tidewater::{HandlerOutput, Pipeline};
+use tidewater::{HandlerOutput, HandlerRegistry, Pipeline};
 
 /// Tidewater: a streaming dataflow engine for multi-agent task systems.
 #[derive(Parser)]
@@ -42,6 +46,8 @@ enum Command {
     /// Replay a trace: an openb cluster through a placement policy, or (with
     /// --swf) a batch log through fcfs, user-estimate or learned scheduling.
     Replay(ReplayArgs),
+    /// Run a remote executor agent that joins a pipeline over RabbitMQ.
+    Agent(AgentArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -72,6 +78,40 @@ struct RunArgs {
     /// Exit once the input is fed and every task has finished.
     #[arg(long)]
     exit_when_done: bool,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// AMQP URI of the broker the pipeline uses.
+    #[arg(long, env = "TIDEWATER_AMQP_URL")]
+    broker: String,
+    /// This executor's id (unique in the cluster).
+    #[arg(long)]
+    id: String,
+    /// Capacity: cpu=MILLICORES,memory=MIB,gpu=COUNT (other NAME=AMOUNT pairs are custom resources).
+    #[arg(long)]
+    capacity: String,
+    /// Model of the GPUs.
+    #[arg(long, default_value = "")]
+    gpu_model: String,
+    /// Interval between heartbeats, ms.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Declared lost after this long without a heartbeat, ms.
+    #[arg(long, default_value_t = 5000)]
+    ttl_ms: u64,
+    /// The pipeline's control exchange (`rabbitmq.control_exchange`).
+    #[arg(long, default_value = "tidewater.control")]
+    control_exchange: String,
+    /// The pipeline's assignments exchange (`rabbitmq.assignments_exchange`).
+    #[arg(long, default_value = "tidewater.assignments")]
+    assignments_exchange: String,
+    /// Most assignments delivered at once.
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+    /// Programs the `command` handler may run (repeatable).
+    #[arg(long = "allow-command")]
+    allow_command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -154,6 +194,26 @@ struct BenchArgs {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
+    /// Measure end to end through a broker instead (`amqp`), against a raw
+    /// client loop in the same run.
+    #[arg(long, value_parser = ["amqp"])]
+    broker: Option<String>,
+    /// The broker's address (with --broker amqp).
+    #[arg(
+        long,
+        env = "TIDEWATER_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    broker_url: String,
+    /// Prefetch for both sides (with --broker).
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u16,
+    /// Raw/pipeline pairs of runs (with --broker).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The pipeline's store with --broker: embedded (durable) or memory.
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "memory"])]
+    store: String,
 }
 
 #[derive(Args)]
@@ -233,6 +293,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Agent(args) => agent(args),
         Command::Replay(ReplayArgs {
             swf: Some(swf),
             policy,
@@ -365,6 +426,34 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("Ctrl-C: draining and shutting down");
     }
     let summary = pipeline.shutdown()?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
+    let handlers = HandlerRegistry::with_builtins(&HandlersConfig {
+        command_allowlist: args.allow_command.clone(),
+        ..HandlersConfig::default()
+    });
+    let options = AgentOptions {
+        url: args.broker,
+        spec,
+        heartbeat_ms: args.heartbeat_ms,
+        ttl_ms: args.ttl_ms,
+        control_exchange: args.control_exchange,
+        assignments_exchange: args.assignments_exchange,
+        prefetch: args.prefetch,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(run_agent(options, Arc::new(handlers), async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }));
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
@@ -562,6 +651,26 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.broker.is_some() {
+        let report = run_broker_bench(&BrokerBenchOptions {
+            url: args.broker_url.clone(),
+            tasks: args.tasks,
+            workers: args.workers,
+            prefetch: args.prefetch,
+            rounds: args.rounds.max(1),
+            store: if args.store == "memory" {
+                StoreKind::Memory
+            } else {
+                StoreKind::Embedded
+            },
+        })?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{report:#?}");
+        }
+        return Ok(());
+    }
     let report = run_bench(&BenchOptions {
         tasks: args.tasks,
         workers: args.workers,

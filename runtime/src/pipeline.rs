@@ -29,6 +29,7 @@ use tidewater_operators::model::{now_micros, ControlCommand, Name, Task};
 use tidewater_operators::validate::check_task;
 
 use crate::acks::AckRegistry;
+use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
 use crate::handlers::{HandlerRegistry, HandlerResult};
@@ -36,6 +37,7 @@ use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
+use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
 use crate::stats::{PipelineStats, StatsSnapshot};
 use tidewater_dataflows::monitor::{QueryResult, QueryResults};
@@ -125,6 +127,11 @@ impl PipelineBuilder {
         let queries = QueryResults::new(&config.queries);
         let exporter = Arc::new(Exporter::new(&config.queries, queries.clone())?);
         let config = Arc::new(config);
+        let agents = config
+            .rabbitmq
+            .as_ref()
+            .filter(|r| r.agents)
+            .map(|_| Arc::new(AgentHub::default()));
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
             handlers: Arc::new(self.handlers),
@@ -139,6 +146,7 @@ impl PipelineBuilder {
             reservations: reservations.clone(),
             queries: queries.clone(),
             exporter: Arc::clone(&exporter),
+            agents: agents.clone(),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -163,6 +171,15 @@ impl PipelineBuilder {
                 .submit_task("resume", task)
                 .map_err(|e| RuntimeError::Workers(e.to_string()))?;
         }
+
+        let brokers = Brokers::start(
+            &config,
+            runtime.handle(),
+            &ingress,
+            &acks,
+            &store,
+            agents.as_ref(),
+        )?;
 
         let http = if config.http.enabled {
             Some(HttpServer::start(
@@ -198,6 +215,7 @@ impl PipelineBuilder {
             stats,
             acks,
             guards: Some(guards),
+            brokers,
             http,
             runtime: Some(runtime),
         })
@@ -262,6 +280,7 @@ pub struct RunningPipeline {
     stats: Arc<PipelineStats>,
     acks: AckRegistry,
     guards: Option<timely::communication::WorkerGuards<Result<(), String>>>,
+    brokers: Brokers,
     http: Option<HttpServer>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -328,6 +347,11 @@ impl RunningPipeline {
         Arc::clone(&self.stats)
     }
 
+    /// The broker connectors the config started.
+    pub fn brokers(&self) -> &Brokers {
+        &self.brokers
+    }
+
     /// Acknowledgement callbacks, for sources that need them.
     pub fn acks(&self) -> AckRegistry {
         self.acks.clone()
@@ -369,6 +393,9 @@ impl RunningPipeline {
         if let Some(http) = self.http.take() {
             http.stop();
         }
+        if let Some(runtime) = &self.runtime {
+            self.brokers.stop_consuming(runtime.handle());
+        }
         self.ingress.close();
         if let Some(guards) = self.guards.take() {
             for result in guards.join() {
@@ -377,6 +404,9 @@ impl RunningPipeline {
                     Ok(Err(e)) | Err(e) => return Err(RuntimeError::WorkerFailed(e)),
                 }
             }
+        }
+        if let Some(runtime) = &self.runtime {
+            self.brokers.finish(runtime.handle());
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(5));

@@ -1,0 +1,31 @@
+//! The seam from connectors into a running pipeline.
+//!
+//! Connectors live below the runtime, so they do not see its ingress
+//! directly: they hand raw records (with the source number and delivery tag
+//! to acknowledge later) and control commands to a [`RecordIngress`], which
+//! the runtime implements for its own ingress.
+
+use tidewater_operators::model::ControlCommand;
+
+/// The pipeline takes no more input (it is shutting down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline no longer takes input")]
+pub struct IngressClosed;
+
+/// Where connectors deliver what they consume.
+pub trait RecordIngress: Send + Sync + 'static {
+    /// Hands raw JSON bytes from source `source_name` to the pipeline, to be
+    /// decoded and validated there. Its outcome is reported back to the
+    /// listener registered for `ack_source`, with `tag`.
+    fn submit_json(
+        &self,
+        source_name: &str,
+        bytes: Vec<u8>,
+        ack_source: u16,
+        tag: u64,
+    ) -> Result<(), IngressClosed>;
+
+    /// Hands a control command (executor join, heartbeat, leave, cancel) to
+    /// every coordinator.
+    fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed>;
+}

@@ -1,0 +1,125 @@
+//! Broker connectors started with the pipeline: each consumes tasks into the
+//! ingress and hears back about recorded outcomes through the
+//! acknowledgement registry, so that it acknowledges only durable outcomes.
+//!
+//! ```text
+//!  [rabbitmq] config ─► RabbitMqHandle ─► Ingress (submit_json, source n, packed tag)
+//!                              ▲
+//!  RecordResults / DeadLetter sinks ─► AckRegistry::finished / rejected ─► listener(source n)
+//! ```
+//!
+//! Shutdown order matters: stop consuming, let the workers drain, then let
+//! each connector publish and acknowledge the last outcomes before the tokio
+//! runtime stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_connectors::ingest::{IngressClosed, RecordIngress};
+use tidewater_connectors::rabbitmq::{AgentEvents, AgentLink, RabbitMqContext, RabbitMqHandle};
+use tidewater_connectors::store::TaskStore;
+use tidewater_operators::model::ControlCommand;
+
+use crate::acks::AckRegistry;
+use crate::config::Config;
+use crate::error::RuntimeError;
+use crate::ingress::Ingress;
+use crate::remote_backend::AgentHub;
+
+/// Source number of the first consumed RabbitMQ queue (the others follow).
+pub const RABBITMQ_FIRST_SOURCE: u16 = 0x100;
+
+/// How long shutdown waits for a connector to flush its last outcomes.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl RecordIngress for Ingress {
+    fn submit_json(
+        &self,
+        source_name: &str,
+        bytes: Vec<u8>,
+        ack_source: u16,
+        tag: u64,
+    ) -> Result<(), IngressClosed> {
+        Ingress::submit_json(self, source_name, bytes, ack_source, tag).map_err(|_| IngressClosed)
+    }
+
+    fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed> {
+        Ingress::submit_control(self, command).map_err(|_| IngressClosed)
+    }
+}
+
+/// The connectors a pipeline runs.
+#[derive(Default)]
+pub struct Brokers {
+    rabbitmq: Option<RabbitMqHandle>,
+}
+
+impl Brokers {
+    /// Starts the connectors `config` names, registering their listeners.
+    pub fn start(
+        config: &Config,
+        runtime: &tokio::runtime::Handle,
+        ingress: &Ingress,
+        acks: &AckRegistry,
+        store: &Arc<dyn TaskStore>,
+        agents: Option<&Arc<AgentHub>>,
+    ) -> Result<Brokers, RuntimeError> {
+        let mut brokers = Brokers::default();
+        if let Some(rabbitmq) = &config.rabbitmq {
+            let handle = RabbitMqHandle::start(
+                rabbitmq.clone(),
+                RabbitMqContext {
+                    ingress: Arc::new(ingress.clone()),
+                    store: Arc::clone(store),
+                    first_source: RABBITMQ_FIRST_SOURCE,
+                },
+                runtime,
+            )
+            .map_err(|e| RuntimeError::Broker(e.to_string()))?;
+            for &source in handle.sources() {
+                acks.register_listener(source, handle.listener());
+            }
+            brokers.rabbitmq = Some(handle);
+            if let Some(hub) = agents {
+                hub.set_link(AgentLink::start(
+                    rabbitmq.clone(),
+                    Arc::new(ingress.clone()),
+                    Arc::clone(hub) as Arc<dyn AgentEvents>,
+                    runtime,
+                ));
+            }
+        }
+        Ok(brokers)
+    }
+
+    /// The RabbitMQ connector, when configured.
+    pub fn rabbitmq(&self) -> Option<&RabbitMqHandle> {
+        self.rabbitmq.as_ref()
+    }
+
+    /// Stops taking new deliveries.
+    pub fn stop_consuming(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(rabbitmq) = &self.rabbitmq {
+            let stopped = runtime.block_on(async {
+                tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.stop_consuming()).await
+            });
+            if stopped.is_err() {
+                tracing::warn!("RabbitMQ consumers did not stop in time");
+            }
+        }
+    }
+
+    /// Publishes and acknowledges the outcomes received so far and closes
+    /// the connections. Call after the workers have stopped.
+    pub fn finish(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(rabbitmq) = &self.rabbitmq {
+            let done = runtime
+                .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.finish()).await });
+            if done.is_err() {
+                tracing::warn!(
+                    "RabbitMQ did not flush in time; unacknowledged messages will be redelivered"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The RabbitMQ connector against a real broker (`TIDEWATER_AMQP_URL`, set
+//! by `tests/services/up`): tasks round-trip from a queue to the results
+//! exchange, every class of bad input is dead-lettered with its reason in
+//! the headers, and requests with `reply_to` get their result there.
+
+mod broker_common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_common::{service, task_json, unique, Amqp};
+use lapin::BasicProperties;
+use tidewater::config::{Config, StoreKind};
+use tidewater::{Pipeline, RunningPipeline};
+use tidewater_connectors::rabbitmq::RabbitMqConfig;
+use tidewater_connectors::store::{MemoryStore, TaskState, TaskStore};
+
+/// A pipeline consuming `queue`, publishing to `{prefix}.results` and
+/// `{prefix}.dead`, and a client with capture queues bound to both.
+struct Setup {
+    amqp: Amqp,
+    pipeline: RunningPipeline,
+    store: Arc<MemoryStore>,
+    queue: String,
+    results: String,
+    dead: String,
+}
+
+fn setup(url: &str, name: &str, max_payload_bytes: usize) -> Setup {
+    let prefix = unique(name);
+    let queue = format!("{prefix}.tasks");
+    let results = format!("{prefix}.results");
+    let dead = format!("{prefix}.dead");
+    let mut amqp = Amqp::connect(url);
+    amqp.topic(&results);
+    amqp.topic(&dead);
+    amqp.queue(&format!("{results}.capture"), &[&results]);
+    amqp.queue(&format!("{dead}.capture"), &[&dead]);
+    amqp.delete_later(&queue);
+
+    let mut config = Config {
+        workers: 2,
+        ..Config::default()
+    };
+    config.http.enabled = false;
+    config.store.kind = StoreKind::Memory;
+    config.limits.max_payload_bytes = max_payload_bytes;
+    let mut rabbitmq = RabbitMqConfig::new(url).consume(&queue);
+    rabbitmq.results_exchange = results.clone();
+    rabbitmq.dead_letter_exchange = dead.clone();
+    rabbitmq.prefetch = 64;
+    config.rabbitmq = Some(rabbitmq);
+    let store = Arc::new(MemoryStore::new());
+    let pipeline = Pipeline::builder(config)
+        .store(store.clone())
+        .start()
+        .expect("start");
+    let connector = pipeline.brokers().rabbitmq().expect("configured");
+    let runtime = pipeline.runtime().expect("runtime");
+    assert!(
+        runtime.block_on(connector.wait_connected(Duration::from_secs(20))),
+        "the connector did not connect"
+    );
+    Setup {
+        amqp,
+        pipeline,
+        store,
+        queue,
+        results: format!("{results}.capture"),
+        dead: format!("{dead}.capture"),
+    }
+}
+
+#[test]
+fn tasks_round_trip_from_a_queue_to_the_results_exchange() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let s = setup(&url, "roundtrip", 1 << 20);
+    const TASKS: usize = 500;
+    let bodies: Vec<Vec<u8>> = (0..TASKS)
+        .map(|i| {
+            task_json(
+                &format!("rt-{i}"),
+                "noop",
+                if i % 2 == 0 { "acme" } else { "globex" },
+            )
+        })
+        .collect();
+    s.amqp.publish_to_queue(
+        &s.queue,
+        bodies
+            .iter()
+            .map(|b| (b.as_slice(), BasicProperties::default())),
+    );
+    let results = s.amqp.drain(&s.results, TASKS, Duration::from_secs(60));
+    let mut seen = BTreeMap::new();
+    for m in &results {
+        let record = m.json();
+        let id = record["id"].as_str().expect("id").to_string();
+        assert_eq!(record["state"], "succeeded", "{record}");
+        let tenant = record["tenant"].as_str().expect("tenant");
+        assert_eq!(m.routing_key, format!("{tenant}.noop"));
+        assert_eq!(m.message_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            m.headers.get("x-tidewater-state").map(String::as_str),
+            Some("succeeded")
+        );
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), TASKS, "every task has a result");
+    assert!(seen.values().all(|&n| n == 1), "one result per task");
+    for i in 0..TASKS {
+        let record = s
+            .store
+            .get(&format!("rt-{i}"))
+            .expect("get")
+            .expect("recorded");
+        assert_eq!(record.state, TaskState::Succeeded);
+    }
+    let summary = s.pipeline.shutdown().expect("shutdown");
+    assert_eq!(summary.finished, TASKS as u64);
+    // Everything was acknowledged: nothing comes back after the connector
+    // closed its connection.
+    assert_eq!(
+        s.amqp.ready(&s.queue),
+        0,
+        "unacknowledged tasks were requeued"
+    );
+}
+
+#[test]
+fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let s = setup(&url, "dead", 1024);
+    let oversize = format!(
+        r#"{{"id":"big","kind":"noop","payload":{{"blob":"{}"}}}}"#,
+        "x".repeat(80 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("malformed", br#"{"kind": "noop""#.to_vec(), "EOF"),
+        ("malformed", b"not json at all".to_vec(), "expected"),
+        ("wrong_type", br#"{"id":"wt","kind":7}"#.to_vec(), "`kind`"),
+        (
+            "wrong_type",
+            br#"{"id":"wt2","kind":"noop","resources":{"memory_mib":"lots"}}"#.to_vec(),
+            "resources.memory_mib",
+        ),
+        ("missing_field", br#"{"id":"mf"}"#.to_vec(), "kind"),
+        (
+            "unknown_field",
+            br#"{"id":"uf","kind":"noop","colour":"blue"}"#.to_vec(),
+            "colour",
+        ),
+        (
+            "invalid_value",
+            br#"{"id":"iv","kind":"noop","resources":{"cpu_milli":-100}}"#.to_vec(),
+            "resources.cpu_milli",
+        ),
+        ("oversize", oversize.clone().into_bytes(), "over the limit"),
+    ];
+    let mut bodies: Vec<(Vec<u8>, BasicProperties)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, body, _))| {
+            (
+                body.clone(),
+                BasicProperties::default().with_correlation_id(format!("case-{i}").into()),
+            )
+        })
+        .collect();
+    // A good task among the bad still runs.
+    bodies.push((
+        task_json("good-after-bad", "noop", "acme"),
+        BasicProperties::default(),
+    ));
+    s.amqp.publish_to_queue(
+        &s.queue,
+        bodies.iter().map(|(b, p)| (b.as_slice(), p.clone())),
+    );
+
+    let dead = s.amqp.drain(&s.dead, cases.len(), Duration::from_secs(30));
+    assert_eq!(
+        dead.len(),
+        cases.len(),
+        "every bad message is dead-lettered once"
+    );
+    for m in &dead {
+        let case: usize = m
+            .correlation_id
+            .as_deref()
+            .and_then(|c| c.strip_prefix("case-"))
+            .and_then(|n| n.parse().ok())
+            .expect("correlation id kept");
+        let (code, body, mentions) = &cases[case];
+        assert_eq!(
+            m.headers.get("x-tidewater-code").map(String::as_str),
+            Some(*code),
+            "case {case}"
+        );
+        assert_eq!(m.routing_key, *code);
+        let reason = m.headers.get("x-tidewater-reason").expect("reason header");
+        assert!(
+            reason.contains(mentions),
+            "case {case}: {reason:?} should mention {mentions:?}"
+        );
+        assert_eq!(
+            &m.body, body,
+            "case {case}: the original body is dead-lettered"
+        );
+        assert_eq!(
+            m.headers.get("x-tidewater-source").map(String::as_str),
+            Some(s.queue.as_str())
+        );
+    }
+    let results = s.amqp.drain(&s.results, 1, Duration::from_secs(30));
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].json()["id"], "good-after-bad");
+    assert_eq!(
+        s.store.rejections(100).expect("rejections").len(),
+        cases.len()
+    );
+    s.pipeline.shutdown().expect("shutdown");
+    assert_eq!(
+        s.amqp.ready(&s.queue),
+        0,
+        "dead-lettered messages were acknowledged"
+    );
+}
+
+#[test]
+fn requests_with_reply_to_get_their_result_there() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let s = setup(&url, "reply", 1 << 20);
+    let reply_queue = s.amqp.reply_queue();
+    let bodies: Vec<(Vec<u8>, BasicProperties)> = (0..20)
+        .map(|i| {
+            let kind = if i == 7 { "no-such-kind" } else { "noop" };
+            (
+                task_json(&format!("rpc-{i}"), kind, "acme"),
+                BasicProperties::default()
+                    .with_reply_to(reply_queue.as_str().into())
+                    .with_correlation_id(format!("req-{i}").into()),
+            )
+        })
+        .collect();
+    s.amqp.publish_to_queue(
+        &s.queue,
+        bodies.iter().map(|(b, p)| (b.as_slice(), p.clone())),
+    );
+    let replies = s.amqp.drain(&reply_queue, 20, Duration::from_secs(30));
+    assert_eq!(replies.len(), 20);
+    for m in &replies {
+        let record = m.json();
+        let id = record["id"].as_str().expect("id");
+        let n = id.strip_prefix("rpc-").expect("our id");
+        assert_eq!(
+            m.correlation_id.as_deref(),
+            Some(format!("req-{n}").as_str())
+        );
+        let expected = if n == "7" { "failed" } else { "succeeded" };
+        assert_eq!(record["state"], expected, "{record}");
+    }
+    // Results go to the results exchange as well.
+    assert_eq!(
+        s.amqp.drain(&s.results, 20, Duration::from_secs(30)).len(),
+        20
+    );
+    s.pipeline.shutdown().expect("shutdown");
+}
