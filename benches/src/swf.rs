@@ -283,7 +283,17 @@ impl Predictor {
         let dim = 1 << 14;
         Predictor {
             hasher: FeatureHasher::new(dim),
-            model: LinearModel::new(dim, std::env::var("LR").ok().and_then(|v| v.parse().ok()).unwrap_or(0.05), std::env::var("L2").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-5)),
+            model: LinearModel::new(
+                dim,
+                std::env::var("LR")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.05),
+                std::env::var("L2")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1e-5),
+            ),
             users: HashMap::new(),
             same_request: HashMap::new(),
             batch: Vec::new(),
@@ -363,7 +373,12 @@ impl Predictor {
         let log_run = job.run.max(1.0).ln();
         let log_ratio = (log_run - job.requested.max(1.0).ln()).min(0.0);
         self.batch.push((x, (log_ratio / LOG_SCALE) as f32));
-        if self.batch.len() >= std::env::var("BS").ok().and_then(|v| v.parse().ok()).unwrap_or(4) {
+        if self.batch.len()
+            >= std::env::var("BS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4)
+        {
             self.model.train_batch(&self.batch);
             self.batch.clear();
         }
