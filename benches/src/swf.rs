@@ -35,7 +35,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use tidewater_operators::learn::{FeatureHasher, LinearModel, SparseFeatures};
+use tidewater_operators::learn::{
+    FeatureHasher, Loss, ModelKind, ModelSpec, OnlineModel, OptimizerKind, SparseFeatures,
+};
 
 /// Why a log could not be simulated.
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +254,9 @@ pub const POLICIES: [&str; 5] = [
 /// Scale of log run times inside the model (targets are ln(s) / 10).
 const LOG_SCALE: f64 = 10.0;
 
+/// Finished jobs per training step of the learned estimator.
+const BATCH: usize = 4;
+
 /// What is known of one user from the jobs of theirs that have finished.
 #[derive(Default)]
 struct UserHistory {
@@ -262,12 +267,13 @@ struct UserHistory {
     count: f64,
 }
 
-/// Online run-time predictor over the shared learning code: hashed
-/// categorical features and history features into a linear model of log
-/// run time.
+/// Online run-time predictor over the shared learning code
+/// (`tidewater_operators::learn`): hashed categorical features and history
+/// features into a linear model of ln(run / requested), trained with Adam
+/// (step 0.01) on mini-batches of 4 finished jobs.
 struct Predictor {
     hasher: FeatureHasher,
-    model: LinearModel,
+    model: OnlineModel,
     users: HashMap<i64, UserHistory>,
     /// Last log run time by (user, requested time, processors).
     same_request: HashMap<(i64, u64, u32), f64>,
@@ -283,17 +289,16 @@ impl Predictor {
         let dim = 1 << 14;
         Predictor {
             hasher: FeatureHasher::new(dim),
-            model: LinearModel::new(
+            model: OnlineModel::new(&ModelSpec {
+                kind: ModelKind::Linear,
                 dim,
-                std::env::var("LR")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0.05),
-                std::env::var("L2")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1e-5),
-            ),
+                loss: Loss::Squared,
+                optimizer: OptimizerKind::Adam {
+                    learning_rate: 0.01,
+                },
+                l2: 1e-5,
+                seed: 7,
+            }),
             users: HashMap::new(),
             same_request: HashMap::new(),
             batch: Vec::new(),
@@ -373,12 +378,7 @@ impl Predictor {
         let log_run = job.run.max(1.0).ln();
         let log_ratio = (log_run - job.requested.max(1.0).ln()).min(0.0);
         self.batch.push((x, (log_ratio / LOG_SCALE) as f32));
-        if self.batch.len()
-            >= std::env::var("BS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(4)
-        {
+        if self.batch.len() >= BATCH {
             self.model.train_batch(&self.batch);
             self.batch.clear();
         }
@@ -438,6 +438,14 @@ struct Estimate {
 
 /// Simulates `workload` under `policy` (one of [`POLICIES`]).
 pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError> {
+    simulate_with_starts(workload, policy).map(|(report, _)| report)
+}
+
+/// [`simulate`], also returning each job's start time.
+fn simulate_with_starts(
+    workload: &Workload,
+    policy: &str,
+) -> Result<(SwfReport, Vec<f64>), SwfError> {
     let policy_kind = Policy::parse(policy)?;
     let jobs = &workload.jobs;
     let total = workload.processors;
@@ -569,6 +577,7 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
     let n = jobs.len() as f64;
     let first_submit = jobs.first().map_or(0.0, |j| j.submit);
     let (start_time, mut log_errors) = (cluster.start_time, cluster.log_errors);
+    let start_time: Vec<f64> = start_time;
     let last_end = jobs
         .iter()
         .zip(&start_time)
@@ -599,7 +608,7 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
             ..
         } => ("shortest_estimate_first", true),
     };
-    Ok(SwfReport {
+    let report = SwfReport {
         policy: policy.to_string(),
         backfill_order: backfill_order.to_string(),
         jobs: jobs.len(),
@@ -610,8 +619,9 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
         makespan_s: makespan,
         median_abs_log_error: (easy && !log_errors.is_empty())
             .then(|| log_errors[log_errors.len() / 2]),
-        trained_samples: policy_kind.learned().then_some(predictor.model.samples),
-    })
+        trained_samples: policy_kind.learned().then_some(predictor.model.samples()),
+    };
+    Ok((report, start_time))
 }
 
 /// Reads and simulates an SWF file (the `tidewater replay --swf` command).
@@ -655,6 +665,86 @@ mod tests {
         assert!(easy.mean_wait_s < fcfs.mean_wait_s, "{easy:?} vs {fcfs:?}");
         // Job 4 (500 s) would delay the head's reservation at t=100, so it waits.
         assert!(easy.mean_wait_s > 0.0);
+    }
+
+    /// A busy synthetic log: 16 processors, 6 users with habits, requests
+    /// that over- and under-state run times.
+    fn synthetic() -> Workload {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let jobs = (0..400)
+            .map(|i| {
+                let user = (next() * 6.0) as i64;
+                let run = 30.0 * (1.0 + user as f64) * (0.5 + next());
+                let requested = if user % 2 == 0 { run * 4.0 } else { run * 1.2 };
+                Job {
+                    id: i,
+                    submit: i as f64 * 20.0,
+                    run,
+                    procs: 1 + (next() * 8.0) as u32,
+                    requested: requested.round().max(1.0),
+                    user,
+                    queue: 1,
+                }
+            })
+            .collect();
+        Workload {
+            processors: 16,
+            jobs,
+        }
+    }
+
+    #[test]
+    fn decisions_never_depend_on_unfinished_run_times() {
+        let w = synthetic();
+        for policy in POLICIES {
+            let (_, starts) = simulate_with_starts(&w, policy).expect("simulates");
+            for k in [50usize, 200, 350] {
+                // Finish events are kept in whole milliseconds, rounded down.
+                let finish = starts[k] + w.jobs[k].run - 0.002;
+                let mut changed = w.clone();
+                changed.jobs[k].run *= 3.0;
+                let (_, after) = simulate_with_starts(&changed, policy).expect("simulates");
+                for (j, (a, b)) in starts.iter().zip(&after).enumerate() {
+                    if *a < finish {
+                        assert_eq!(
+                            a, b,
+                            "{policy}: job {j} moved when job {k}'s run time changed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn policies_report_their_measures() {
+        let w = synthetic();
+        for policy in POLICIES {
+            let r = simulate(&w, policy).expect("simulates");
+            assert_eq!(r.jobs, 400);
+            assert!(r.mean_bounded_slowdown >= 1.0 && r.utilization > 0.0 && r.utilization <= 1.0);
+            let learned = policy.starts_with("learned");
+            assert_eq!(r.trained_samples.is_some(), learned, "{policy}");
+            assert_eq!(
+                r.median_abs_log_error.is_some(),
+                policy != "fcfs",
+                "{policy}"
+            );
+            let json = serde_json::to_value(&r).expect("json");
+            for key in ["mean_wait_s", "mean_bounded_slowdown", "utilization"] {
+                assert!(json[key].is_number(), "{policy}: {key}");
+            }
+        }
+        assert!(matches!(
+            simulate(&w, "oracle"),
+            Err(SwfError::UnknownPolicy(_))
+        ));
     }
 
     #[test]
