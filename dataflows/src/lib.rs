@@ -3,5 +3,6 @@
 //! attaches sources and sinks to it.
 #![forbid(missing_docs)]
 
+pub mod learner;
 pub mod pipeline;
 pub mod sinks;

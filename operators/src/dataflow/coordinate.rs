@@ -151,7 +151,13 @@ pub struct CoordinatorState {
     cancelling: FxHashMap<u64, ()>,
     /// Cancellations of tasks not seen yet, with when they are forgotten.
     pending_cancels: FxHashMap<TaskId, u64>,
+    /// Told of each model version this shard adopts.
+    model_listener: Option<ModelListener>,
 }
+
+/// Called with each model version a coordinator adopts (for logging and
+/// tests; see [`CoordinatorState::on_model_adopted`]).
+pub type ModelListener = Box<dyn FnMut(&ModelUpdate) + Send>;
 
 impl CoordinatorState {
     /// A coordinator over `allocator`'s shard.
@@ -166,7 +172,15 @@ impl CoordinatorState {
             decisions: Vec::new(),
             cancelling: FxHashMap::default(),
             pending_cancels: FxHashMap::default(),
+            model_listener: None,
         }
+    }
+
+    /// Calls `listener` with each model version this shard adopts (newer
+    /// than the one it holds for the target).
+    pub fn on_model_adopted(mut self, listener: ModelListener) -> Self {
+        self.model_listener = Some(listener);
+        self
     }
 
     /// The shard's allocator.
@@ -340,6 +354,9 @@ impl CoordinatorState {
         match self.models.get(&update.target) {
             Some(current) if current.version >= update.version => {}
             _ => {
+                if let Some(listener) = self.model_listener.as_mut() {
+                    listener(&update);
+                }
                 self.models.insert(update.target, update);
             }
         }
