@@ -7,21 +7,37 @@
 //! - `fcfs`: strict first come, first served, no backfilling;
 //! - `user-estimate`: EASY backfilling (the queue head gets a reservation;
 //!   later jobs may start early if they do not delay it) with the user's
-//!   requested time as each job's run-time estimate;
+//!   requested time as each job's run-time estimate, backfill candidates in
+//!   arrival order;
 //! - `learned`: the same EASY backfilling with estimates from an online
-//!   linear model of log run time, trained only on jobs that have finished
-//!   before each decision (no peeking), capped by the requested time (jobs
-//!   are killed there on real clusters).
+//!   model of log run time, trained only on jobs that have finished before
+//!   each decision (no peeking), capped by the requested time (jobs are
+//!   killed there on real clusters);
+//! - `user-estimate-sjbf` and `learned-sjbf`: the same two estimators, with
+//!   backfill candidates tried shortest-estimate-first instead of in arrival
+//!   order (the head and its reservation are unchanged). Comparing the two
+//!   `-sjbf` variants isolates what the learned estimates add.
 //!
-//! Estimates of running jobs that outlive them are extended to "now" plus a
-//! minute when computing the head's reservation.
+//! Data flow of the learned estimator: a job's features are computed at
+//! each decision from what it declared at submission (user, queue, hour,
+//! processors, requested time) and from the history of jobs that had
+//! finished by then (the user's last two run times, the last run time of
+//! the same user with the same request); when a job finishes, the features
+//! it was started with and its log run time become a training sample.
+//!
+//! A running job that outlives its estimate gets a new one (twice its
+//! elapsed time, at least a minute more, at most its requested time) when
+//! the head's reservation is computed; actual run times are never read
+//! before a job has finished.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 
 use serde::Serialize;
 
-use tidewater_operators::learn::{FeatureHasher, LinearModel, SparseFeatures};
+use tidewater_operators::learn::{
+    FeatureHasher, Loss, ModelKind, ModelSpec, OnlineModel, OptimizerKind, SparseFeatures,
+};
 
 /// Why a log could not be simulated.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +79,8 @@ pub struct Job {
     pub run: f64,
     /// Processors.
     pub procs: u32,
-    /// The user's requested time, seconds (the run time when unknown).
+    /// The user's requested time, seconds, as declared (some jobs ran
+    /// longer); the run time when the log does not give one.
     pub requested: f64,
     /// User id.
     pub user: i64,
@@ -133,8 +150,10 @@ pub fn read_swf(path: &Path) -> Result<Workload, SwfError> {
             submit,
             run,
             procs: procs as u32,
+            // As the user declared it, even where the job ran longer: the
+            // estimators may not learn the run time from it.
             requested: if requested_time > 0.0 {
-                requested_time.max(run)
+                requested_time
             } else {
                 run
             },
@@ -158,6 +177,9 @@ pub fn read_swf(path: &Path) -> Result<Workload, SwfError> {
 pub struct SwfReport {
     /// Policy name.
     pub policy: String,
+    /// How backfill candidates are ordered: `none` (FCFS), `arrival` or
+    /// `shortest_estimate_first`.
+    pub backfill_order: String,
     /// Jobs simulated.
     pub jobs: usize,
     /// Processors.
@@ -171,36 +193,114 @@ pub struct SwfReport {
     pub utilization: f64,
     /// Last finish minus first submit, seconds.
     pub makespan_s: f64,
-    /// For `learned`: median |ln(predicted) − ln(actual)| of the estimates
-    /// used when jobs started.
+    /// Median |ln(estimate) − ln(actual)| of the estimates used when jobs
+    /// started (for every EASY policy, so user estimates can be compared).
     pub median_abs_log_error: Option<f64>,
-    /// For `learned`: samples the model trained on.
+    /// For learned policies: samples the model trained on.
     pub trained_samples: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Estimator {
+    User,
+    Learned,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Policy {
     Fcfs,
-    UserEstimate,
-    Learned,
+    Easy {
+        estimator: Estimator,
+        shortest_first: bool,
+    },
 }
 
-/// Online run-time predictor: hashed user, queue, hour and request sizes,
-/// plus each user's running mean of log run time over finished jobs.
+impl Policy {
+    fn parse(name: &str) -> Result<Policy, SwfError> {
+        let easy = |estimator, shortest_first| Policy::Easy {
+            estimator,
+            shortest_first,
+        };
+        Ok(match name {
+            "fcfs" => Policy::Fcfs,
+            "user-estimate" | "user_estimate" => easy(Estimator::User, false),
+            "user-estimate-sjbf" | "user_estimate_sjbf" => easy(Estimator::User, true),
+            "learned" => easy(Estimator::Learned, false),
+            "learned-sjbf" | "learned_sjbf" => easy(Estimator::Learned, true),
+            other => return Err(SwfError::UnknownPolicy(other.to_string())),
+        })
+    }
+
+    fn learned(self) -> bool {
+        matches!(
+            self,
+            Policy::Easy {
+                estimator: Estimator::Learned,
+                ..
+            }
+        )
+    }
+}
+
+/// Every policy [`simulate`] accepts, baseline first.
+pub const POLICIES: [&str; 5] = [
+    "fcfs",
+    "user-estimate",
+    "user-estimate-sjbf",
+    "learned",
+    "learned-sjbf",
+];
+
+/// Scale of log run times inside the model (targets are ln(s) / 10).
+const LOG_SCALE: f64 = 10.0;
+
+/// Finished jobs per training step of the learned estimator.
+const BATCH: usize = 4;
+
+/// What is known of one user from the jobs of theirs that have finished.
+#[derive(Default)]
+struct UserHistory {
+    /// The last two log run times, newest first.
+    last: [Option<f64>; 2],
+    /// Running mean of ln(run / requested).
+    ratio_sum: f64,
+    count: f64,
+}
+
+/// Online run-time predictor over the shared learning code
+/// (`tidewater_operators::learn`): hashed categorical features and history
+/// features into a linear model of ln(run / requested), trained with Adam
+/// (step 0.01) on mini-batches of 4 finished jobs.
 struct Predictor {
     hasher: FeatureHasher,
-    model: LinearModel,
-    user_mean: HashMap<i64, (f64, f64)>,
+    model: OnlineModel,
+    users: HashMap<i64, UserHistory>,
+    /// Last log run time by (user, requested time, processors).
+    same_request: HashMap<(i64, u64, u32), f64>,
     batch: Vec<(SparseFeatures, f32)>,
+}
+
+fn log_bucket(x: f64) -> String {
+    (x.max(1.0).log2().round() as i64).to_string()
 }
 
 impl Predictor {
     fn new() -> Self {
-        let hasher = FeatureHasher::new(1 << 12);
+        let dim = 1 << 14;
         Predictor {
-            hasher,
-            model: LinearModel::new(1 << 12, 0.1, 1e-4),
-            user_mean: HashMap::new(),
+            hasher: FeatureHasher::new(dim),
+            model: OnlineModel::new(&ModelSpec {
+                kind: ModelKind::Linear,
+                dim,
+                loss: Loss::Squared,
+                optimizer: OptimizerKind::Adam {
+                    learning_rate: 0.01,
+                },
+                l2: 1e-5,
+                seed: 7,
+            }),
+            users: HashMap::new(),
+            same_request: HashMap::new(),
             batch: Vec::new(),
         }
     }
@@ -208,7 +308,9 @@ impl Predictor {
     fn features(&self, job: &Job) -> SparseFeatures {
         let h = &self.hasher;
         let mut x = h.start();
-        h.categorical(&mut x, "user", &job.user.to_string());
+        let user = job.user.to_string();
+        let requested = log_bucket(job.requested);
+        h.categorical(&mut x, "user", &user);
         h.categorical(&mut x, "queue", &job.queue.to_string());
         h.categorical(
             &mut x,
@@ -216,56 +318,92 @@ impl Predictor {
             &(((job.submit / 3600.0) as i64) % 24).to_string(),
         );
         h.categorical(&mut x, "procs", &job.procs.next_power_of_two().to_string());
-        h.numeric(
-            &mut x,
-            "log_requested",
-            (job.requested.max(1.0)).ln() as f32 / 10.0,
-        );
+        h.categorical(&mut x, "requested", &requested);
+        h.categorical(&mut x, "user_requested", &format!("{user}/{requested}"));
+        let log_requested = job.requested.max(1.0).ln();
+        h.numeric(&mut x, "log_requested", (log_requested / LOG_SCALE) as f32);
         h.numeric(
             &mut x,
             "log_procs",
-            (f64::from(job.procs)).ln() as f32 / 5.0,
+            (f64::from(job.procs).ln() / 5.0) as f32,
         );
-        let (mean, known) = match self.user_mean.get(&job.user) {
-            Some(&(sum, count)) if count > 0.0 => (sum / count, 1.0),
-            _ => (0.0, 0.0),
-        };
-        h.numeric(&mut x, "user_mean_log_run", mean as f32 / 10.0);
-        h.numeric(&mut x, "user_known", known);
+        // History, in the model's target space: ln(run / requested).
+        let history = self.users.get(&job.user);
+        let last: Vec<f64> = history
+            .map(|u| u.last.iter().flatten().copied().collect())
+            .unwrap_or_default();
+        if last.is_empty() {
+            h.numeric(&mut x, "user_unknown", 1.0);
+        } else {
+            let mean = last.iter().sum::<f64>() / last.len() as f64;
+            h.numeric(
+                &mut x,
+                "user_last_two",
+                ((mean - log_requested).min(0.0) / LOG_SCALE) as f32,
+            );
+        }
+        if let Some(u) = history.filter(|u| u.count > 0.0) {
+            h.numeric(
+                &mut x,
+                "user_mean_ratio",
+                ((u.ratio_sum / u.count) / LOG_SCALE) as f32,
+            );
+        }
+        match self
+            .same_request
+            .get(&(job.user, job.requested as u64, job.procs))
+        {
+            Some(&last) => h.numeric(
+                &mut x,
+                "same_request_last",
+                ((last - log_requested).min(0.0) / LOG_SCALE) as f32,
+            ),
+            None => h.numeric(&mut x, "same_request_unknown", 1.0),
+        }
         x
     }
 
-    /// Predicted run time in seconds, within [1, requested].
-    fn predict(&self, job: &Job) -> f64 {
-        let log_run = f64::from(self.model.predict(&self.features(job))) * 10.0;
-        log_run.exp().clamp(1.0, job.requested)
+    /// Predicted run time in seconds, within [1, requested]. The model
+    /// predicts ln(run / requested): it starts at the user's estimate and
+    /// learns how each kind of job departs from it.
+    fn predict(&self, job: &Job, x: &SparseFeatures) -> f64 {
+        let log_ratio = f64::from(self.model.predict(x)) * LOG_SCALE;
+        (job.requested.max(1.0).ln() + log_ratio)
+            .exp()
+            .clamp(1.0, job.requested)
     }
 
-    /// Learns from a finished job.
-    fn learn(&mut self, job: &Job) {
-        let target = (job.run.max(1.0).ln() / 10.0) as f32;
-        let x = self.features(job);
-        self.batch.push((x, target));
-        if self.batch.len() >= 8 {
+    /// Learns from a finished job, started with features `x`.
+    fn learn(&mut self, job: &Job, x: SparseFeatures) {
+        let log_run = job.run.max(1.0).ln();
+        let log_ratio = (log_run - job.requested.max(1.0).ln()).min(0.0);
+        self.batch.push((x, (log_ratio / LOG_SCALE) as f32));
+        if self.batch.len() >= BATCH {
             self.model.train_batch(&self.batch);
             self.batch.clear();
         }
-        let entry = self.user_mean.entry(job.user).or_insert((0.0, 0.0));
-        entry.0 += job.run.max(1.0).ln();
-        entry.1 += 1.0;
+        let user = self.users.entry(job.user).or_default();
+        user.last = [Some(log_run), user.last[0]];
+        user.ratio_sum += (log_run - job.requested.max(1.0).ln()).min(0.0);
+        user.count += 1.0;
+        self.same_request
+            .insert((job.user, job.requested as u64, job.procs), log_run);
     }
 }
 
 struct Running {
-    end: f64,
+    start: f64,
     estimated_end: f64,
     procs: u32,
+    /// The learned policy's features at start, trained on at finish.
+    features: Option<SparseFeatures>,
 }
 
 /// The cluster's state during a simulation.
 struct Cluster {
     free: u32,
-    /// Finish events: (end time in ms, job) -> job index.
+    /// Finish events: (end time in ms, job) -> job index. Only the event
+    /// loop reads the end times, to know when a job finishes.
     finishing: BTreeMap<(u64, usize), usize>,
     running: HashMap<usize, Running>,
     start_time: Vec<f64>,
@@ -273,34 +411,42 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(&mut self, jobs: &[Job], j: usize, now: f64, estimate: f64, learned: bool) {
+    fn start(&mut self, jobs: &[Job], j: usize, now: f64, estimate: Estimate) {
         self.free -= jobs[j].procs;
         self.start_time[j] = now;
-        if learned {
-            self.log_errors
-                .push((estimate.max(1.0).ln() - jobs[j].run.max(1.0).ln()).abs());
-        }
+        self.log_errors
+            .push((estimate.seconds.max(1.0).ln() - jobs[j].run.max(1.0).ln()).abs());
         self.finishing
             .insert((((now + jobs[j].run) * 1000.0) as u64, j), j);
         self.running.insert(
             j,
             Running {
-                end: now + jobs[j].run,
-                estimated_end: now + estimate,
+                start: now,
+                estimated_end: now + estimate.seconds,
                 procs: jobs[j].procs,
+                features: estimate.features,
             },
         );
     }
 }
 
-/// Simulates `workload` under `policy` (`fcfs`, `user-estimate`, `learned`).
+/// A run-time estimate, with the features it came from when learned.
+struct Estimate {
+    seconds: f64,
+    features: Option<SparseFeatures>,
+}
+
+/// Simulates `workload` under `policy` (one of [`POLICIES`]).
 pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError> {
-    let policy_kind = match policy {
-        "fcfs" => Policy::Fcfs,
-        "user-estimate" | "user_estimate" => Policy::UserEstimate,
-        "learned" => Policy::Learned,
-        other => return Err(SwfError::UnknownPolicy(other.to_string())),
-    };
+    simulate_with_starts(workload, policy).map(|(report, _)| report)
+}
+
+/// [`simulate`], also returning each job's start time.
+fn simulate_with_starts(
+    workload: &Workload,
+    policy: &str,
+) -> Result<(SwfReport, Vec<f64>), SwfError> {
+    let policy_kind = Policy::parse(policy)?;
     let jobs = &workload.jobs;
     let total = workload.processors;
     let mut predictor = Predictor::new();
@@ -311,12 +457,21 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
         start_time: vec![0.0; jobs.len()],
         log_errors: Vec::new(),
     };
-    let learned = policy_kind == Policy::Learned;
     let mut queue: VecDeque<usize> = VecDeque::new();
     let mut next_arrival = 0usize;
-    let estimate = |j: usize, predictor: &Predictor| match policy_kind {
-        Policy::Learned => predictor.predict(&jobs[j]),
-        _ => jobs[j].requested,
+    let estimate = |j: usize, predictor: &Predictor| -> Estimate {
+        if policy_kind.learned() {
+            let x = predictor.features(&jobs[j]);
+            Estimate {
+                seconds: predictor.predict(&jobs[j], &x),
+                features: Some(x),
+            }
+        } else {
+            Estimate {
+                seconds: jobs[j].requested,
+                features: None,
+            }
+        }
     };
 
     while next_arrival < jobs.len() || !queue.is_empty() || !cluster.finishing.is_empty() {
@@ -340,9 +495,9 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
             cluster.finishing.remove(&(t, seq));
             if let Some(r) = cluster.running.remove(&j) {
                 cluster.free += r.procs;
-            }
-            if learned {
-                predictor.learn(&jobs[j]);
+                if let Some(x) = r.features {
+                    predictor.learn(&jobs[j], x);
+                }
             }
         }
         while next_arrival < jobs.len() && jobs[next_arrival].submit <= now {
@@ -354,21 +509,27 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
                 break;
             }
             queue.pop_front();
-            cluster.start(jobs, head, now, estimate(head, &predictor), learned);
+            let e = estimate(head, &predictor);
+            cluster.start(jobs, head, now, e);
         }
-        if policy_kind == Policy::Fcfs || queue.is_empty() {
+        let Policy::Easy { shortest_first, .. } = policy_kind else {
+            continue;
+        };
+        if queue.is_empty() {
             continue;
         }
         // EASY: reservation for the head, backfill what does not delay it.
         let head = queue[0];
         let mut ends: Vec<(f64, u32)> = cluster
             .running
-            .values()
-            .map(|r| {
+            .iter()
+            .map(|(&j, r)| {
                 let end = if r.estimated_end > now {
                     r.estimated_end
                 } else {
-                    (now + 60.0).min(r.end.max(now + 1.0))
+                    // Outlived its estimate: guess again from what is known.
+                    let elapsed = now - r.start;
+                    (now + elapsed.max(60.0)).min(r.start + jobs[j].requested.max(elapsed + 1.0))
                 };
                 (end, r.procs)
             })
@@ -384,26 +545,39 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
             }
         }
         let mut extra = available.saturating_sub(jobs[head].procs);
-        let mut index = 1;
-        while index < queue.len() {
-            let j = queue[index];
-            let est = estimate(j, &predictor);
-            let before_shadow = now + est <= shadow;
-            if jobs[j].procs <= cluster.free && (before_shadow || jobs[j].procs <= extra) {
+        let mut candidates: Vec<(usize, Estimate)> = queue
+            .iter()
+            .skip(1)
+            .filter(|&&j| jobs[j].procs <= cluster.free)
+            .map(|&j| (j, estimate(j, &predictor)))
+            .collect();
+        if shortest_first {
+            // Stable: equal estimates keep arrival order.
+            candidates.sort_by(|a, b| a.1.seconds.total_cmp(&b.1.seconds));
+        }
+        let mut started = Vec::new();
+        for (j, est) in candidates {
+            if jobs[j].procs > cluster.free {
+                continue;
+            }
+            let before_shadow = now + est.seconds <= shadow;
+            if before_shadow || jobs[j].procs <= extra {
                 if !before_shadow {
                     extra -= jobs[j].procs;
                 }
-                queue.remove(index);
-                cluster.start(jobs, j, now, est, learned);
-            } else {
-                index += 1;
+                started.push(j);
+                cluster.start(jobs, j, now, est);
             }
+        }
+        if !started.is_empty() {
+            queue.retain(|j| !started.contains(j));
         }
     }
 
     let n = jobs.len() as f64;
     let first_submit = jobs.first().map_or(0.0, |j| j.submit);
     let (start_time, mut log_errors) = (cluster.start_time, cluster.log_errors);
+    let start_time: Vec<f64> = start_time;
     let last_end = jobs
         .iter()
         .zip(&start_time)
@@ -423,18 +597,31 @@ pub fn simulate(workload: &Workload, policy: &str) -> Result<SwfReport, SwfError
     let busy: f64 = jobs.iter().map(|j| f64::from(j.procs) * j.run).sum();
     let makespan = last_end - first_submit;
     log_errors.sort_by(f64::total_cmp);
-    Ok(SwfReport {
+    let (backfill_order, easy) = match policy_kind {
+        Policy::Fcfs => ("none", false),
+        Policy::Easy {
+            shortest_first: false,
+            ..
+        } => ("arrival", true),
+        Policy::Easy {
+            shortest_first: true,
+            ..
+        } => ("shortest_estimate_first", true),
+    };
+    let report = SwfReport {
         policy: policy.to_string(),
+        backfill_order: backfill_order.to_string(),
         jobs: jobs.len(),
         processors: total,
         mean_wait_s: waits.iter().sum::<f64>() / n,
         mean_bounded_slowdown: slowdown,
         utilization: busy / (f64::from(total) * makespan.max(1.0)),
         makespan_s: makespan,
-        median_abs_log_error: (policy_kind == Policy::Learned && !log_errors.is_empty())
+        median_abs_log_error: (easy && !log_errors.is_empty())
             .then(|| log_errors[log_errors.len() / 2]),
-        trained_samples: (policy_kind == Policy::Learned).then_some(predictor.model.samples),
-    })
+        trained_samples: policy_kind.learned().then_some(predictor.model.samples()),
+    };
+    Ok((report, start_time))
 }
 
 /// Reads and simulates an SWF file (the `tidewater replay --swf` command).
@@ -478,6 +665,86 @@ mod tests {
         assert!(easy.mean_wait_s < fcfs.mean_wait_s, "{easy:?} vs {fcfs:?}");
         // Job 4 (500 s) would delay the head's reservation at t=100, so it waits.
         assert!(easy.mean_wait_s > 0.0);
+    }
+
+    /// A busy synthetic log: 16 processors, 6 users with habits, requests
+    /// that over- and under-state run times.
+    fn synthetic() -> Workload {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let jobs = (0..400)
+            .map(|i| {
+                let user = (next() * 6.0) as i64;
+                let run = 30.0 * (1.0 + user as f64) * (0.5 + next());
+                let requested = if user % 2 == 0 { run * 4.0 } else { run * 1.2 };
+                Job {
+                    id: i,
+                    submit: i as f64 * 20.0,
+                    run,
+                    procs: 1 + (next() * 8.0) as u32,
+                    requested: requested.round().max(1.0),
+                    user,
+                    queue: 1,
+                }
+            })
+            .collect();
+        Workload {
+            processors: 16,
+            jobs,
+        }
+    }
+
+    #[test]
+    fn decisions_never_depend_on_unfinished_run_times() {
+        let w = synthetic();
+        for policy in POLICIES {
+            let (_, starts) = simulate_with_starts(&w, policy).expect("simulates");
+            for k in [50usize, 200, 350] {
+                // Finish events are kept in whole milliseconds, rounded down.
+                let finish = starts[k] + w.jobs[k].run - 0.002;
+                let mut changed = w.clone();
+                changed.jobs[k].run *= 3.0;
+                let (_, after) = simulate_with_starts(&changed, policy).expect("simulates");
+                for (j, (a, b)) in starts.iter().zip(&after).enumerate() {
+                    if *a < finish {
+                        assert_eq!(
+                            a, b,
+                            "{policy}: job {j} moved when job {k}'s run time changed"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn policies_report_their_measures() {
+        let w = synthetic();
+        for policy in POLICIES {
+            let r = simulate(&w, policy).expect("simulates");
+            assert_eq!(r.jobs, 400);
+            assert!(r.mean_bounded_slowdown >= 1.0 && r.utilization > 0.0 && r.utilization <= 1.0);
+            let learned = policy.starts_with("learned");
+            assert_eq!(r.trained_samples.is_some(), learned, "{policy}");
+            assert_eq!(
+                r.median_abs_log_error.is_some(),
+                policy != "fcfs",
+                "{policy}"
+            );
+            let json = serde_json::to_value(&r).expect("json");
+            for key in ["mean_wait_s", "mean_bounded_slowdown", "utilization"] {
+                assert!(json[key].is_number(), "{policy}: {key}");
+            }
+        }
+        assert!(matches!(
+            simulate(&w, "oracle"),
+            Err(SwfError::UnknownPolicy(_))
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! attaches sources and sinks to it.
 #![forbid(missing_docs)]
 
+pub mod learner;
 pub mod monitor;
 pub mod pipeline;
 pub mod sinks;

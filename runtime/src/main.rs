@@ -234,7 +234,7 @@ struct ReplayArgs {
     )]
     pods: PathBuf,
     /// openb: first_fit, best_fit, spread, dot_product, random_fit, fgd;
-    /// SWF: fcfs, user-estimate, learned.
+    /// SWF: fcfs, user-estimate, learned, user-estimate-sjbf, learned-sjbf.
     #[arg(long, default_value = "fgd")]
     policy: String,
     /// Random seed of the first run.

@@ -165,7 +165,13 @@ pub struct CoordinatorState {
     summarized_at_ms: u64,
     /// When utilization and queue depth were last sampled, ms.
     sampled_at_ms: u64,
+    /// Told of each model version this shard adopts.
+    model_listener: Option<ModelListener>,
 }
+
+/// Called with each model version a coordinator adopts (for logging and
+/// tests; see [`CoordinatorState::on_model_adopted`]).
+pub type ModelListener = Box<dyn FnMut(&ModelUpdate) + Send>;
 
 impl CoordinatorState {
     /// A coordinator over `allocator`'s shard.
@@ -182,7 +188,15 @@ impl CoordinatorState {
             pending_cancels: FxHashMap::default(),
             summarized_at_ms: 0,
             sampled_at_ms: 0,
+            model_listener: None,
         }
+    }
+
+    /// Calls `listener` with each model version this shard adopts (newer
+    /// than the one it holds for the target).
+    pub fn on_model_adopted(mut self, listener: ModelListener) -> Self {
+        self.model_listener = Some(listener);
+        self
     }
 
     /// The shard's allocator.
@@ -349,6 +363,9 @@ impl CoordinatorState {
         match self.models.get(&update.target) {
             Some(current) if current.version >= update.version => {}
             _ => {
+                if let Some(listener) = self.model_listener.as_mut() {
+                    listener(&update);
+                }
                 self.models.insert(update.target, update);
             }
         }

@@ -14,7 +14,9 @@ mod decode;
 mod execute;
 mod streams;
 
-pub use coordinate::{Coordinate, CoordinatorOutputs, CoordinatorState, Feedback, RetryPolicy};
+pub use coordinate::{
+    Coordinate, CoordinatorOutputs, CoordinatorState, Feedback, ModelListener, RetryPolicy,
+};
 pub use decode::Decode;
 pub use execute::{Execute, ExecutionBackend};
 pub use streams::{metric_for_completion, metric_for_rejection, TimedStream};
