@@ -5,5 +5,6 @@
 //! Workload Format log under FCFS, user-estimate and learned ordering.
 #![forbid(missing_docs)]
 
+pub mod learner_bench;
 pub mod openb;
 pub mod swf;
