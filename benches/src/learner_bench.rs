@@ -106,7 +106,9 @@ fn experience(i: u64) -> Experience {
         cpu_milli: 250 * size as u32,
         memory_mib: 64 * size as u32,
         gpu_milli: if kind == 3 { 1000 } else { 0 },
-        requested_runtime_s: (kind % 2 == 0).then_some((log_run.exp() * 3.0) as u32 + 1),
+        requested_runtime_s: kind
+            .is_multiple_of(2)
+            .then_some((log_run.exp() * 3.0) as u32 + 1),
         queue: Name::from(if kind < 6 { "burstable" } else { "best_effort" }),
         hour_of_day: (i % 24) as u8,
         payload_bytes: (size * 100) as u32,
