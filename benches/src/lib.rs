@@ -5,6 +5,7 @@
 //! Workload Format log under FCFS, user-estimate and learned ordering.
 #![forbid(missing_docs)]
 
+pub mod learner_bench;
 pub mod openb;
 pub mod sharded;
 pub mod swf;

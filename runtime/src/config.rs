@@ -16,6 +16,7 @@ use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
 use tidewater_operators::dataflow::RetryPolicy;
+use tidewater_operators::learn::settings::{LearnerSettings, SettingsError};
 use tidewater_operators::model::{ExecutorSpec, GpuDevice, Name};
 use tidewater_operators::validate::ValidationLimits;
 
@@ -59,6 +60,8 @@ pub struct Config {
     /// to exchanges. Absent: no RabbitMQ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rabbitmq: Option<RabbitMqConfig>,
+    /// The online learner of run times and failures (`[learner]`).
+    pub learner: LearnerSettings,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             queries: Vec::new(),
             alerts: Vec::new(),
             rabbitmq: None,
+            learner: LearnerSettings::default(),
         }
     }
 }
@@ -350,6 +354,13 @@ impl Config {
         if self.retry.multiplier < 1.0 {
             return invalid("retry.multiplier", "must be at least 1".into());
         }
+        match self.learner.validate() {
+            Ok(()) => {}
+            Err(SettingsError::Range { key, value, detail }) => {
+                return invalid(&format!("learner.{key}"), format!("{value}: {detail}"));
+            }
+            Err(e @ SettingsError::Device(_)) => return invalid("learner.device", e.to_string()),
+        }
         Ok(())
     }
 
@@ -435,6 +446,44 @@ mod tests {
         assert!(err.to_string().contains("allocator.policy"), "{err}");
         let err = Config::from_toml_with_env("workers = 0", [], "test").expect_err("zero");
         assert!(err.to_string().contains("workers"), "{err}");
+    }
+
+    #[test]
+    fn learner_section_parses_and_validates() {
+        let config = Config::from_toml_with_env(
+            "[learner]\nenabled = true\ndevice = \"cuda:1\"\nmodel = \"mlp\"\nhidden = 16\nbatch_size = 128\nlearning_rate = 0.002",
+            [],
+            "test",
+        )
+        .expect("valid");
+        assert!(config.learner.enabled);
+        assert_eq!(
+            config.learner.device,
+            tidewater_operators::learn::settings::DeviceChoice::Cuda(1)
+        );
+        assert_eq!(config.learner.batch_size, 128);
+        let default =
+            Config::from_toml_with_env("[learner]\nenabled = true", [], "test").expect("defaults");
+        assert_eq!(
+            default.learner.device,
+            tidewater_operators::learn::settings::DeviceChoice::Auto
+        );
+        let err = Config::from_toml_with_env("[learner]\ndevice = \"tpu\"", [], "test")
+            .expect_err("device");
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("cuda:N"), "{err}");
+        let err = Config::from_toml_with_env("[learner]\nbatch_size = 0", [], "test")
+            .expect_err("batch size");
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "learner.batch_size"),
+            "{err}"
+        );
+        let err = Config::from_toml_with_env("[learner]\nmodel = \"forest\"", [], "test")
+            .expect_err("model");
+        assert!(err.to_string().contains("forest"), "{err}");
+        let err = Config::from_toml_with_env("[learner]\nlearning_rate = -1.0", [], "test")
+            .expect_err("rate");
+        assert!(err.to_string().contains("learner.learning_rate"), "{err}");
     }
 
     #[test]

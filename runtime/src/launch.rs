@@ -4,7 +4,8 @@
 //! ```text
 //!  Ingress ──► WorkerInbox ──► records input ─► task_pipeline ─► finals ──► store, results file, acks
 //!                          ├─► models input  ─┤                └► rejections ─► store, dead letters, acks
-//!                          └─► control input ─┘
+//!                          └─► control input ─┘   (with `[learner]`: finals ─► learner ─► models loop,
+//!                                                   versions ─► store's model registry)
 //! ```
 
 use std::fs::File;
@@ -17,11 +18,13 @@ use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
-use tidewater_connectors::store::TaskStore;
-use tidewater_dataflows::pipeline::{task_pipeline, PipelineParts};
+use tidewater_connectors::store::{ModelRecord, TaskStore};
+use tidewater_dataflows::learner::{learning_pipeline, LearnerParts};
+use tidewater_dataflows::pipeline::PipelineParts;
 use tidewater_dataflows::sinks::sink_batches;
 use tidewater_operators::allocate::{FeasibilityIndex, ShardAllocator};
 use tidewater_operators::dataflow::CoordinatorState;
+use tidewater_operators::learn::learner::{Learner, Publication};
 use tidewater_operators::model::{
     Completion, ControlCommand, Epoch, ModelUpdate, Rejection, SourceRecord,
 };
@@ -143,10 +146,42 @@ pub fn pipeline_parts(
     let allocator = ShardAllocator::new(index as u32, local, feasibility, &config.allocator)?;
     Ok(PipelineParts {
         validator: Validator::new(config.limits.clone(), index, started_at_us),
-        coordinator: CoordinatorState::new(allocator, config.retry.clone(), config.metrics),
+        coordinator: CoordinatorState::new(allocator, config.retry.clone(), config.metrics)
+            .on_model_adopted(Box::new(move |update| {
+                tracing::debug!(
+                    shard = index,
+                    target_model = ?update.target,
+                    version = update.version,
+                    "coordinator adopted a model version"
+                );
+            })),
         backend: LocalBackend::new(Arc::clone(handlers), runtime.clone()),
         emit_metrics: config.metrics,
     })
+}
+
+/// The learner's pieces on worker `index` when `[learner]` is enabled: the
+/// learner itself on worker 0 (on the configured device), the executor
+/// classes everywhere.
+pub fn learner_parts(config: &Config, index: usize) -> Result<Option<LearnerParts>, String> {
+    if !config.learner.enabled {
+        return Ok(None);
+    }
+    let learner = if index == 0 {
+        let learner = Learner::new(&config.learner).map_err(|e| e.to_string())?;
+        tracing::info!(device = %learner.device(), "learner started");
+        Some(learner)
+    } else {
+        None
+    };
+    Ok(Some(LearnerParts {
+        learner,
+        executor_classes: config
+            .executor_specs()
+            .iter()
+            .map(|s| (s.id.clone(), s.class().to_string()))
+            .collect(),
+    }))
 }
 
 /// Runs one timely worker until its inbox is closed and its work is done.
@@ -182,12 +217,27 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         emit_metrics: parts.emit_metrics,
     };
 
+    let learning = learner_parts(&ctx.config, index)?;
     let probe = ProbeHandle::new();
     let (mut records_in, mut models_in, mut control_in) = worker.dataflow::<Epoch, _, _>(|scope| {
         let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
         let (models_in, models) = scope.new_input::<Vec<ModelUpdate>>();
         let (control_in, control) = scope.new_input::<Vec<ControlCommand>>();
-        let streams = task_pipeline(records, models, control, parts);
+        let learning_streams = learning_pipeline(records, models, control, parts, learning);
+        let streams = learning_streams.pipeline;
+        let store = Arc::clone(&ctx.store);
+        sink_batches(learning_streams.publications, "ModelRegistry", move |published: &mut Vec<Publication>| {
+            for p in published.drain(..) {
+                let record = ModelRecord {
+                    created_at_ms: now_ms(),
+                    update: p.update,
+                    metrics: p.metrics,
+                };
+                if let Err(e) = store.put_model(&record) {
+                    tracing::error!(error = %e, version = record.update.version, "storing a model version failed");
+                }
+            }
+        });
 
         let exporter = Arc::clone(&ctx.exporter);
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());

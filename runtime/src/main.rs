@@ -48,6 +48,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Run a remote executor agent that joins a pipeline over RabbitMQ.
     Agent(AgentArgs),
+    /// Measure the learner's training throughput (samples per second) on
+    /// synthetic experiences, on the CPU.
+    BenchLearner(BenchLearnerArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -257,6 +260,34 @@ struct ReplayArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct BenchLearnerArgs {
+    /// linear or mlp.
+    #[arg(long, default_value = "linear")]
+    model: String,
+    /// MLP hidden units.
+    #[arg(long, default_value_t = 32)]
+    hidden: u32,
+    /// Samples to train on.
+    #[arg(long, default_value_t = 5_000_000)]
+    samples: usize,
+    /// Samples per mini-batch.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Training threads (replicas averaged at the end).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Hashed feature dimensions.
+    #[arg(long, default_value_t = 1 << 16)]
+    feature_dim: u32,
+    /// adam or sgd.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// Print one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and check a config file.
@@ -294,6 +325,29 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent(args) => agent(args),
+        Command::BenchLearner(args) => {
+            let report = tidewater_bench::learner_bench::bench_learner(
+                &tidewater_bench::learner_bench::LearnerBenchOptions {
+                    model: args.model,
+                    hidden: args.hidden,
+                    samples: args.samples,
+                    batch_size: args.batch_size,
+                    threads: args.threads,
+                    feature_dim: args.feature_dim,
+                    optimizer: args.optimizer,
+                },
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} ({}, {} threads): {:.0} samples/s ({} samples in {:.2} s, {:.1} non-zeros each); loss {:.3} -> {:.3}; featurize {:.0}/s",
+                    report.model, report.optimizer, report.threads, report.samples_per_s, report.samples,
+                    report.train_s, report.nnz_per_sample, report.loss_before, report.loss_after, report.featurize_per_s
+                );
+            }
+            Ok(())
+        }
         Command::Replay(ReplayArgs {
             swf: Some(swf),
             policy,
