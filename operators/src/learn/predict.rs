@@ -78,6 +78,9 @@ impl RunTimePredictor for ModelPredictor {
     fn predict_runtime_s(&self, task: &Task, executor_class: &str) -> Option<f64> {
         let x = TaskFeatures::from_task(task, task.qos.as_str(), executor_class).hash(&self.hasher);
         let seconds = runtime_from_output(self.model.predict(&x));
+        if !seconds.is_finite() {
+            return None;
+        }
         // A prediction beyond the user's own limit is capped by it: the task
         // is stopped there.
         Some(match task.requested_runtime_s {
