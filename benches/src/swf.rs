@@ -368,9 +368,12 @@ impl Predictor {
     /// learns how each kind of job departs from it.
     fn predict(&self, job: &Job, x: &SparseFeatures) -> f64 {
         let log_ratio = f64::from(self.model.predict(x)) * LOG_SCALE;
-        (job.requested.max(1.0).ln() + log_ratio)
-            .exp()
-            .clamp(1.0, job.requested)
+        let seconds = (job.requested.max(1.0).ln() + log_ratio).exp();
+        if seconds.is_finite() {
+            seconds.clamp(1.0, job.requested.max(1.0))
+        } else {
+            job.requested
+        }
     }
 
     /// Learns from a finished job, started with features `x`.

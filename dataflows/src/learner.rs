@@ -12,9 +12,11 @@
 //! learner's publications, fed back one epoch later, and broadcast to the
 //! coordinators by the task pipeline, which keep the newest version per
 //! target. One learner runs, on worker 0; the others forward their
-//! experiences to it. Training happens whenever a mini-batch is full; a
-//! partial batch waits for more completions (the operator holds no
-//! capability between batches, so the loop never delays shutdown).
+//! experiences to it. Training happens whenever a mini-batch is full, or
+//! when an experience arrives after the oldest pending one has waited
+//! `max_batch_delay_ms`; with no further completions a partial batch waits
+//! (the operator holds no capability between batches, so the loop never
+//! delays shutdown).
 
 use std::collections::HashMap;
 
@@ -27,7 +29,7 @@ use timely::dataflow::operators::{Concat, ConnectLoop, ToStream};
 use tidewater_operators::dataflow::{ExecutionBackend, TimedStream};
 use tidewater_operators::learn::learner::{experience_from_completion, Learner, Publication};
 use tidewater_operators::model::{
-    Completion, ControlCommand, Experience, ModelUpdate, Name, SourceRecord,
+    now_micros, Completion, ControlCommand, Experience, ModelUpdate, Name, SourceRecord,
 };
 
 use crate::pipeline::{task_pipeline, PipelineParts, PipelineStreams};
@@ -91,7 +93,7 @@ pub fn learning_pipeline<'scope, B: ExecutionBackend + 'static>(
                         let Some(learner) = learner.as_mut() else {
                             continue;
                         };
-                        match learner.observe(experience) {
+                        match learner.observe_at(experience, now_micros() / 1000) {
                             Ok(published) => {
                                 for p in &published {
                                     tracing::debug!(

@@ -168,10 +168,16 @@ fn model_versions_reach_every_coordinator() {
             while probe.less_than(&epoch) && Instant::now() < deadline {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
-            let seen = adopted_w.lock().map(|s| s.len()).unwrap_or(0);
-            // Every worker has adopted the last run-time version once all
-            // tasks' experiences were trained on (200 / 10 = 20 versions).
-            if seen >= peers * 2 * (TASKS / 10) {
+            // Done once every worker has adopted the last version of both
+            // models (200 tasks in batches of 10: version 20).
+            let done = adopted_w.lock().is_ok_and(|seen| {
+                (0..peers).all(|w| {
+                    [ModelTarget::RunTime, ModelTarget::Failure]
+                        .iter()
+                        .all(|t| seen.contains(&(w, *t, (TASKS / 10) as u64)))
+                })
+            });
+            if done {
                 break;
             }
         }

@@ -236,6 +236,8 @@ pub struct Learner {
     run_time: Track,
     failure: Track,
     since_publish: u32,
+    /// When the oldest pending experience arrived (caller's clock, ms).
+    pending_since_ms: Option<u64>,
 }
 
 impl Learner {
@@ -266,6 +268,7 @@ impl Learner {
             run_time: Track::new(ModelTarget::RunTime, run_time),
             failure: Track::new(ModelTarget::Failure, failure),
             since_publish: 0,
+            pending_since_ms: None,
             settings: settings.clone(),
         })
     }
@@ -287,6 +290,29 @@ impl Learner {
             Some(batch) => self.train_record_batch(&batch),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// [`observe`](Self::observe) at time `now_ms`: also trains on a
+    /// partial batch (and publishes) once its oldest experience has waited
+    /// `max_batch_delay_ms`.
+    pub fn observe_at(
+        &mut self,
+        experience: Experience,
+        now_ms: u64,
+    ) -> Result<Vec<Publication>, LearnError> {
+        let since = *self.pending_since_ms.get_or_insert(now_ms);
+        let published = self.observe(experience)?;
+        if self.batcher.pending() == 0 {
+            self.pending_since_ms = None;
+            return Ok(published);
+        }
+        if now_ms.saturating_sub(since) >= self.settings.max_batch_delay_ms {
+            self.pending_since_ms = None;
+            let mut all = published;
+            all.extend(self.flush()?);
+            return Ok(all);
+        }
+        Ok(published)
     }
 
     /// Trains on whatever is pending and publishes if anything was trained
@@ -428,6 +454,38 @@ mod tests {
         let published = learner.flush().expect("flush");
         // Experience 1 succeeded: both models trained on one sample.
         assert_eq!(published.len(), 2);
+    }
+
+    #[test]
+    fn slow_streams_train_partial_batches_after_the_delay() {
+        let settings = LearnerSettings {
+            max_batch_delay_ms: 1_000,
+            ..settings()
+        };
+        let mut learner = Learner::new(&settings).expect("cpu learner");
+        // Batch size 16: three experiences within the delay wait.
+        for (i, at) in [(1, 0), (3, 400), (5, 900)] {
+            assert!(learner
+                .observe_at(experience(i), at)
+                .expect("observe")
+                .is_empty());
+        }
+        // The fourth arrives after the first has waited a second.
+        let published = learner.observe_at(experience(7), 1_000).expect("observe");
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[0].update.trained_samples, 4);
+        // The clock restarts with the next pending experience.
+        assert!(learner
+            .observe_at(experience(9), 1_500)
+            .expect("observe")
+            .is_empty());
+        assert_eq!(
+            learner
+                .observe_at(experience(11), 2_500)
+                .expect("observe")
+                .len(),
+            2
+        );
     }
 
     #[test]

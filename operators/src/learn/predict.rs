@@ -11,12 +11,14 @@
 //! - check a deadline by completion: `predicted start + predicted run time
 //!   <= deadline` ([`deadline_feasible`]).
 //!
-//! The allocator is not wired to these yet: this module is the interface
-//! its queue ordering would call (see the crate README's learning section).
+//! [`coordinator_predictor`] gives a coordinator's current predictor. The
+//! allocator is not wired to these yet: this module is the interface its
+//! queue ordering would call (see the README's status section).
 
 use super::features::{runtime_from_output, FeatureHasher, TaskFeatures};
 use super::model::{ModelError, OnlineModel};
 use super::optim::OptimizerKind;
+use crate::dataflow::CoordinatorState;
 use crate::model::{ModelTarget, ModelUpdate, Task};
 
 /// Predicts how long a task will run.
@@ -76,6 +78,9 @@ impl RunTimePredictor for ModelPredictor {
     fn predict_runtime_s(&self, task: &Task, executor_class: &str) -> Option<f64> {
         let x = TaskFeatures::from_task(task, task.qos.as_str(), executor_class).hash(&self.hasher);
         let seconds = runtime_from_output(self.model.predict(&x));
+        if !seconds.is_finite() {
+            return None;
+        }
         // A prediction beyond the user's own limit is capped by it: the task
         // is stopped there.
         Some(match task.requested_runtime_s {
@@ -83,6 +88,16 @@ impl RunTimePredictor for ModelPredictor {
             None => seconds,
         })
     }
+}
+
+/// The run-time predictor for the newest run-time model `coordinator`
+/// holds: `None` before any has arrived, an error if it is malformed.
+pub fn coordinator_predictor(
+    coordinator: &CoordinatorState,
+) -> Option<Result<ModelPredictor, ModelError>> {
+    coordinator
+        .model(ModelTarget::RunTime)
+        .map(ModelPredictor::from_update)
 }
 
 /// Sorts `tasks` shortest-predicted-first; tasks without a prediction keep
@@ -241,6 +256,38 @@ mod tests {
         assert!(RequestedRuntime
             .predict_runtime_s(&task("x", "k", None), "")
             .is_none());
+    }
+
+    #[test]
+    fn coordinators_predict_with_the_newest_model_they_hold() {
+        use crate::allocate::{AllocatorConfig, FeasibilityIndex, ShardAllocator};
+        use crate::dataflow::RetryPolicy;
+        use crate::model::ExecutorSpec;
+        let spec = ExecutorSpec::cpu("e0", 8000, 8000);
+        let allocator = ShardAllocator::new(
+            0,
+            vec![spec.clone()],
+            FeasibilityIndex::new(1, [(0, spec)]),
+            &AllocatorConfig::default(),
+        )
+        .expect("allocator");
+        let mut coordinator = CoordinatorState::new(allocator, RetryPolicy::default(), false);
+        assert!(coordinator_predictor(&coordinator).is_none());
+        let trained = trained();
+        let mut update = trained.model.to_update(ModelTarget::RunTime, 2);
+        coordinator.on_model(update.clone());
+        // An older version does not replace it.
+        update.version = 1;
+        update.params.iter_mut().for_each(|p| *p = 0.0);
+        coordinator.on_model(update);
+        let p = coordinator_predictor(&coordinator)
+            .expect("a model")
+            .expect("valid");
+        assert_eq!(p.version(), 2);
+        let short = p
+            .predict_runtime_s(&task("b", "short", None), "default")
+            .expect("predicts");
+        assert!((short - 1.0).abs() < 0.1, "{short}");
     }
 
     #[test]

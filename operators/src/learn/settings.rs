@@ -12,6 +12,7 @@
 //! optimizer = "adam"     # "adam" | "sgd"
 //! feature_dim = 4096
 //! publish_every = 1      # publish a version every N mini-batches
+//! max_batch_delay_ms = 10000  # train a partial batch when its oldest experience waited this long
 //! ```
 
 use std::fmt;
@@ -138,6 +139,10 @@ pub struct LearnerSettings {
     pub feature_dim: u32,
     /// Publish a new version every this many mini-batches.
     pub publish_every: u32,
+    /// When an experience arrives and the oldest one waiting for a full
+    /// mini-batch has waited at least this long, train on the partial batch
+    /// and publish (so a slow stream still yields versions).
+    pub max_batch_delay_ms: u64,
 }
 
 impl Default for LearnerSettings {
@@ -153,6 +158,7 @@ impl Default for LearnerSettings {
             l2: 1e-6,
             feature_dim: 1 << 12,
             publish_every: 1,
+            max_batch_delay_ms: 10_000,
         }
     }
 }
