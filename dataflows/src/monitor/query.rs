@@ -121,6 +121,7 @@ pub fn continuous_queries<'scope>(
                         ToSink::Result(query, key, values, epoch, diff) => {
                             table.stage(epoch, query, key, values, diff)
                         }
+
                         ToSink::Key((query, key, names)) => table.name(query, key, names),
                     }
                 }

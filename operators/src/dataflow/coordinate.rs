@@ -662,9 +662,14 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             let mut out = CoordinatorOutputs::default();
             move |frontiers| {
                 let now_us = now_micros();
+                // The latest epoch of any input this round: outputs are
+                // stamped no earlier, even when the frontier (which waits on
+                // every worker) still lags behind it.
+                let mut latest: Epoch = 0;
                 // Control first, so that an executor joining in the same
                 // epoch as the tasks meant for it is known when they arrive.
                 control_in.for_each(|cap, data| {
+                    latest = latest.max(cap.least().copied().unwrap_or(0));
                     if caps.is_none() {
                         caps = (0..OUTPUTS).map(|port| cap.retain_least(port)).collect();
                     }
@@ -672,12 +677,14 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                         state.on_control(command, now_us, &mut out);
                     }
                 });
-                tasks_in.for_each(|_cap, data| {
+                tasks_in.for_each(|cap, data| {
+                    latest = latest.max(cap.least().copied().unwrap_or(0));
                     for task in data.drain(..) {
                         state.on_task(task, now_us, &mut out);
                     }
                 });
                 feedback_in.for_each(|cap, data| {
+                    latest = latest.max(cap.least().copied().unwrap_or(0));
                     // Work forwarded or completed after this shard went idle
                     // arrives with the capability to answer it.
                     if caps.is_none() {
@@ -698,12 +705,6 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                 // control input is open, following the earlier of the two.
                 if let Some(held) = caps.as_mut() {
                     let time = *held[0].time();
-                    emit(&mut a, &held[0], &mut out.work);
-                    emit(&mut f, &held[1], &mut out.finals);
-                    emit(&mut r, &held[2], &mut out.rejections);
-                    emit(&mut w, &held[3], &mut out.forwards);
-                    emit(&mut m, &held[4], &mut out.metrics);
-                    emit(&mut v, &held[5], &mut out.reservations);
                     let inputs_frontier = [0, 3]
                         .into_iter()
                         .filter_map(|port| {
@@ -711,8 +712,21 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                             frontier.first().copied()
                         })
                         .min();
+                    // Catch up with the inputs before emitting, so that what
+                    // this round produced is stamped with the current epoch
+                    // rather than the one the shard last held (metric
+                    // windows and results are timed by these stamps).
+                    if let Some(t) = inputs_frontier.filter(|t| *t > time) {
+                        held.iter_mut().for_each(|c| c.downgrade(&t));
+                    }
+                    let stamp = latest.max(*held[0].time());
+                    emit(&mut a, &held[0], stamp, &mut out.work);
+                    emit(&mut f, &held[1], stamp, &mut out.finals);
+                    emit(&mut r, &held[2], stamp, &mut out.rejections);
+                    emit(&mut w, &held[3], stamp, &mut out.forwards);
+                    emit(&mut m, &held[4], stamp, &mut out.metrics);
+                    emit(&mut v, &held[5], stamp, &mut out.reservations);
                     match inputs_frontier {
-                        Some(t) if t > time => held.iter_mut().for_each(|c| c.downgrade(&t)),
                         Some(_) => {}
                         None if state.is_idle() => {
                             tracing::debug!(
@@ -747,9 +761,16 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
     }
 }
 
-fn emit<D: Clone + 'static>(output: &mut Out<D>, cap: &Capability<Epoch>, data: &mut Vec<D>) {
+/// Sends `data` at `stamp` (no earlier than `cap`'s time).
+fn emit<D: Clone + 'static>(
+    output: &mut Out<D>,
+    cap: &Capability<Epoch>,
+    stamp: Epoch,
+    data: &mut Vec<D>,
+) {
     if !data.is_empty() {
-        output.activate().session(cap).give_container(data);
+        let at = cap.delayed(&stamp);
+        output.activate().session(&at).give_container(data);
         data.clear();
     }
 }
