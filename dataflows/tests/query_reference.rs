@@ -56,6 +56,56 @@ fn specs() -> Vec<QuerySpec> {
             aggregates: vec![Aggregate::Count, Aggregate::Max, Aggregate::Quantile(0.9)],
             window: Window::Tumbling { ms: 5 },
         },
+        // Queries whose aggregates follow from count and sum take the
+        // abelian path (differential's count_total).
+        QuerySpec {
+            name: "moments_by_executor_sliding".into(),
+            filter: Filter::default(),
+            group_by: vec![Dimension::Executor, Dimension::Kind],
+            aggregates: vec![Aggregate::Count, Aggregate::Sum, Aggregate::Avg],
+            window: Window::Sliding { ms: 4 },
+        },
+        QuerySpec {
+            name: "count_by_kind_tumbling".into(),
+            filter: Filter {
+                metric: Some(MetricKind::Assigned),
+                ..Filter::default()
+            },
+            group_by: vec![Dimension::Kind],
+            aggregates: vec![Aggregate::Count],
+            window: Window::Tumbling { ms: 3 },
+        },
+        // Min and max without quantiles keep only each epoch's extremes.
+        QuerySpec {
+            name: "extremes_by_tenant_sliding".into(),
+            filter: Filter::default(),
+            group_by: vec![Dimension::Tenant],
+            aggregates: vec![
+                Aggregate::Count,
+                Aggregate::Sum,
+                Aggregate::Avg,
+                Aggregate::Min,
+                Aggregate::Max,
+            ],
+            window: Window::Sliding { ms: 6 },
+        },
+        QuerySpec {
+            name: "min_by_kind_tumbling".into(),
+            filter: Filter {
+                status: Some("failed".into()),
+                ..Filter::default()
+            },
+            group_by: vec![Dimension::Kind, Dimension::Metric],
+            aggregates: vec![Aggregate::Min],
+            window: Window::Tumbling { ms: 4 },
+        },
+        QuerySpec {
+            name: "sum_by_status".into(),
+            filter: Filter::default(),
+            group_by: vec![Dimension::Status],
+            aggregates: vec![Aggregate::Sum, Aggregate::Avg],
+            window: Window::None,
+        },
     ]
 }
 
@@ -77,8 +127,13 @@ fn workload(seed: u64) -> Vec<Vec<MetricEvent>> {
                     executor: Name::from(["e0", "e1"][rng.random_range(0..2)]),
                     status: Name::from(["succeeded", "failed"][rng.random_range(0..2)]),
                     qos: QosClass::Burstable,
-                    // Small integers repeat, exercising multiplicities.
-                    value: f64::from(rng.random_range(-5..50)) / 4.0,
+                    // Small values repeat, exercising multiplicities; a
+                    // few are not exact in binary, exercising sums.
+                    value: if rng.random_bool(0.1) {
+                        f64::from(rng.random_range(-5..50)) / 10.0
+                    } else {
+                        f64::from(rng.random_range(-5..50)) / 4.0
+                    },
                     at_ms: epoch,
                 })
                 .collect()

@@ -10,7 +10,7 @@
 //! published, and peak memory.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use timely::dataflow::operators::Input;
@@ -33,6 +33,14 @@ pub struct QueryBenchOptions {
     pub events_per_epoch: u64,
     /// The windowed queries' window, in epochs (ms).
     pub window_ms: u64,
+    /// Events offered per second over all workers (`None`: as fast as the
+    /// queries absorb them). With a rate, each epoch carries
+    /// `rate × epoch_ms / 1000` events and is offered `epoch_ms` after the
+    /// previous one, as the pipeline's wall-clock epochs would be.
+    pub rate: Option<f64>,
+    /// Milliseconds of event time per epoch (the epoch timestamps advance by
+    /// this, so windows are in the same milliseconds).
+    pub epoch_ms: u64,
 }
 
 /// What it measured.
@@ -48,6 +56,10 @@ pub struct QueryBenchReport {
     pub events_per_epoch: u64,
     /// Window of the windowed queries, epochs.
     pub window_ms: u64,
+    /// Events offered per second, if paced.
+    pub rate: Option<f64>,
+    /// Event time per epoch, ms.
+    pub epoch_ms: u64,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Metric events absorbed per second (each feeds every query).
@@ -175,10 +187,18 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
     let specs = bench_queries(options.window_ms);
     let results = QueryResults::new(&specs).with_publish_log();
     let workers = options.workers.max(1);
-    let per_epoch = (options.events_per_epoch / workers as u64).max(1);
+    let epoch_ms = options.epoch_ms.max(1);
+    let rate = options.rate.filter(|rate| *rate > 0.0);
+    let events_per_epoch = match rate {
+        Some(rate) => (rate * epoch_ms as f64 / 1000.0) as u64,
+        None => options.events_per_epoch,
+    };
+    let per_epoch = (events_per_epoch / workers as u64).max(1);
     let epochs = options.events / (per_epoch * workers as u64);
     // When each worker advanced past each epoch.
     let closed: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(vec![Vec::new(); workers]));
+    // When paced, an epoch is offered every `epoch_ms`.
+    let epoch_period = rate.map(|_| Duration::from_millis(epoch_ms));
     let started = Instant::now();
     {
         let (specs, results, closed) = (specs.clone(), results.clone(), Arc::clone(&closed));
@@ -195,11 +215,22 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
                 input
             });
             let mut times = Vec::with_capacity(epochs as usize);
+            let mut batch = Vec::with_capacity(per_epoch as usize);
             for epoch in 0..epochs {
-                for i in 0..per_epoch {
-                    input.send(pool[(i as usize + epoch as usize) % pool.len()].clone());
+                if let Some(period) = epoch_period {
+                    // Work while waiting for the epoch's turn.
+                    let due = started + period.mul_f64(epoch as f64);
+                    while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        worker.step_or_park(Some(wait));
+                    }
                 }
-                input.advance_to(epoch + 1);
+                let offset = (epoch * per_epoch) as usize;
+                batch.extend(
+                    (0..per_epoch as usize).map(|i| pool[(offset + i) % pool.len()].clone()),
+                );
+                input.send_batch(&mut batch);
+                batch.clear();
+                input.advance_to((epoch + 1) * epoch_ms);
                 times.push(Instant::now());
                 worker.step();
             }
@@ -220,7 +251,9 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
     let mut freshness: Vec<f64> = (0..epochs as usize)
         .filter_map(|e| {
             let closed_at = closed.iter().filter_map(|t| t.get(e)).max()?;
-            let published = log.iter().find(|(as_of, _)| *as_of >= e as u64)?;
+            let published = log
+                .iter()
+                .find(|(as_of, _)| *as_of >= e as u64 * epoch_ms)?;
             Some(
                 published
                     .1
@@ -244,6 +277,8 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
         queries: specs.len(),
         events_per_epoch: per_epoch * workers as u64,
         window_ms: options.window_ms,
+        rate,
+        epoch_ms,
         seconds,
         updates_per_sec: events as f64 / seconds,
         freshness_p50_ms: at(0.5),

@@ -24,6 +24,7 @@ use crate::acks::AckRegistry;
 use crate::config::Config;
 use crate::error::RuntimeError;
 use crate::ingress::Ingress;
+use crate::monitoring::AlertSink;
 use crate::remote_backend::AgentHub;
 
 /// Source number of the first consumed RabbitMQ queue (the others follow).
@@ -45,6 +46,12 @@ impl RecordIngress for Ingress {
 
     fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed> {
         Ingress::submit_control(self, command).map_err(|_| IngressClosed)
+    }
+}
+
+impl AlertSink for RabbitMqHandle {
+    fn publish(&self, routing_key: &str, body: Vec<u8>) {
+        self.publish_alert(routing_key, body);
     }
 }
 
@@ -90,6 +97,15 @@ impl Brokers {
             }
         }
         Ok(brokers)
+    }
+
+    /// The connectors that publish alert events.
+    pub fn alert_sinks(&self) -> Vec<Arc<dyn AlertSink>> {
+        let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+        if let Some(rabbitmq) = &self.rabbitmq {
+            sinks.push(Arc::new(rabbitmq.clone()));
+        }
+        sinks
     }
 
     /// The RabbitMQ connector, when configured.

@@ -162,6 +162,14 @@ struct BenchQueriesArgs {
     /// Window of the windowed queries, in epochs (ms).
     #[arg(long, default_value_t = 1_000)]
     window_ms: u64,
+    /// Offer events at this rate (events/s over all workers), an epoch at a
+    /// time, instead of as fast as the queries absorb them; freshness is
+    /// meaningful only at a rate the queries sustain.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Event time per epoch, ms (windows are in these milliseconds).
+    #[arg(long, default_value_t = 1)]
+    epoch_ms: u64,
 }
 
 #[derive(Args)]
@@ -318,6 +326,8 @@ fn main() -> anyhow::Result<()> {
                     workers: args.workers,
                     events_per_epoch: args.events_per_epoch,
                     window_ms: args.window_ms,
+                    rate: args.rate,
+                    epoch_ms: args.epoch_ms,
                 },
             )
             .map_err(anyhow::Error::msg)?;

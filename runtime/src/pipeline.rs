@@ -203,6 +203,7 @@ impl PipelineBuilder {
                 config.alerts.clone(),
                 queries.clone(),
                 Arc::clone(&exporter),
+                brokers.alert_sinks(),
             )
         });
         Ok(RunningPipeline {

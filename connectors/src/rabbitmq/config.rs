@@ -50,6 +50,11 @@ pub struct RabbitMqConfig {
     /// `x-tidewater-reason` and `x-tidewater-code`.
     #[serde(default = "default_dead_letter_exchange")]
     pub dead_letter_exchange: String,
+    /// Topic exchange (declared) that receives each alert event raised or
+    /// resolved by the monitoring agent, as JSON with routing key
+    /// `{alert}.{state}`; empty to publish none.
+    #[serde(default = "default_alerts_exchange")]
+    pub alerts_exchange: String,
     /// Whether remote executor agents (`tidewater agent`) may join through
     /// the control exchange and run assignments sent to them.
     #[serde(default)]
@@ -137,6 +142,9 @@ fn default_results_exchange() -> String {
 fn default_dead_letter_exchange() -> String {
     "tidewater.dead_letters".to_string()
 }
+fn default_alerts_exchange() -> String {
+    "tidewater.alerts".to_string()
+}
 fn default_control_exchange() -> String {
     "tidewater.control".to_string()
 }
@@ -167,6 +175,7 @@ impl RabbitMqConfig {
             bindings: Vec::new(),
             results_exchange: default_results_exchange(),
             dead_letter_exchange: default_dead_letter_exchange(),
+            alerts_exchange: default_alerts_exchange(),
             agents: false,
             control_exchange: default_control_exchange(),
             assignments_exchange: default_assignments_exchange(),

@@ -32,7 +32,9 @@ use tidewater_operators::model::Rejection;
 
 use super::config::RabbitMqConfig;
 use super::error::{redact_url, RabbitMqError};
-use super::messages::{dead_letter_message, reply_message, result_message, Outbound};
+use super::messages::{
+    dead_letter_message, event_message, reply_message, result_message, Outbound,
+};
 use super::pending::{InFlight, Pending};
 use super::tag::DeliveryRef;
 use super::topology;
@@ -47,9 +49,15 @@ const HEALTH_CHECK: Duration = Duration::from_millis(500);
 /// How long a graceful close may take before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most events held for publication while the broker is unreachable; the
+/// oldest are dropped beyond this (with a warning).
+const MAX_HELD_EVENTS: usize = 10_000;
+
 enum Command {
     Finished(Vec<Finished>),
     Rejected(Vec<Rejection>),
+    /// A message to publish with a confirm, held across reconnections.
+    Publish(Outbound),
     StopConsuming(oneshot::Sender<()>),
     Finish(oneshot::Sender<()>),
 }
@@ -71,9 +79,11 @@ impl OutcomeListener for Listener {
     }
 }
 
-/// A started RabbitMQ connector.
+/// A started RabbitMQ connector (clones share it).
+#[derive(Clone)]
 pub struct RabbitMqHandle {
     commands: mpsc::UnboundedSender<Command>,
+    alerts_exchange: String,
     listener: Arc<Listener>,
     sources: Vec<u16>,
     connected: watch::Receiver<u32>,
@@ -106,8 +116,10 @@ impl RabbitMqHandle {
             .collect();
         let (commands, receiver) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(0);
+        let alerts_exchange = config.alerts_exchange.clone();
         runtime.spawn(run(config, context, receiver, connected_tx));
         Ok(RabbitMqHandle {
+            alerts_exchange,
             listener: Arc::new(Listener {
                 commands: commands.clone(),
             }),
@@ -146,6 +158,21 @@ impl RabbitMqHandle {
         }
     }
 
+    /// Publishes an alert event (`body`, JSON) to the alerts exchange with
+    /// routing key `routing_key`, with a publisher confirm. While the broker
+    /// is unreachable events are held (the newest 10,000) and published
+    /// after reconnecting. Does nothing when no alerts exchange is set.
+    pub fn publish_alert(&self, routing_key: &str, body: Vec<u8>) {
+        if self.alerts_exchange.is_empty() {
+            return;
+        }
+        let _ = self.commands.send(Command::Publish(event_message(
+            &self.alerts_exchange,
+            routing_key,
+            body,
+        )));
+    }
+
     /// Publishes and acknowledges every outcome received so far, then closes
     /// the connection. Call after the pipeline's workers have stopped.
     pub async fn finish(&self) {
@@ -177,13 +204,17 @@ async fn run(
     let mut backoff = initial;
     let mut generation = 0u32;
     let mut consuming = true;
+    // Events (alerts) not yet confirmed by the broker.
+    let mut held: Vec<Outbound> = Vec::new();
     loop {
         generation = generation.wrapping_add(1).max(1);
         let ended = match Session::open(&config, &context, generation, consuming).await {
             Ok(mut session) => {
                 backoff = initial;
                 let _ = connected.send(generation);
-                let ended = session.serve(&mut commands, &mut consuming).await;
+                let ended = session
+                    .serve(&mut commands, &mut consuming, &mut held)
+                    .await;
                 let _ = connected.send(0);
                 session.close().await;
                 ended
@@ -215,11 +246,22 @@ async fn run(
                     consuming = false;
                     let _ = reply.send(());
                 }
+                Ok(Some(Command::Publish(message))) => hold(&mut held, message),
                 Ok(Some(Command::Finished(_) | Command::Rejected(_))) => {}
             }
         }
         backoff = (backoff * 2).min(max);
     }
+}
+
+/// Holds `message` for publication, dropping the oldest held message
+/// beyond [`MAX_HELD_EVENTS`].
+fn hold(held: &mut Vec<Outbound>, message: Outbound) {
+    if held.len() >= MAX_HELD_EVENTS {
+        let dropped = held.remove(0);
+        tracing::warn!(exchange = %dropped.exchange, routing_key = %dropped.routing_key, "the broker has been unreachable too long; dropping the oldest held event");
+    }
+    held.push(message);
 }
 
 /// One consumed queue on one connection.
@@ -401,9 +443,17 @@ impl<'a> Session<'a> {
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<Command>,
         consuming: &mut bool,
+        held: &mut Vec<Outbound>,
     ) -> Ended {
         let mut health = tokio::time::interval(HEALTH_CHECK);
         loop {
+            if !held.is_empty() {
+                // Events held while disconnected, or just received.
+                if let Err(e) = self.publish_confirmed(held.clone()).await {
+                    return Ended::Failed(e);
+                }
+                held.clear();
+            }
             let command = tokio::select! {
                 command = commands.recv() => command,
                 Some(failure) = self.failures.recv() => {
@@ -436,6 +486,7 @@ impl<'a> Session<'a> {
                 match command {
                     Command::Finished(batch) => finished.extend(batch),
                     Command::Rejected(batch) => rejected.extend(batch),
+                    Command::Publish(message) => hold(held, message),
                     other => {
                         control = Some(other);
                         break;

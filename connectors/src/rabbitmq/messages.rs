@@ -87,6 +87,19 @@ pub fn result_message(
     })
 }
 
+/// An event (such as an alert) for a topic exchange: a persistent JSON
+/// message with the given routing key.
+pub fn event_message(exchange: &str, routing_key: &str, body: Vec<u8>) -> Outbound {
+    Outbound {
+        exchange: exchange.to_string(),
+        routing_key: routing_key.to_string(),
+        body,
+        properties: BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(PERSISTENT),
+    }
+}
+
 /// A reply to the queue named by the request's `reply_to`, through the
 /// default exchange, carrying the request's correlation id.
 pub fn reply_message(

@@ -54,7 +54,11 @@ pub async fn declare(channel: &Channel, config: &RabbitMqConfig) -> Result<(), R
                 exchange.name
             )))?;
     }
-    for name in [&config.results_exchange, &config.dead_letter_exchange] {
+    for name in [
+        &config.results_exchange,
+        &config.dead_letter_exchange,
+        &config.alerts_exchange,
+    ] {
         if !name.is_empty() {
             declare_topic(channel, name).await?;
         }

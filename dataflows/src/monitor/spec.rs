@@ -36,32 +36,6 @@ impl Dimension {
         }
     }
 
-    /// Hashes the dimension's value in `event` (as [`of`](Self::of) would
-    /// return it) without building it.
-    pub fn hash_value(self, event: &MetricEvent, hasher: &mut impl std::hash::Hasher) {
-        use std::hash::Hash;
-        match self {
-            Dimension::Metric => event.kind.as_str().hash(hasher),
-            Dimension::Kind => event.task_kind.as_str().hash(hasher),
-            Dimension::Tenant => event.tenant.as_str().hash(hasher),
-            Dimension::Executor => event.executor.as_str().hash(hasher),
-            Dimension::Status => event.status.as_str().hash(hasher),
-            Dimension::Qos => event.qos.as_str().hash(hasher),
-        }
-    }
-
-    /// Whether the dimension's value in `event` equals `value`.
-    pub fn value_eq(self, event: &MetricEvent, value: &Name) -> bool {
-        match self {
-            Dimension::Metric => event.kind.as_str() == value,
-            Dimension::Kind => event.task_kind == *value,
-            Dimension::Tenant => event.tenant == *value,
-            Dimension::Executor => event.executor == *value,
-            Dimension::Status => event.status == *value,
-            Dimension::Qos => event.qos.as_str() == value,
-        }
-    }
-
     /// The dimension's name, as a label.
     pub fn as_str(self) -> &'static str {
         match self {

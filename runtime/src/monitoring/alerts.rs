@@ -7,11 +7,13 @@
 //! *pending*, then *firing* once it held for `for_ms`; it *resolves* when the
 //! condition stops holding (or the group disappears). Firing and resolving
 //! emit an [`AlertEvent`] to the log, to the webhook if one is configured,
-//! and set the `tidewater_alert_firing` gauge.
+//! to every broker sink (the RabbitMQ alerts exchange, routing key
+//! `{alert}.{state}`), and set the `tidewater_alert_firing` gauge.
 //!
 //! ```text
 //!  QueryResults ─► evaluate (every 250 ms) ─► AlertEvent ─┬─► log (tracing)
 //!                                                        ├─► webhook (POST JSON)
+//!                                                        ├─► broker sinks (JSON)
 //!                                                        └─► gauge
 //! ```
 
@@ -135,6 +137,24 @@ pub struct AlertEvent {
     pub at_ms: u64,
 }
 
+impl AlertEvent {
+    /// The routing key for broker sinks: `{alert}.{firing|resolved}`.
+    pub fn routing_key(&self) -> String {
+        let state = match self.state {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        };
+        format!("{}.{state}", self.alert)
+    }
+}
+
+/// A broker that receives alert events (as JSON).
+pub trait AlertSink: Send + Sync {
+    /// Publishes one event; delivery is the sink's business (the RabbitMQ
+    /// connector confirms it and holds it across reconnections).
+    fn publish(&self, routing_key: &str, body: Vec<u8>);
+}
+
 #[derive(Clone, Copy, Debug)]
 enum GroupState {
     Pending { since_ms: u64 },
@@ -244,12 +264,14 @@ impl AlertEvaluator {
 }
 
 /// Evaluates alerts every 250 ms on `runtime` until the returned handle is
-/// aborted, sending events to the log, the webhooks and the gauge.
+/// aborted, sending events to the log, the webhooks, the broker sinks and
+/// the gauge.
 pub fn spawn_alerts(
     runtime: &tokio::runtime::Handle,
     rules: Vec<AlertRule>,
     results: QueryResults,
     exporter: Arc<Exporter>,
+    sinks: Vec<Arc<dyn AlertSink>>,
 ) -> tokio::task::JoinHandle<()> {
     runtime.spawn(async move {
         let mut evaluator = AlertEvaluator::new(rules);
@@ -262,6 +284,16 @@ pub fn spawn_alerts(
                 match event.state {
                     AlertState::Firing => tracing::warn!(alert = %event.alert, group = ?event.group, value = ?event.value, threshold = event.threshold, "alert firing"),
                     AlertState::Resolved => tracing::info!(alert = %event.alert, group = ?event.group, "alert resolved"),
+                }
+                if !sinks.is_empty() {
+                    match serde_json::to_vec(&event) {
+                        Ok(body) => {
+                            for sink in &sinks {
+                                sink.publish(&event.routing_key(), body.clone());
+                            }
+                        }
+                        Err(e) => tracing::error!(alert = %event.alert, error = %e, "encoding an alert event"),
+                    }
                 }
                 let webhook = evaluator
                     .rules()

@@ -7,7 +7,7 @@ mod http;
 
 pub use alerts::{
     spawn_alerts, validate_alerts, AlertEvaluator, AlertEvent, AlertRule, AlertRuleError,
-    AlertState, Comparison,
+    AlertSink, AlertState, Comparison,
 };
 pub use exporter::Exporter;
 pub use http::{routes, MonitoringApi};
