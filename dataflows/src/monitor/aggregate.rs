@@ -20,7 +20,14 @@ pub type Moments = (i64, i128);
 
 /// `value` in fixed point (saturating beyond ±4e28; NaN counts as 0).
 pub fn to_fixed(value: f64) -> i128 {
-    (value * FIXED_ONE).round() as i128
+    let scaled = (value * FIXED_ONE).round();
+    // Within ±2^63 the conversion through i64 is one instruction; i128's
+    // is a library call.
+    if scaled.abs() < 9.2e18 {
+        i128::from(scaled as i64)
+    } else {
+        scaled as i128
+    }
 }
 
 /// The inverse of [`to_fixed`], to the nearest `f64`.

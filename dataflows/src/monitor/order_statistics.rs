@@ -2,7 +2,8 @@
 //! incrementally from a query's windowed value updates.
 //!
 //! ```text
-//!  ((group, value), time, Δ(multiplicity, count, sum)), exchanged by group
+//!  ((query, group, value), time, Δ(multiplicity, count, sum)),
+//!    exchanged by group
 //!    ─► staged by time until the input frontier passes it
 //!    ─► applied in time order to each group's sorted multiset of values
 //!       (all its values, or each epoch's extremes) and to its count and
@@ -29,11 +30,12 @@ use timely::dataflow::Stream;
 use tidewater_operators::model::Epoch;
 
 use super::aggregate::{aggregate_sorted, decode, encode, Moments};
-use super::window::{ValueDiff, ValueUpdate};
+use super::window::{QueryIndex, ValueDiff, ValueUpdate};
 use super::Aggregate;
 
-/// A change to a group's result: group id, encoded aggregates, time, ±1.
-pub type ResultUpdate = (u64, Vec<u64>, Epoch, isize);
+/// A change to a group's result: (query, group id), encoded aggregates,
+/// time, ±1.
+pub type ResultUpdate = ((QueryIndex, u64), Vec<u64>, Epoch, isize);
 
 /// One group's values in the window.
 #[derive(Default)]
@@ -66,19 +68,23 @@ impl GroupValues {
     }
 }
 
-/// Maintains `aggregates` of each group of `updates`.
+/// Maintains the aggregates of each query's groups in `updates`
+/// (`aggregates[q]` for query `q`).
 pub fn order_statistics<'scope>(
     updates: Stream<'scope, Epoch, Vec<ValueUpdate>>,
-    aggregates: Vec<Aggregate>,
+    aggregates: Vec<Vec<Aggregate>>,
 ) -> Stream<'scope, Epoch, Vec<ResultUpdate>> {
-    let by_group = Exchange::new(|((group, _), _, _): &ValueUpdate| *group);
+    let by_group = Exchange::new(|((query, group, _), _, _): &ValueUpdate| {
+        group.wrapping_add(u64::from(*query))
+    });
     updates.unary_frontier::<CapacityContainerBuilder<Vec<ResultUpdate>>, _, _, _>(
         by_group,
         "OrderStatistics",
         |_initial, _info| {
-            let mut staged: BTreeMap<Epoch, Vec<((u64, u64), ValueDiff)>> = BTreeMap::new();
-            let mut groups: FxHashMap<u64, GroupValues> = FxHashMap::default();
-            let mut changed: Vec<u64> = Vec::new();
+            let mut staged: BTreeMap<Epoch, Vec<((QueryIndex, u64, u64), ValueDiff)>> =
+                BTreeMap::new();
+            let mut groups: FxHashMap<(QueryIndex, u64), GroupValues> = FxHashMap::default();
+            let mut changed: Vec<(QueryIndex, u64)> = Vec::new();
             // Held at or before the earliest staged time.
             let mut capability: Option<Capability<Epoch>> = None;
             move |(input, frontier), output| {
@@ -101,10 +107,10 @@ pub fn order_statistics<'scope>(
                         break;
                     }
                     let (time, updates) = entry.remove_entry();
-                    for ((group, value), diff) in updates {
-                        let values = groups.entry(group).or_default();
+                    for ((query, group, value), diff) in updates {
+                        let values = groups.entry((query, group)).or_default();
                         if !values.dirty {
-                            changed.push(group);
+                            changed.push((query, group));
                         }
                         values.apply(value, diff);
                     }
@@ -125,7 +131,10 @@ pub fn order_statistics<'scope>(
                         continue;
                     };
                     values.dirty = false;
-                    let result = values.result(&aggregates);
+                    let Some(aggregates) = aggregates.get(group.0 as usize) else {
+                        continue;
+                    };
+                    let result = values.result(aggregates);
                     if result != values.sent {
                         if let Some(old) = values.sent.take() {
                             session.give((group, old, as_of, -1));

@@ -5,11 +5,13 @@
 //!  metric events ─► Window (every query: filter, group, consolidate the
 //!                   epoch; insert at the epoch, retract when the event
 //!                   leaves the window)
-//!    moments queries (count, sum, avg):
-//!      ─► collection of group ids with (count, fixed sum) differences
+//!    queries of count, sum and avg:
+//!      ─► one collection of (query, group) with (count, fixed sum)
+//!          differences
 //!      ─► count_total: each group's accumulated moments ─► aggregates
-//!    value queries (min, max, quantiles):
-//!      ─► collection of (group id, value) with count differences
+//!    queries of min, max or quantiles:
+//!      ─► one collection of (query, group, value) (each epoch's extremes,
+//!          or every value when quantiles need them)
 //!      ─► OrderStatistics: each group's sorted multiset ─► aggregates
 //!  ─► result changes and group names, exchanged to worker 0
 //!  ─► ResultSink: applies each epoch's changes once the epoch is complete
@@ -27,7 +29,6 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concat;
-use timely::dataflow::Stream;
 
 use tidewater_operators::dataflow::TimedStream;
 use tidewater_operators::model::{Epoch, MetricEvent};
@@ -35,8 +36,8 @@ use tidewater_operators::model::{Epoch, MetricEvent};
 use super::aggregate::{aggregate_moments, encode};
 use super::order_statistics::order_statistics;
 use super::result_table::ResultTable;
-use super::window::{window, KeyAnnouncement, QueryUpdates};
-use super::{QueryResults, QuerySpec};
+use super::window::{window, KeyAnnouncement};
+use super::{Aggregate, QueryResults, QuerySpec};
 
 /// What the result sink receives: a change to a query's result for a
 /// group, or a group's values.
@@ -60,26 +61,26 @@ pub fn continuous_queries<'scope>(
     }
     let publishes = metrics.scope().index() == 0;
     let windowed = window(metrics, specs);
-    let mut all: Stream<'scope, Epoch, Vec<ToSink>> = windowed.keys.map(ToSink::Key);
-    for (index, (spec, updates)) in specs.iter().zip(windowed.queries).enumerate() {
-        let aggregates = spec.aggregates.clone();
-        let changes = match updates {
-            QueryUpdates::Moments(updates) => updates.as_collection().count_total().inner.flat_map(
-                move |((group, moments), epoch, diff)| {
-                    aggregate_moments(moments, &aggregates).map(|result| {
-                        let encoded = result.into_iter().map(encode).collect();
-                        ToSink::Result(index, group, encoded, epoch, diff)
-                    })
-                },
-            ),
-            QueryUpdates::Values(updates) => {
-                order_statistics(updates, aggregates).map(move |(group, encoded, epoch, diff)| {
-                    ToSink::Result(index, group, encoded, epoch, diff)
-                })
-            }
-        };
-        all = all.concat(changes);
-    }
+    let aggregates: Vec<Vec<Aggregate>> = specs.iter().map(|s| s.aggregates.clone()).collect();
+    let moments_aggregates = aggregates.clone();
+    let moments = windowed
+        .moments
+        .as_collection()
+        .count_total()
+        .inner
+        .flat_map(move |(((query, group), moments), epoch, diff)| {
+            let aggregates = moments_aggregates.get(query as usize)?;
+            aggregate_moments(moments, aggregates).map(|result| {
+                let encoded = result.into_iter().map(encode).collect();
+                ToSink::Result(query as usize, group, encoded, epoch, diff)
+            })
+        });
+    let order = order_statistics(windowed.values, aggregates).map(
+        |((query, group), encoded, epoch, diff)| {
+            ToSink::Result(query as usize, group, encoded, epoch, diff)
+        },
+    );
+    let all = windowed.keys.map(ToSink::Key).concat(moments).concat(order);
     // Results are exchanged to worker 0; only its sink publishes.
     let specs = specs.to_vec();
     let mut table = ResultTable::new(specs.len());
@@ -105,7 +106,11 @@ pub fn continuous_queries<'scope>(
                 if table.published != Some(as_of) && before > 0 {
                     table.published = Some(as_of);
                     for (query, spec) in specs.iter().enumerate() {
-                        results.publish(spec, as_of, &table.groups(query));
+                        if table.take_changed(query) {
+                            results.publish(spec, as_of, &table.groups(query));
+                        } else {
+                            results.advance(spec, as_of);
+                        }
                     }
                     results.published(as_of);
                 }

@@ -26,6 +26,8 @@ pub struct ResultTable {
     current: Vec<Groups>,
     /// Each query's group ids and their values.
     names: Vec<FxHashMap<u64, Vec<Name>>>,
+    /// Per query: whether its groups changed since it was last published.
+    changed: Vec<bool>,
     /// The epoch of the last published snapshot.
     pub published: Option<Epoch>,
 }
@@ -36,11 +38,13 @@ impl ResultTable {
             pending: BTreeMap::new(),
             current: vec![BTreeMap::new(); queries],
             names: vec![FxHashMap::default(); queries],
+            changed: vec![true; queries],
             published: None,
         }
     }
 
     pub fn name(&mut self, query: usize, key: u64, names: Vec<Name>) {
+        self.changed[query] = true;
         self.names[query].entry(key).or_insert(names);
     }
 
@@ -58,6 +62,7 @@ impl ResultTable {
                 break;
             }
             for (query, key, values, diff) in entry.remove() {
+                self.changed[query] = true;
                 let group = self.current[query].entry(key).or_default();
                 let count = group.entry(values.clone()).or_insert(0);
                 *count += diff;
@@ -69,6 +74,12 @@ impl ResultTable {
                 }
             }
         }
+    }
+
+    /// Whether `query`'s groups changed since the last call for it (a
+    /// group's values first arriving counts as a change).
+    pub fn take_changed(&mut self, query: usize) -> bool {
+        std::mem::take(&mut self.changed[query])
     }
 
     /// A query's groups and their decoded aggregates.

@@ -121,6 +121,16 @@ impl QueryResults {
         }
     }
 
+    /// Moves a query's result, unchanged, to `as_of` (its groups did not
+    /// change since it was last published).
+    pub fn advance(&self, spec: &QuerySpec, as_of: u64) {
+        if let Ok(mut results) = self.results.write() {
+            if let Some(result) = results.get_mut(&spec.name) {
+                result.as_of = Some(as_of);
+            }
+        }
+    }
+
     /// A query's latest result.
     pub fn get(&self, name: &str) -> Option<QueryResult> {
         self.results.read().ok()?.get(name).cloned()

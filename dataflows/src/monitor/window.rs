@@ -11,7 +11,9 @@
 //!         values plan (quantiles):         (group, value) ─► count
 //!    ─► when the epoch closes: each accumulated update inserted at the
 //!       epoch and, for windowed queries, retracted when it leaves the
-//!       window (an update at the window's end with the negated difference)
+//!       window (an update at the window's end with the negated difference),
+//!       into one of two collections shared by all queries: moments keyed
+//!       by (query, group), values keyed by (query, group, value)
 //! ```
 //!
 //! Consolidating a whole epoch before anything leaves the operator makes the
@@ -36,8 +38,12 @@ use super::aggregate::{decode, encode, to_fixed, AggregatePlan, Moments};
 use super::group_key::{group_values, DimensionHashes, DimensionSet};
 use super::QuerySpec;
 
-/// A moments query's update: group id, time, change in (count, fixed sum).
-pub type MomentsUpdate = (u64, Epoch, Moments);
+/// A query's index, as carried in updates.
+pub type QueryIndex = u32;
+
+/// A moments query's update: (query, group id), time, change in
+/// (count, fixed sum).
+pub type MomentsUpdate = ((QueryIndex, u64), Epoch, Moments);
 
 /// Change in one value of a group's multiset: (multiplicity, and the
 /// group's count and fixed-point sum). For the values plan the count is the
@@ -45,37 +51,32 @@ pub type MomentsUpdate = (u64, Epoch, Moments);
 /// least value carries the epoch's whole count and sum, its greatest none.
 pub type ValueDiff = (i64, i64, i128);
 
-/// A value query's update: (group id, encoded value), time, change.
-pub type ValueUpdate = ((u64, u64), Epoch, ValueDiff);
+/// An extremes or values query's update: (query, group id, encoded value),
+/// time, change.
+pub type ValueUpdate = ((QueryIndex, u64, u64), Epoch, ValueDiff);
 
 /// A group's id and values, announced once per worker and query:
 /// (query index, group id, values).
 pub type KeyAnnouncement = (usize, u64, Vec<Name>);
 
-/// One query's windowed updates.
-pub enum QueryUpdates<'scope> {
-    /// Per group: count and sum (every aggregate follows from them).
-    Moments(Stream<'scope, Epoch, Vec<MomentsUpdate>>),
-    /// Per group and value: changes to the group's multiset of values (all
-    /// of them, or each epoch's extremes) and to its moments.
-    Values(Stream<'scope, Epoch, Vec<ValueUpdate>>),
-}
-
 /// Every query's updates and the group announcements.
 pub struct Windowed<'scope> {
-    /// Per query, in the order of the specs.
-    pub queries: Vec<QueryUpdates<'scope>>,
+    /// The moments plan's queries: one collection keyed by (query, group),
+    /// with (count, fixed sum) differences.
+    pub moments: Stream<'scope, Epoch, Vec<MomentsUpdate>>,
+    /// The extremes and values plans' queries: one collection keyed by
+    /// (query, group, value).
+    pub values: Stream<'scope, Epoch, Vec<ValueUpdate>>,
     /// Group announcements of every query.
     pub keys: Stream<'scope, Epoch, Vec<KeyAnnouncement>>,
 }
 
 type Out<D> = OutputBuilder<Epoch, CapacityContainerBuilder<Vec<D>>>;
 
-/// A query's output port.
-enum Port {
-    Moments(Out<MomentsUpdate>),
-    Values(Out<ValueUpdate>),
-}
+/// Output ports, in the order of an epoch's capabilities.
+const MOMENTS_PORT: usize = 0;
+const VALUES_PORT: usize = 1;
+const KEYS_PORT: usize = 2;
 
 /// A group's moments and least and greatest encoded values in one epoch.
 type Extremes = (Moments, u64, u64);
@@ -97,10 +98,10 @@ impl Accumulator {
     }
 }
 
-/// An open epoch: capabilities to send its updates, one per output port
-/// (each query's, then the announcements'), and what it accumulated.
+/// An open epoch: a capability for each output port, and what each query
+/// accumulated.
 struct OpenEpoch {
-    capabilities: Vec<Capability<Epoch>>,
+    capabilities: [Capability<Epoch>; 3],
     accumulators: Vec<Accumulator>,
     announcements: Vec<KeyAnnouncement>,
 }
@@ -127,32 +128,21 @@ pub fn window<'scope>(
     // once rather than copied to each query.
     let mut builder = OperatorBuilder::new("Window".to_owned(), metrics.scope());
     let mut input = builder.new_input(metrics, Pipeline);
-    let plans: Vec<AggregatePlan> = specs
-        .iter()
-        .map(|s| AggregatePlan::of(&s.aggregates))
-        .collect();
-    let mut ports = Vec::with_capacity(specs.len());
-    let mut queries = Vec::with_capacity(specs.len());
-    for plan in &plans {
-        if *plan == AggregatePlan::Moments {
-            let (port, stream) = builder.new_output();
-            ports.push(Port::Moments(Out::from(port)));
-            queries.push(QueryUpdates::Moments(stream));
-        } else {
-            let (port, stream) = builder.new_output();
-            ports.push(Port::Values(Out::from(port)));
-            queries.push(QueryUpdates::Values(stream));
-        }
-    }
+    let (moments_port, moments) = builder.new_output();
+    let mut moments_port: Out<MomentsUpdate> = Out::from(moments_port);
+    let (values_port, values) = builder.new_output();
+    let mut values_port: Out<ValueUpdate> = Out::from(values_port);
     let (keys_port, keys) = builder.new_output();
     let mut keys_port: Out<KeyAnnouncement> = Out::from(keys_port);
-    let keys_port_index = specs.len();
     let mut state = Queries {
         specs: specs.to_vec(),
         grouped: specs
             .iter()
             .fold(DimensionSet::default(), |set, s| set.with(&s.group_by)),
-        plans,
+        plans: specs
+            .iter()
+            .map(|s| AggregatePlan::of(&s.aggregates))
+            .collect(),
         by_metric: Vec::new(),
         announced: vec![FxHashSet::default(); specs.len()],
     };
@@ -167,9 +157,8 @@ pub fn window<'scope>(
                     return;
                 };
                 let batch = open.entry(epoch).or_insert_with(|| OpenEpoch {
-                    capabilities: (0..=keys_port_index)
-                        .map(|port| capability.delayed(&epoch, port))
-                        .collect(),
+                    capabilities: [MOMENTS_PORT, VALUES_PORT, KEYS_PORT]
+                        .map(|port| capability.delayed(&epoch, port)),
                     accumulators: spare.pop().unwrap_or_else(|| {
                         state.plans.iter().map(|p| Accumulator::new(*p)).collect()
                     }),
@@ -185,23 +174,37 @@ pub fn window<'scope>(
                     break;
                 }
                 let (epoch, mut batch) = entry.remove_entry();
-                for (q, (port, accumulator)) in
-                    ports.iter_mut().zip(&mut batch.accumulators).enumerate()
                 {
-                    let expiry = state.specs[q].window.expiry(epoch);
-                    flush(port, accumulator, &batch.capabilities[q], epoch, expiry);
+                    let mut moments_handle = moments_port.activate();
+                    let mut moments = moments_handle.session(&batch.capabilities[MOMENTS_PORT]);
+                    let mut values_handle = values_port.activate();
+                    let mut values = values_handle.session(&batch.capabilities[VALUES_PORT]);
+                    for (q, accumulator) in batch.accumulators.iter_mut().enumerate() {
+                        flush(
+                            q as QueryIndex,
+                            accumulator,
+                            &mut |update| moments.give(update),
+                            &mut |update| values.give(update),
+                            epoch,
+                            state.specs[q].window.expiry(epoch),
+                        );
+                    }
                 }
                 if !batch.announcements.is_empty() {
                     let mut handle = keys_port.activate();
                     handle
-                        .session(&batch.capabilities[keys_port_index])
+                        .session(&batch.capabilities[KEYS_PORT])
                         .give_iterator(batch.announcements.drain(..));
                 }
                 spare.push(batch.accumulators);
             }
         }
     });
-    Windowed { queries, keys }
+    Windowed {
+        moments,
+        values,
+        keys,
+    }
 }
 
 impl Queries {
@@ -274,51 +277,42 @@ impl Queries {
 /// Sends a query's accumulated updates of `epoch`: each inserted at the
 /// epoch and, when the query has a window, retracted at `expiry`.
 fn flush(
-    port: &mut Port,
+    query: QueryIndex,
     accumulator: &mut Accumulator,
-    capability: &Capability<Epoch>,
+    moments: &mut impl FnMut(MomentsUpdate),
+    values: &mut impl FnMut(ValueUpdate),
     epoch: Epoch,
     expiry: Option<Epoch>,
 ) {
-    match (port, accumulator) {
-        (Port::Moments(port), Accumulator::Moments(groups)) => {
-            let mut handle = port.activate();
-            let mut session = handle.session(capability);
+    match accumulator {
+        Accumulator::Moments(groups) => {
             for (group, (count, sum)) in groups.drain() {
                 if let Some(expiry) = expiry {
-                    session.give((group, expiry, (-count, -sum)));
+                    moments(((query, group), expiry, (-count, -sum)));
                 }
-                session.give((group, epoch, (count, sum)));
+                moments(((query, group), epoch, (count, sum)));
             }
         }
-        (Port::Values(port), Accumulator::Extremes(groups)) => {
-            let mut handle = port.activate();
-            let mut session = handle.session(capability);
+        Accumulator::Extremes(groups) => {
             for (group, ((count, sum), min, max)) in groups.drain() {
                 // The least value carries the moments; both are one
                 // element of the group's multiset of epoch extremes.
-                let updates = [((group, min), (1, count, sum)), ((group, max), (1, 0, 0))];
-                for (group_value, (n, count, sum)) in updates {
+                for (value, (n, count, sum)) in [(min, (1, count, sum)), (max, (1, 0, 0))] {
                     if let Some(expiry) = expiry {
-                        session.give((group_value, expiry, (-n, -count, -sum)));
+                        values(((query, group, value), expiry, (-n, -count, -sum)));
                     }
-                    session.give((group_value, epoch, (n, count, sum)));
+                    values(((query, group, value), epoch, (n, count, sum)));
                 }
             }
         }
-        (Port::Values(port), Accumulator::Values(values)) => {
-            let mut handle = port.activate();
-            let mut session = handle.session(capability);
-            for ((group, value), n) in values.drain() {
+        Accumulator::Values(counts) => {
+            for ((group, value), n) in counts.drain() {
                 let sum = to_fixed(decode(value)) * i128::from(n);
                 if let Some(expiry) = expiry {
-                    session.give(((group, value), expiry, (-n, -n, -sum)));
+                    values(((query, group, value), expiry, (-n, -n, -sum)));
                 }
-                session.give(((group, value), epoch, (n, n, sum)));
+                values(((query, group, value), epoch, (n, n, sum)));
             }
         }
-        // Ports and accumulators are built from the same plans, so their
-        // kinds always agree.
-        _ => {}
     }
 }
