@@ -1,7 +1,8 @@
 //! The RabbitMQ connector against a real broker (`TIDEWATER_AMQP_URL`, set
 //! by `tests/services/up`): tasks round-trip from a queue to the results
 //! exchange, every class of bad input is dead-lettered with its reason in
-//! the headers, and requests with `reply_to` get their result there.
+//! the headers, requests with `reply_to` get their result there, and alert
+//! events reach the alerts exchange.
 
 mod broker_common;
 
@@ -272,4 +273,96 @@ fn requests_with_reply_to_get_their_result_there() {
         20
     );
     s.pipeline.shutdown().expect("shutdown");
+}
+
+#[test]
+fn alert_events_are_published_to_the_alerts_exchange() {
+    use tidewater::monitoring::{AlertRule, Comparison};
+    use tidewater_dataflows::monitor::{Aggregate, Dimension, Filter, QuerySpec, Window};
+    use tidewater_operators::model::MetricKind;
+
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let prefix = unique("alerts");
+    let queue = format!("{prefix}.tasks");
+    let alerts = format!("{prefix}.alerts");
+    let mut amqp = Amqp::connect(&url);
+    amqp.topic(&alerts);
+    amqp.queue(&format!("{alerts}.capture"), &[&alerts]);
+    amqp.delete_later(&queue);
+
+    let mut config = Config {
+        workers: 2,
+        ..Config::default()
+    };
+    config.http.enabled = false;
+    config.store.kind = StoreKind::Memory;
+    config.queries = vec![QuerySpec {
+        name: "completed_by_tenant".into(),
+        filter: Filter {
+            metric: Some(MetricKind::Completed),
+            ..Filter::default()
+        },
+        group_by: vec![Dimension::Tenant],
+        aggregates: vec![Aggregate::Count],
+        window: Window::None,
+    }];
+    config.alerts = vec![AlertRule {
+        name: "busy_tenant".into(),
+        query: "completed_by_tenant".into(),
+        aggregate: "count".into(),
+        op: Comparison::Above,
+        threshold: 5.0,
+        for_ms: 0,
+        webhook: None,
+    }];
+    let mut rabbitmq = RabbitMqConfig::new(&url).consume(&queue);
+    rabbitmq.results_exchange = String::new();
+    rabbitmq.alerts_exchange = alerts.clone();
+    config.rabbitmq = Some(rabbitmq);
+    let pipeline = Pipeline::builder(config)
+        .store(Arc::new(MemoryStore::new()))
+        .start()
+        .expect("start");
+    let connector = pipeline.brokers().rabbitmq().expect("configured");
+    assert!(
+        pipeline
+            .runtime()
+            .expect("runtime")
+            .block_on(connector.wait_connected(Duration::from_secs(20))),
+        "the connector did not connect"
+    );
+    // Eight tasks for acme (over the threshold), two for globex (under).
+    let bodies: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            let tenant = if i < 8 { "acme" } else { "globex" };
+            task_json(&format!("alert-{i}"), "noop", tenant)
+        })
+        .collect();
+    amqp.publish_to_queue(
+        &queue,
+        bodies
+            .iter()
+            .map(|b| (b.as_slice(), BasicProperties::default())),
+    );
+    let events = amqp.take(&format!("{alerts}.capture"), 1, Duration::from_secs(20));
+    assert_eq!(events.len(), 1, "one alert event");
+    let event = events[0].json();
+    assert_eq!(events[0].routing_key, "busy_tenant.firing");
+    assert_eq!(event["alert"], "busy_tenant");
+    assert_eq!(event["state"], "firing");
+    assert_eq!(event["group"]["tenant"], "acme");
+    // Evaluated every 250 ms while the tasks complete: somewhere past 5.
+    let value = event["value"].as_f64().expect("value");
+    assert!(value > 5.0 && value <= 8.0, "{event}");
+    assert_eq!(event["threshold"], 5.0);
+    // globex stays under the threshold: no second event.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        amqp.take(&format!("{alerts}.capture"), 1, Duration::from_millis(500))
+            .is_empty(),
+        "only acme's alert fires"
+    );
+    pipeline.shutdown().expect("shutdown");
 }
