@@ -4,7 +4,8 @@
 //! ```text
 //!  records ─► task_pipeline ─► finals ─► Experience ─► (exchange to worker 0) ─► Learn ─┬─► publications (store sink)
 //!               ▲  models                                                              │
-//!  models ──────┤◄──────────── ModelUpdate (feedback, +1 epoch; broadcast inside) ◄─────┘
+//!  models ──────┤◄──────────── ModelUpdate (feedback, +1 epoch; broadcast inside) ◄─────┤
+//!  metrics ◄── learner_loss (batch loss per version) ◄──────────────────────────────────┘
 //! ```
 //!
 //! [`learning_pipeline`] wraps [`task_pipeline`]: the external models
@@ -29,7 +30,8 @@ use timely::dataflow::operators::{Concat, ConnectLoop, ToStream};
 use tidewater_operators::dataflow::{ExecutionBackend, TimedStream};
 use tidewater_operators::learn::learner::{experience_from_completion, Learner, Publication};
 use tidewater_operators::model::{
-    now_micros, Completion, ControlCommand, Experience, ModelUpdate, Name, SourceRecord,
+    now_micros, Completion, ControlCommand, Experience, MetricEvent, MetricKind, ModelTarget,
+    ModelUpdate, Name, SourceRecord,
 };
 
 use crate::pipeline::{task_pipeline, PipelineParts, PipelineStreams};
@@ -116,8 +118,37 @@ pub fn learning_pipeline<'scope, B: ExecutionBackend + 'static>(
         .clone()
         .map(|p: Publication| p.update)
         .connect_loop(loop_handle);
+    // The learner reports each version's batch loss as a metric, so that
+    // continuous queries and alerts can watch training.
+    let losses = publications
+        .clone()
+        .flat_map(|p: Publication| loss_metric(&p));
+    let mut pipeline = pipeline;
+    pipeline.metrics = pipeline.metrics.concat(losses);
     LearningStreams {
         pipeline,
         publications,
     }
+}
+
+/// The `learner_loss` metric of a published version: its batch loss, with
+/// the model (`run_time` or `failure`) as the task kind and the device
+/// (`cpu` or `gpu`) as the executor.
+fn loss_metric(publication: &Publication) -> Option<MetricEvent> {
+    let loss = *publication.metrics.get("batch_loss")?;
+    let model = match publication.update.target {
+        ModelTarget::RunTime => "run_time",
+        ModelTarget::Failure => "failure",
+    };
+    let on_gpu = publication.metrics.get("on_gpu").is_some_and(|g| *g > 0.0);
+    Some(MetricEvent {
+        kind: MetricKind::LearnerLoss,
+        task_kind: Name::const_new(model),
+        tenant: Name::default(),
+        executor: Name::const_new(if on_gpu { "gpu" } else { "cpu" }),
+        status: Name::default(),
+        qos: Default::default(),
+        value: loss,
+        at_ms: now_micros() / 1000,
+    })
 }

@@ -21,8 +21,8 @@ use tidewater_operators::learn::learner::{Learner, Publication};
 use tidewater_operators::learn::settings::{DeviceChoice, LearnerSettings};
 use tidewater_operators::model::{
     now_micros, AbortReason, AckToken, Assignment, Completion, ControlCommand, Epoch, ExecutorSpec,
-    Lease, ModelTarget, ModelUpdate, Name, Outcome, RecordBody, ResourceRequest, SourceRecord,
-    Task,
+    Lease, MetricEvent, MetricKind, ModelTarget, ModelUpdate, Name, Outcome, RecordBody,
+    ResourceRequest, SourceRecord, Task,
 };
 use tidewater_operators::validate::{ValidationLimits, Validator};
 
@@ -70,7 +70,12 @@ fn model_versions_reach_every_coordinator() {
     const TASKS: usize = 200;
     let adopted: Adopted = Arc::new(Mutex::new(Vec::new()));
     let published: Arc<Mutex<Vec<Publication>>> = Arc::new(Mutex::new(Vec::new()));
-    let (adopted_w, published_w) = (Arc::clone(&adopted), Arc::clone(&published));
+    let losses: Arc<Mutex<Vec<MetricEvent>>> = Arc::new(Mutex::new(Vec::new()));
+    let (adopted_w, published_w, losses_w) = (
+        Arc::clone(&adopted),
+        Arc::clone(&published),
+        Arc::clone(&losses),
+    );
     let guards = timely::execute(timely::Config::process(WORKERS), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let specs: Vec<ExecutorSpec> = (0..peers)
@@ -114,6 +119,7 @@ fn model_versions_reach_every_coordinator() {
         };
         let probe = ProbeHandle::new();
         let published = Arc::clone(&published_w);
+        let losses = Arc::clone(&losses_w);
         let (mut records_in, mut models_in, mut control_in) =
             worker.dataflow::<Epoch, _, _>(|scope| {
                 let (records_in, records) = scope.new_input::<Vec<SourceRecord>>();
@@ -121,6 +127,19 @@ fn model_versions_reach_every_coordinator() {
                 let (control_in, control) = scope.new_input::<Vec<ControlCommand>>();
                 let streams = learning_pipeline(records, models, control, parts, Some(learning));
                 streams.pipeline.finals.probe_with(&probe);
+                streams.pipeline.metrics.sink(
+                    timely::dataflow::channels::pact::Pipeline,
+                    "Losses",
+                    move |(input, _)| {
+                        input.for_each(|_, data| {
+                            if let Ok(mut all) = losses.lock() {
+                                all.extend(
+                                    data.drain(..).filter(|m| m.kind == MetricKind::LearnerLoss),
+                                );
+                            }
+                        });
+                    },
+                );
                 streams.publications.sink(
                     timely::dataflow::channels::pact::Pipeline,
                     "Publications",
@@ -201,6 +220,17 @@ fn model_versions_reach_every_coordinator() {
     assert_eq!(last.update.version, (TASKS / 10) as u64);
     assert_eq!(last.update.trained_samples, TASKS as u64);
     assert!(last.metrics.contains_key("median_abs_log_error"));
+
+    // Each version's batch loss is reported as a `learner_loss` metric.
+    let losses = losses.lock().expect("losses");
+    assert_eq!(losses.len(), published.len(), "one loss per version");
+    for target in ["run_time", "failure"] {
+        let n = losses.iter().filter(|m| m.task_kind == target).count();
+        assert_eq!(n, TASKS / 10, "{target} losses");
+    }
+    assert!(losses
+        .iter()
+        .all(|m| m.value.is_finite() && m.value >= 0.0 && m.executor == "cpu"));
 
     let adopted = adopted.lock().expect("adopted");
     for worker in 0..WORKERS {

@@ -36,6 +36,7 @@ pub struct Exporter {
     end_to_end: HistogramVec,
     utilization: GaugeVec,
     queue_depth: IntGaugeVec,
+    learner_loss: GaugeVec,
     alerts: IntGaugeVec,
     queries: Vec<(QuerySpec, GaugeVec)>,
     results: QueryResults,
@@ -118,6 +119,16 @@ impl Exporter {
                 &["shard"],
             ),
         )?;
+        let learner_loss = built(
+            &registry,
+            GaugeVec::new(
+                Opts::new(
+                    "tidewater_learner_loss",
+                    "Training loss of the learner's last mini-batch, by model.",
+                ),
+                &["model", "device"],
+            ),
+        )?;
         let alerts = built(
             &registry,
             IntGaugeVec::new(
@@ -154,6 +165,7 @@ impl Exporter {
             end_to_end,
             utilization,
             queue_depth,
+            learner_loss,
             alerts,
             queries,
             results,
@@ -192,7 +204,10 @@ impl Exporter {
                     .queue_depth
                     .with_label_values(&[e.executor.as_str()])
                     .set(e.value as i64),
-                MetricKind::LearnerLoss => {}
+                MetricKind::LearnerLoss => self
+                    .learner_loss
+                    .with_label_values(&[e.task_kind.as_str(), e.executor.as_str()])
+                    .set(e.value),
             }
         }
     }
@@ -221,6 +236,7 @@ impl Exporter {
             &self.end_to_end,
             &self.utilization,
             &self.queue_depth,
+            &self.learner_loss,
             &self.alerts,
         ];
         collectors
