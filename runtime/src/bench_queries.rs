@@ -199,9 +199,13 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
     let closed: Arc<Mutex<Vec<Vec<Instant>>>> = Arc::new(Mutex::new(vec![Vec::new(); workers]));
     // When paced, an epoch is offered every `epoch_ms`.
     let epoch_period = rate.map(|_| Duration::from_millis(epoch_ms));
-    let started = Instant::now();
+    // Set once every worker has built its dataflow and its events: the
+    // measurement starts there.
+    let started: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let ready = Arc::new(std::sync::Barrier::new(workers));
     {
         let (specs, results, closed) = (specs.clone(), results.clone(), Arc::clone(&closed));
+        let started = Arc::clone(&started);
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             let index = worker.index();
             // Events are generated before the run so that the measurement is
@@ -216,6 +220,8 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
             });
             let mut times = Vec::with_capacity(epochs as usize);
             let mut batch = Vec::with_capacity(per_epoch as usize);
+            ready.wait();
+            let started = *started.get_or_init(Instant::now);
             for epoch in 0..epochs {
                 if let Some(period) = epoch_period {
                     // Work while waiting for the epoch's turn.
@@ -245,7 +251,9 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
             .into_iter()
             .collect::<Result<Vec<()>, String>>()?;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = started
+        .get()
+        .map_or(0.0, |started| started.elapsed().as_secs_f64());
     let closed = closed.lock().map_err(|_| "lock poisoned")?;
     let log = results.publish_log();
     let mut freshness: Vec<f64> = (0..epochs as usize)
