@@ -134,6 +134,7 @@ fn coordinator(shards: usize, index: usize) -> CoordinatorState {
         backfill_depth: 8,
         heartbeat_ttl_ms: TTL_MS,
         tenants,
+        ..AllocatorConfig::default()
     };
     let allocator =
         ShardAllocator::new(index as u32, mine, feasibility, &config).expect("allocator");

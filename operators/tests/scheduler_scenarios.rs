@@ -640,3 +640,91 @@ fn a_task_its_shard_cannot_place_now_moves_to_a_shard_whose_summary_fits() {
         other => panic!("expected a new summary, got {other:?}"),
     }
 }
+
+/// A run-time model trained so that `long` tasks take about 100 s and
+/// `short` ones about 1 s.
+fn trained_run_time_model() -> tidewater_operators::model::ModelUpdate {
+    use tidewater_operators::learn::features::log_runtime_target;
+    use tidewater_operators::learn::{
+        FeatureHasher, Loss, ModelKind, ModelSpec, OnlineModel, OptimizerKind, TaskFeatures,
+    };
+    use tidewater_operators::model::ModelTarget;
+    let spec = ModelSpec {
+        kind: ModelKind::Linear,
+        dim: 256,
+        loss: Loss::Squared,
+        optimizer: OptimizerKind::Adam {
+            learning_rate: 0.05,
+        },
+        l2: 0.0,
+        seed: 1,
+    };
+    let mut model = OnlineModel::new(&spec);
+    let hasher = FeatureHasher::new(256);
+    let data: Vec<_> = [("long", 100.0), ("short", 1.0)]
+        .iter()
+        .map(|&(kind, seconds)| {
+            let mut t = Task::new("x", kind, ResourceRequest::cpu(1000, 1));
+            t.tenant = Name::from("acme");
+            let x = TaskFeatures::from_task(&t, t.qos.as_str(), "default").hash(&hasher);
+            (x, log_runtime_target(seconds))
+        })
+        .collect();
+    for _ in 0..2000 {
+        model.train_batch(&data);
+    }
+    model.to_update(ModelTarget::RunTime, 1)
+}
+
+#[test]
+fn shortest_predicted_first_follows_the_newest_run_time_model() {
+    use tidewater_operators::allocate::QueueOrder;
+    let executors = vec![ExecutorSpec::cpu("a", 1000, 1000)];
+    let feasibility = FeasibilityIndex::new(1, executors.iter().cloned().map(|s| (0, s)));
+    let config = AllocatorConfig {
+        queue_order: QueueOrder::ShortestPredictedFirst,
+        ..AllocatorConfig::default()
+    };
+    let allocator = ShardAllocator::new(0, executors, feasibility, &config).expect("allocator");
+    let mut c = CoordinatorState::new(allocator, RetryPolicy::default(), false);
+    let mut out = CoordinatorOutputs::default();
+    let job = |id: &str, kind: &str| {
+        let mut t = Task::new(id, kind, ResourceRequest::cpu(1000, 1));
+        t.tenant = Name::from("acme");
+        t.submitted_at_us = T0;
+        t
+    };
+    c.on_task(job("blocker", "long"), T0, &mut out);
+    let mut running = runs(&mut out).pop().expect("blocker runs");
+    for (id, kind) in [
+        ("long-1", "long"),
+        ("short-1", "short"),
+        ("long-2", "long"),
+        ("short-2", "short"),
+    ] {
+        c.on_task(job(id, kind), T0, &mut out);
+    }
+    let mut order = Vec::new();
+    let mut next = |c: &mut CoordinatorState, running: Assignment| {
+        c.on_feedback(done(running, Outcome::Succeeded), T0, &mut out);
+        c.tick(T0, &mut out);
+        runs(&mut out).pop().expect("the next task runs")
+    };
+    // No model yet: arrival order.
+    running = next(&mut c, running);
+    order.push(running.task.id.to_string());
+    // The model arrives: the queue is re-ranked by its predictions.
+    c.on_model(trained_run_time_model());
+    let predict = |kind: &str| {
+        c.allocator()
+            .predicted_runtime_s(&job("p", kind))
+            .expect("a prediction")
+    };
+    let (short, long) = (predict("short"), predict("long"));
+    assert!(short < 5.0 && long > 20.0, "short {short} s, long {long} s");
+    for _ in 0..3 {
+        running = next(&mut c, running);
+        order.push(running.task.id.to_string());
+    }
+    assert_eq!(order, ["long-1", "short-1", "short-2", "long-2"]);
+}

@@ -66,8 +66,14 @@ pub struct QueryBenchReport {
     pub updates_per_sec: f64,
     /// Median time from an epoch closing to its results being published, ms.
     pub freshness_p50_ms: f64,
+    /// 90th percentile of the same, ms.
+    pub freshness_p90_ms: f64,
     /// 99th percentile of the same, ms.
     pub freshness_p99_ms: f64,
+    /// The largest, ms.
+    pub freshness_max_ms: f64,
+    /// Epochs measured.
+    pub epochs: u64,
     /// Peak resident memory, MiB.
     pub peak_rss_mb: f64,
 }
@@ -290,7 +296,10 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
         seconds,
         updates_per_sec: events as f64 / seconds,
         freshness_p50_ms: at(0.5),
+        freshness_p90_ms: at(0.9),
         freshness_p99_ms: at(0.99),
+        freshness_max_ms: at(1.0),
+        epochs,
         peak_rss_mb: peak_rss_bytes() as f64 / (1024.0 * 1024.0),
     })
 }

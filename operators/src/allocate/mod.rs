@@ -34,7 +34,7 @@ pub use fgd::{node_fragmentation, Fgd};
 pub use fragmentation_model::FragmentationModel;
 pub use placer::Placer;
 pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, Score, POLICY_NAMES};
-pub use queue::TaskQueue;
+pub use queue::{QueueOrder, QueueSlot, TaskQueue};
 pub use random_fit::RandomFit;
 pub use registry::{ExecutorRegistry, Liveness, RegistryEntry};
 pub use reservation::Reservation;

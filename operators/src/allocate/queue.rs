@@ -1,7 +1,9 @@
 //! The wait queue: QoS class first, then priority, then earliest deadline,
+//! then the queue order's key (shortest predicted run time first under
+//! [`QueueOrder::ShortestPredictedFirst`]; nothing under arrival order),
 //! then fair share between tenants, then arrival order.
 //!
-//! Each tenant has its own heap ordered by (class, priority, deadline,
+//! Each tenant has its own heap ordered by (class, priority, deadline, key,
 //! arrival). Taking the next task compares the heads of the tenants' heaps
 //! and, among heads of equal class, priority and deadline, serves the tenant
 //! with the smallest weighted dominant share (see [`super::TenantBook`]), so
@@ -12,30 +14,55 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap as HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Name, QosClass, Task};
 
-struct Queued {
-    task: Task,
-    seq: u64,
+/// How queued tasks of equal class, priority and deadline are ordered
+/// before fair share and arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueOrder {
+    /// No further order: fair share, then arrival.
+    #[default]
+    Arrival,
+    /// Shortest predicted run time first, by the newest run-time model the
+    /// coordinator holds (tasks it cannot predict go last; before any model
+    /// arrives, arrival order). Re-ranked when a new model version arrives.
+    /// Long tasks can wait behind a stream of short ones: use priorities or
+    /// deadlines for work that must not.
+    ShortestPredictedFirst,
 }
 
-type Rank = (Reverse<QosClass>, i32, Reverse<u64>);
+/// Where a popped task stood, to [`restore`](TaskQueue::restore) it there.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueSlot {
+    seq: u64,
+    key: u64,
+}
+
+struct Queued {
+    task: Task,
+    slot: QueueSlot,
+}
+
+type Rank = (Reverse<QosClass>, i32, Reverse<u64>, Reverse<u64>);
 
 impl Queued {
-    /// Class, priority and deadline: what outranks fair share.
+    /// Class, priority, deadline and key: what outranks fair share.
     fn rank(&self) -> Rank {
         (
             Reverse(self.task.qos),
             self.task.priority,
             Reverse(self.task.deadline_ms.unwrap_or(u64::MAX)),
+            Reverse(self.slot.key),
         )
     }
 }
 
 impl PartialEq for Queued {
     fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq
+        self.slot.seq == other.slot.seq
     }
 }
 impl Eq for Queued {}
@@ -48,7 +75,7 @@ impl Ord for Queued {
     fn cmp(&self, other: &Self) -> Ordering {
         self.rank()
             .cmp(&other.rank())
-            .then_with(|| other.seq.cmp(&self.seq))
+            .then_with(|| other.slot.seq.cmp(&self.slot.seq))
     }
 }
 
@@ -67,11 +94,33 @@ impl TaskQueue {
         Self::default()
     }
 
-    /// Adds a task.
+    /// Adds a task with no ordering key (arrival order).
     pub fn push(&mut self, task: Task) {
+        self.push_keyed(task, 0);
+    }
+
+    /// Adds a task ordered by `key` (smaller first) among tasks of equal
+    /// class, priority and deadline.
+    pub fn push_keyed(&mut self, task: Task, key: u64) {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.restore(task, seq);
+        self.restore(task, QueueSlot { seq, key });
+    }
+
+    /// Recomputes every queued task's key (a new model), keeping arrival
+    /// order among equal keys.
+    pub fn rekey(&mut self, mut key: impl FnMut(&Task) -> u64) {
+        for (_, heap) in &mut self.heaps {
+            let rekeyed: Vec<Queued> = std::mem::take(heap)
+                .into_vec()
+                .into_iter()
+                .map(|mut q| {
+                    q.slot.key = key(&q.task);
+                    q
+                })
+                .collect();
+            *heap = BinaryHeap::from(rekeyed);
+        }
     }
 
     /// The highest-ranked task, serving tenants with the smallest
@@ -80,13 +129,13 @@ impl TaskQueue {
         self.pop_entry(share).map(|(task, _)| task)
     }
 
-    /// Like [`pop`](Self::pop), also returning the task's arrival sequence
-    /// so that it can be [`restore`](Self::restore)d in place.
-    pub fn pop_entry(&mut self, share: impl Fn(&str) -> f64) -> Option<(Task, u64)> {
+    /// Like [`pop`](Self::pop), also returning where the task stood so
+    /// that it can be [`restore`](Self::restore)d in place.
+    pub fn pop_entry(&mut self, share: impl Fn(&str) -> f64) -> Option<(Task, QueueSlot)> {
         let index = self.next_tenant(share)?;
         let queued = self.heaps[index].1.pop()?;
         self.len -= 1;
-        Some((queued.task, queued.seq))
+        Some((queued.task, queued.slot))
     }
 
     fn next_tenant(&self, share: impl Fn(&str) -> f64) -> Option<usize> {
@@ -96,7 +145,7 @@ impl TaskQueue {
         let mut best: Option<(usize, Rank, f64, u64)> = None;
         for (index, (tenant, heap)) in self.heaps.iter().enumerate() {
             let Some(head) = heap.peek() else { continue };
-            let candidate = (index, head.rank(), share(tenant), head.seq);
+            let candidate = (index, head.rank(), share(tenant), head.slot.seq);
             let better = match &best {
                 None => true,
                 Some((_, rank, s, seq)) => match candidate.1.cmp(rank) {
@@ -115,7 +164,7 @@ impl TaskQueue {
     }
 
     /// Puts back a task taken with [`pop_entry`](Self::pop_entry).
-    pub fn restore(&mut self, task: Task, seq: u64) {
+    pub fn restore(&mut self, task: Task, slot: QueueSlot) {
         let index = if self.heaps.len() == 1 && self.heaps[0].0 == task.tenant {
             0
         } else if let Some(&index) = self.by_tenant.get(task.tenant.as_str()) {
@@ -126,7 +175,7 @@ impl TaskQueue {
                 .insert(task.tenant.clone(), self.heaps.len() - 1);
             self.heaps.len() - 1
         };
-        self.heaps[index].1.push(Queued { task, seq });
+        self.heaps[index].1.push(Queued { task, slot });
         self.len += 1;
     }
 
@@ -192,6 +241,25 @@ mod tests {
             .collect();
         assert_eq!(order, ["b-urgent", "b1", "a1", "a2"]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn keys_order_equally_ranked_tasks_and_can_be_recomputed() {
+        let mut q = TaskQueue::new();
+        q.push_keyed(task("long", "a", 0), 100);
+        q.push_keyed(task("short", "a", 0), 1);
+        q.push_keyed(task("urgent-long", "a", 1), 500);
+        q.push_keyed(task("medium", "a", 0), 10);
+        let (first, slot) = q.pop_entry(|_| 0.0).expect("queued");
+        assert_eq!(first.id.as_str(), "urgent-long", "priority outranks keys");
+        q.restore(first, slot);
+        q.rekey(|t| if t.id.as_str() == "long" { 0 } else { 50 });
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(|_| 0.0))
+            .map(|t| t.id.to_string())
+            .collect();
+        // Re-keyed: "long" now first among priority 0; the others tie and
+        // keep arrival order.
+        assert_eq!(order, ["urgent-long", "long", "short", "medium"]);
     }
 
     #[test]

@@ -26,14 +26,16 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AbortReason, Assignment, ExecutorId, ExecutorSpec, Lease, Name, RejectReason,
+    AbortReason, Assignment, ExecutorId, ExecutorSpec, Lease, ModelUpdate, Name, RejectReason,
     ReservationRequest, ReservationState, ReservationStatus, ResourceRequest, Task, TaskId,
 };
 
 use super::{
     policy_by_name, CapacitySummary, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick,
-    PlacementPolicy, Placer, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
+    PlacementPolicy, Placer, QueueOrder, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
 };
+use crate::learn::model::ModelError;
+use crate::learn::predict::{ModelPredictor, RunTimePredictor};
 
 /// Allocator settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,10 @@ pub struct AllocatorConfig {
     /// Per-tenant weights and quotas; tenants not listed have weight 1 and
     /// no quota.
     pub tenants: BTreeMap<Name, TenantConfig>,
+    /// How tasks of equal class, priority and deadline wait: in arrival
+    /// order, or shortest predicted run time first (by the learner's
+    /// newest run-time model).
+    pub queue_order: QueueOrder,
 }
 
 impl Default for AllocatorConfig {
@@ -58,6 +64,7 @@ impl Default for AllocatorConfig {
             backfill_depth: 64,
             heartbeat_ttl_ms: 10_000,
             tenants: BTreeMap::new(),
+            queue_order: QueueOrder::Arrival,
         }
     }
 }
@@ -181,6 +188,9 @@ pub struct ShardAllocator {
     dirty: bool,
     backfill_depth: usize,
     forward_cursor: usize,
+    queue_order: QueueOrder,
+    /// The newest run-time model, for [`QueueOrder::ShortestPredictedFirst`].
+    run_time_model: Option<ModelPredictor>,
 }
 
 /// The shard among `shards` that is home to `key` (a tenant, an executor id).
@@ -204,6 +214,7 @@ impl ShardAllocator {
         let mut allocator =
             Self::with_policy(shard, executors, feasibility, policy, config.backfill_depth);
         allocator.tenants = TenantBook::new(config.tenants.clone(), allocator.capacity());
+        allocator.queue_order = config.queue_order;
         Ok(allocator)
     }
 
@@ -246,6 +257,8 @@ impl ShardAllocator {
             dirty: false,
             backfill_depth: backfill_depth.max(1),
             forward_cursor: 0,
+            queue_order: QueueOrder::Arrival,
+            run_time_model: None,
         };
         allocator.tenants.set_capacity(allocator.capacity());
         allocator
@@ -390,11 +403,46 @@ impl ShardAllocator {
         // since, so a newcomer that fits may go ahead of them (backfill).
         if !self.dirty {
             if let Some(task) = self.route(task, now_us, out) {
-                self.queue.push(task);
+                self.enqueue(task);
             }
         } else {
-            self.queue.push(task);
+            self.enqueue(task);
         }
+    }
+
+    /// Queues `task` under the queue order's key.
+    fn enqueue(&mut self, task: Task) {
+        let key = self.queue_key(&task);
+        self.queue.push_keyed(task, key);
+    }
+
+    /// `task`'s key in the queue: its predicted run time in ms under
+    /// shortest-predicted-first (`u64::MAX` when it cannot be predicted),
+    /// 0 otherwise.
+    fn queue_key(&self, task: &Task) -> u64 {
+        queue_key(self.queue_order, self.run_time_model.as_ref(), task)
+    }
+
+    /// Adopts a new run-time model: with shortest-predicted-first, the
+    /// queue is re-ranked by its predictions. A model that cannot be read
+    /// is refused and the previous one kept.
+    pub fn set_run_time_model(&mut self, update: &ModelUpdate) -> Result<(), ModelError> {
+        let model = ModelPredictor::from_update(update)?;
+        self.run_time_model = Some(model);
+        if self.queue_order == QueueOrder::ShortestPredictedFirst {
+            let (order, model) = (self.queue_order, self.run_time_model.as_ref());
+            self.queue.rekey(|task| queue_key(order, model, task));
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// The run time the current model predicts for `task`, in seconds
+    /// (`None` without a model or a prediction).
+    pub fn predicted_runtime_s(&self, task: &Task) -> Option<f64> {
+        self.run_time_model
+            .as_ref()?
+            .predict_runtime_s(task, DEFAULT_EXECUTOR_CLASS)
     }
 
     /// Places what it can from the queue, if capacity was freed since the
@@ -640,7 +688,7 @@ impl ShardAllocator {
 
     /// Re-queues a task (for a retry) as if newly submitted.
     pub fn requeue(&mut self, task: Task) {
-        self.queue.push(task);
+        self.enqueue(task);
         self.dirty = true;
         self.capacity_version += 1;
     }
@@ -1033,6 +1081,23 @@ fn reservation_event(
         detail: detail.to_string(),
         at_us,
     })
+}
+
+/// The executor class predictions are made for while a task waits (its
+/// executor is not known yet).
+const DEFAULT_EXECUTOR_CLASS: &str = "default";
+
+/// A task's queue key under `order` with `model` (see
+/// [`ShardAllocator::set_run_time_model`]).
+fn queue_key(order: QueueOrder, model: Option<&ModelPredictor>, task: &Task) -> u64 {
+    match order {
+        QueueOrder::Arrival => 0,
+        QueueOrder::ShortestPredictedFirst => model
+            .and_then(|m| m.predict_runtime_s(task, DEFAULT_EXECUTOR_CLASS))
+            .map_or(u64::MAX, |s| {
+                (s.max(0.0) * 1000.0).min(u64::MAX as f64 / 2.0) as u64
+            }),
+    }
 }
 
 fn expired(task: &Task, now_us: u64) -> Option<RejectReason> {

@@ -366,6 +366,11 @@ impl CoordinatorState {
                 if let Some(listener) = self.model_listener.as_mut() {
                     listener(&update);
                 }
+                if update.target == ModelTarget::RunTime {
+                    if let Err(e) = self.allocator.set_run_time_model(&update) {
+                        tracing::warn!(version = update.version, error = %e, "run-time model refused; keeping the previous one");
+                    }
+                }
                 self.models.insert(update.target, update);
             }
         }

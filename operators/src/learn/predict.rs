@@ -8,12 +8,16 @@
 //! - pick backfill candidates that finish before the queue head's
 //!   reservation ([`backfill_candidates`], EASY backfilling with predicted
 //!   rather than requested run times);
-//! - check a deadline by completion: `predicted start + predicted run time
-//!   <= deadline` ([`deadline_feasible`]).
+//! - check a deadline: a task's `deadline_ms` is the latest time it may
+//!   *start* (the allocator rejects it once passed), so a plan is feasible
+//!   when the predicted start is no later ([`deadline_feasible`]); whether
+//!   it finishes before another task's reservation is [`completes_by`].
 //!
 //! [`coordinator_predictor`] gives a coordinator's current predictor. The
-//! allocator is not wired to these yet: this module is the interface its
-//! queue ordering would call (see the README's status section).
+//! live allocator orders its queue by these predictions under
+//! `allocator.queue_order = "shortest_predicted_first"`
+//! ([`crate::allocate::QueueOrder`]); the HPC2N replay uses the backfill
+//! and deadline helpers.
 
 use super::features::{runtime_from_output, FeatureHasher, TaskFeatures};
 use super::model::{ModelError, OnlineModel};
@@ -114,18 +118,20 @@ pub fn order_by_predicted_runtime<P: RunTimePredictor + ?Sized>(
     });
 }
 
-/// Whether a task predicted to start at `predicted_start_ms` and run
-/// `predicted_runtime_s` completes by `deadline_ms` (no deadline: true).
-pub fn deadline_feasible(
-    predicted_start_ms: u64,
-    predicted_runtime_s: f64,
-    deadline_ms: Option<u64>,
-) -> bool {
-    let Some(deadline) = deadline_ms else {
+/// Whether a task predicted to start at `predicted_start_ms` meets its
+/// start deadline `deadline_ms` (no deadline: true).
+pub fn deadline_feasible(predicted_start_ms: u64, deadline_ms: Option<u64>) -> bool {
+    deadline_ms.is_none_or(|deadline| predicted_start_ms <= deadline)
+}
+
+/// Whether a task starting at `start_ms` and running `predicted_runtime_s`
+/// finishes by `by_ms` (`None`: no limit).
+pub fn completes_by(start_ms: u64, predicted_runtime_s: f64, by_ms: Option<u64>) -> bool {
+    let Some(by) = by_ms else {
         return true;
     };
     let runtime_ms = (predicted_runtime_s.max(0.0) * 1000.0).ceil();
-    (predicted_start_ms as f64 + runtime_ms) <= deadline as f64
+    (start_ms as f64 + runtime_ms) <= by as f64
 }
 
 /// EASY backfilling with predictions: the indices of `queue[1..]` that may
@@ -135,8 +141,8 @@ pub fn deadline_feasible(
 /// `head_start_ms` is the head's reservation (when enough resources are
 /// predicted to be free for it), `None` when nothing is reserved. A task is
 /// a candidate if it fits now, is predicted to finish by the reservation,
-/// and meets its deadline (read as a completion deadline). Tasks without a
-/// prediction are not backfilled.
+/// and may still start (its start deadline has not passed). Tasks without
+/// a prediction are not backfilled.
 pub fn backfill_candidates<P: RunTimePredictor + ?Sized>(
     queue: &[Task],
     predictor: &P,
@@ -151,8 +157,8 @@ pub fn backfill_candidates<P: RunTimePredictor + ?Sized>(
         .skip(1)
         .filter_map(|(i, task)| {
             let runtime = predictor.predict_runtime_s(task, executor_class)?;
-            let before_head = deadline_feasible(now_ms, runtime, head_start_ms);
-            let meets_deadline = deadline_feasible(now_ms, runtime, task.deadline_ms);
+            let before_head = completes_by(now_ms, runtime, head_start_ms);
+            let meets_deadline = deadline_feasible(now_ms, task.deadline_ms);
             (before_head && meets_deadline && fits_now(i)).then_some((i, runtime))
         })
         .collect();
@@ -229,9 +235,10 @@ mod tests {
         assert_eq!(ids, ["2", "3", "1"]);
 
         // Head "h" reserved in 50 s: the short task backfills, the long
-        // one would delay the head; a short task past its deadline does not.
+        // one would delay the head; a short task whose start deadline has
+        // passed does not.
         let mut late = task("late", "short", None);
-        late.deadline_ms = Some(1_000_500);
+        late.deadline_ms = Some(999_999);
         let queue = vec![
             task("h", "long", None),
             task("l", "long", None),
@@ -249,10 +256,13 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_count_the_predicted_run_time() {
-        assert!(deadline_feasible(1_000, 2.0, Some(3_000)));
-        assert!(!deadline_feasible(1_000, 2.5, Some(3_000)));
-        assert!(deadline_feasible(1_000, 1e9, None));
+    fn deadlines_bound_the_start_and_reservations_the_completion() {
+        assert!(deadline_feasible(3_000, Some(3_000)));
+        assert!(!deadline_feasible(3_001, Some(3_000)));
+        assert!(deadline_feasible(u64::MAX, None));
+        assert!(completes_by(1_000, 2.0, Some(3_000)));
+        assert!(!completes_by(1_000, 2.5, Some(3_000)));
+        assert!(completes_by(1_000, 1e9, None));
         assert!(RequestedRuntime
             .predict_runtime_s(&task("x", "k", None), "")
             .is_none());
