@@ -57,7 +57,7 @@ enum Command {
     Finished(Vec<Finished>),
     Rejected(Vec<Rejection>),
     /// A message to publish with a confirm, held across reconnections.
-    Publish(Outbound),
+    Publish(Box<Outbound>),
     StopConsuming(oneshot::Sender<()>),
     Finish(oneshot::Sender<()>),
 }
@@ -166,11 +166,11 @@ impl RabbitMqHandle {
         if self.alerts_exchange.is_empty() {
             return;
         }
-        let _ = self.commands.send(Command::Publish(event_message(
+        let _ = self.commands.send(Command::Publish(Box::new(event_message(
             &self.alerts_exchange,
             routing_key,
             body,
-        )));
+        ))));
     }
 
     /// Publishes and acknowledges every outcome received so far, then closes
@@ -246,7 +246,7 @@ async fn run(
                     consuming = false;
                     let _ = reply.send(());
                 }
-                Ok(Some(Command::Publish(message))) => hold(&mut held, message),
+                Ok(Some(Command::Publish(message))) => hold(&mut held, *message),
                 Ok(Some(Command::Finished(_) | Command::Rejected(_))) => {}
             }
         }
@@ -486,7 +486,7 @@ impl<'a> Session<'a> {
                 match command {
                     Command::Finished(batch) => finished.extend(batch),
                     Command::Rejected(batch) => rejected.extend(batch),
-                    Command::Publish(message) => hold(held, message),
+                    Command::Publish(message) => hold(held, *message),
                     other => {
                         control = Some(other);
                         break;

@@ -81,7 +81,7 @@ impl DimensionHashes {
             hashes[4] = string(&event.status);
         }
         if used.contains(Dimension::Qos) {
-            hashes[5] = finalize(0x716f_73 ^ event.qos as u64);
+            hashes[5] = finalize(0x0071_6f73 ^ event.qos as u64);
         }
         DimensionHashes(hashes)
     }

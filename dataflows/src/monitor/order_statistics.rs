@@ -37,6 +37,10 @@ use super::Aggregate;
 /// time, ±1.
 pub type ResultUpdate = ((QueryIndex, u64), Vec<u64>, Epoch, isize);
 
+/// A value update waiting for its time to complete: (query, group, value)
+/// and the change.
+type StagedUpdate = ((QueryIndex, u64, u64), ValueDiff);
+
 /// One group's values in the window.
 #[derive(Default)]
 struct GroupValues {
@@ -81,8 +85,7 @@ pub fn order_statistics<'scope>(
         by_group,
         "OrderStatistics",
         |_initial, _info| {
-            let mut staged: BTreeMap<Epoch, Vec<((QueryIndex, u64, u64), ValueDiff)>> =
-                BTreeMap::new();
+            let mut staged: BTreeMap<Epoch, Vec<StagedUpdate>> = BTreeMap::new();
             let mut groups: FxHashMap<(QueryIndex, u64), GroupValues> = FxHashMap::default();
             let mut changed: Vec<(QueryIndex, u64)> = Vec::new();
             // Held at or before the earliest staged time.
