@@ -22,6 +22,9 @@ use tidewater_operators::model::{MetricEvent, MetricKind, Name, QosClass};
 
 use crate::bench::peak_rss_bytes;
 
+/// Paced epochs offer their events in this many slices over the period.
+const EPOCH_SLICES: u64 = 10;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct QueryBenchOptions {
@@ -34,9 +37,11 @@ pub struct QueryBenchOptions {
     /// The windowed queries' window, in epochs (ms).
     pub window_ms: u64,
     /// Events offered per second over all workers (`None`: as fast as the
-    /// queries absorb them). With a rate, each epoch carries
-    /// `rate × epoch_ms / 1000` events and is offered `epoch_ms` after the
-    /// previous one, as the pipeline's wall-clock epochs would be.
+    /// queries absorb them, each epoch's events at once). With a rate, each
+    /// epoch carries `rate × epoch_ms / 1000` events, offered in ten slices
+    /// over its `epoch_ms`, and closes when its period ends, as the
+    /// pipeline's wall-clock epochs do; freshness then measures what
+    /// happens after an epoch closes.
     pub rate: Option<f64>,
     /// Milliseconds of event time per epoch (the epoch timestamps advance by
     /// this, so windows are in the same milliseconds).
@@ -228,20 +233,41 @@ pub fn run_query_bench(options: &QueryBenchOptions) -> Result<QueryBenchReport, 
             let mut batch = Vec::with_capacity(per_epoch as usize);
             ready.wait();
             let started = *started.get_or_init(Instant::now);
+            // Work (step the dataflow) until `due`.
+            let wait_until = |worker: &mut timely::worker::Worker, due: Instant| {
+                while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    worker.step_or_park(Some(wait));
+                }
+            };
             for epoch in 0..epochs {
-                if let Some(period) = epoch_period {
-                    // Work while waiting for the epoch's turn.
-                    let due = started + period.mul_f64(epoch as f64);
-                    while let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        worker.step_or_park(Some(wait));
+                let offset = (epoch * per_epoch) as usize;
+                let mut event_at = |i: u64| pool[(offset + i as usize) % pool.len()].clone();
+                match epoch_period {
+                    // Paced: the epoch's events arrive in slices spread over
+                    // its period, and it closes when the period ends, as the
+                    // pipeline's wall-clock epochs do.
+                    Some(period) => {
+                        let opens = started + period.mul_f64(epoch as f64);
+                        for slice in 0..EPOCH_SLICES {
+                            wait_until(
+                                worker,
+                                opens + period.mul_f64(slice as f64 / EPOCH_SLICES as f64),
+                            );
+                            let range = per_epoch * slice / EPOCH_SLICES
+                                ..per_epoch * (slice + 1) / EPOCH_SLICES;
+                            batch.extend(range.map(&mut event_at));
+                            input.send_batch(&mut batch);
+                            batch.clear();
+                        }
+                        wait_until(worker, opens + period);
+                    }
+                    // Flat out: the whole epoch at once.
+                    None => {
+                        batch.extend((0..per_epoch).map(&mut event_at));
+                        input.send_batch(&mut batch);
+                        batch.clear();
                     }
                 }
-                let offset = (epoch * per_epoch) as usize;
-                batch.extend(
-                    (0..per_epoch as usize).map(|i| pool[(offset + i) % pool.len()].clone()),
-                );
-                input.send_batch(&mut batch);
-                batch.clear();
                 input.advance_to((epoch + 1) * epoch_ms);
                 times.push(Instant::now());
                 worker.step();
