@@ -11,7 +11,8 @@
 //!         values plan (quantiles):         (group, value) ─► count
 //!    ─► when the epoch closes: each accumulated update inserted at the
 //!       epoch and, for windowed queries, retracted when it leaves the
-//!       window (an update at the window's end with the negated difference),
+//!       window (an update at the window's end with the negated difference,
+//!       held here and sent once no input before that time remains),
 //!       into one of two collections shared by all queries: moments keyed
 //!       by (query, group), values keyed by (query, group, value)
 //! ```
@@ -151,6 +152,7 @@ pub fn window<'scope>(
         let mut open: BTreeMap<Epoch, OpenEpoch> = BTreeMap::new();
         // Accumulators of closed epochs, kept for their allocations.
         let mut spare: Vec<Vec<Accumulator>> = Vec::new();
+        let mut retractions = HeldRetractions::default();
         move |frontiers| {
             input.for_each(|capability, events| {
                 let Some(&epoch) = capability.least() else {
@@ -180,13 +182,16 @@ pub fn window<'scope>(
                     let mut values_handle = values_port.activate();
                     let mut values = values_handle.session(&batch.capabilities[VALUES_PORT]);
                     for (q, accumulator) in batch.accumulators.iter_mut().enumerate() {
+                        let expiry = state.specs[q].window.expiry(epoch);
+                        let later =
+                            expiry.map(|expiry| retractions.at(expiry, &batch.capabilities));
                         flush(
                             q as QueryIndex,
                             accumulator,
                             &mut |update| moments.give(update),
                             &mut |update| values.give(update),
+                            later,
                             epoch,
-                            state.specs[q].window.expiry(epoch),
                         );
                     }
                 }
@@ -198,6 +203,9 @@ pub fn window<'scope>(
                 }
                 spare.push(batch.accumulators);
             }
+            // Retractions are due once no input before their time remains.
+            let due = frontiers[0].frontier().first().copied();
+            retractions.release(due, &mut moments_port, &mut values_port);
         }
     });
     Windowed {
@@ -274,21 +282,24 @@ impl Queries {
     }
 }
 
-/// Sends a query's accumulated updates of `epoch`: each inserted at the
-/// epoch and, when the query has a window, retracted at `expiry`.
+/// Sends a query's accumulated updates of `epoch`, inserted at the epoch;
+/// when the query has a window, their retractions go to `later`, the
+/// bucket of the time they leave it.
 fn flush(
     query: QueryIndex,
     accumulator: &mut Accumulator,
     moments: &mut impl FnMut(MomentsUpdate),
     values: &mut impl FnMut(ValueUpdate),
+    mut later: Option<&mut Retractions>,
     epoch: Epoch,
-    expiry: Option<Epoch>,
 ) {
     match accumulator {
         Accumulator::Moments(groups) => {
             for (group, (count, sum)) in groups.drain() {
-                if let Some(expiry) = expiry {
-                    moments(((query, group), expiry, (-count, -sum)));
+                if let Some(later) = later.as_deref_mut() {
+                    later
+                        .moments
+                        .push(((query, group), later.time, (-count, -sum)));
                 }
                 moments(((query, group), epoch, (count, sum)));
             }
@@ -298,8 +309,10 @@ fn flush(
                 // The least value carries the moments; both are one
                 // element of the group's multiset of epoch extremes.
                 for (value, (n, count, sum)) in [(min, (1, count, sum)), (max, (1, 0, 0))] {
-                    if let Some(expiry) = expiry {
-                        values(((query, group, value), expiry, (-n, -count, -sum)));
+                    if let Some(later) = later.as_deref_mut() {
+                        later
+                            .values
+                            .push(((query, group, value), later.time, (-n, -count, -sum)));
                     }
                     values(((query, group, value), epoch, (n, count, sum)));
                 }
@@ -308,11 +321,88 @@ fn flush(
         Accumulator::Values(counts) => {
             for ((group, value), n) in counts.drain() {
                 let sum = to_fixed(decode(value)) * i128::from(n);
-                if let Some(expiry) = expiry {
-                    values(((query, group, value), expiry, (-n, -n, -sum)));
+                if let Some(later) = later.as_deref_mut() {
+                    later
+                        .values
+                        .push(((query, group, value), later.time, (-n, -n, -sum)));
                 }
                 values(((query, group, value), epoch, (n, n, sum)));
             }
+        }
+    }
+}
+
+/// Retractions due at one time.
+#[derive(Default)]
+struct Retractions {
+    time: Epoch,
+    moments: Vec<MomentsUpdate>,
+    values: Vec<ValueUpdate>,
+}
+
+/// Retractions held until their time, so that downstream operators do not
+/// carry (and re-examine at every epoch) updates for times far ahead of
+/// their frontier; with capabilities at the earliest of those times.
+#[derive(Default)]
+struct HeldRetractions {
+    by_time: BTreeMap<Epoch, Retractions>,
+    /// Capabilities for the moments and values ports at or before the
+    /// earliest held time.
+    capabilities: Option<[Capability<Epoch>; 2]>,
+}
+
+impl HeldRetractions {
+    /// The bucket for `time`, holding capabilities for it (derived from an
+    /// epoch's `capabilities`, whose time is at most `time`).
+    fn at(&mut self, time: Epoch, capabilities: &[Capability<Epoch>; 3]) -> &mut Retractions {
+        let earlier = self
+            .capabilities
+            .as_ref()
+            .is_none_or(|held| time < *held[0].time());
+        if earlier {
+            self.capabilities = Some([
+                capabilities[MOMENTS_PORT].delayed(&time),
+                capabilities[VALUES_PORT].delayed(&time),
+            ]);
+        }
+        self.by_time.entry(time).or_insert_with(|| Retractions {
+            time,
+            ..Retractions::default()
+        })
+    }
+
+    /// Sends the retractions due by `due` (every held one when the input is
+    /// done) and keeps capabilities only for those still held.
+    fn release(
+        &mut self,
+        due: Option<Epoch>,
+        moments_port: &mut Out<MomentsUpdate>,
+        values_port: &mut Out<ValueUpdate>,
+    ) {
+        let Some(capabilities) = self.capabilities.as_mut() else {
+            return;
+        };
+        while let Some(entry) = self.by_time.first_entry() {
+            if due.is_some_and(|due| *entry.key() > due) {
+                break;
+            }
+            let mut retractions = entry.remove();
+            if !retractions.moments.is_empty() {
+                let mut handle = moments_port.activate();
+                handle
+                    .session(&capabilities[0])
+                    .give_iterator(retractions.moments.drain(..));
+            }
+            if !retractions.values.is_empty() {
+                let mut handle = values_port.activate();
+                handle
+                    .session(&capabilities[1])
+                    .give_iterator(retractions.values.drain(..));
+            }
+        }
+        match self.by_time.keys().next() {
+            Some(next) => capabilities.iter_mut().for_each(|c| c.downgrade(next)),
+            None => self.capabilities = None,
         }
     }
 }
