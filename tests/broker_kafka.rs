@@ -51,7 +51,10 @@ fn connector_config(kafka: &Kafka, t: &Topics) -> KafkaConfig {
 
 /// A pipeline with the Kafka connector and a memory store, once the
 /// consumer has its partitions.
-fn start(kafka_config: KafkaConfig, max_payload_bytes: usize) -> (RunningPipeline, Arc<MemoryStore>) {
+fn start(
+    kafka_config: KafkaConfig,
+    max_payload_bytes: usize,
+) -> (RunningPipeline, Arc<MemoryStore>) {
     let mut config = Config {
         workers: 2,
         ..Config::default()
@@ -193,7 +196,11 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
     kafka.produce(&t.tasks, records);
 
     let dead = kafka.read(&t.dead, cases.len(), Duration::from_secs(30));
-    assert_eq!(dead.len(), cases.len(), "every bad message is dead-lettered once");
+    assert_eq!(
+        dead.len(),
+        cases.len(),
+        "every bad message is dead-lettered once"
+    );
     for m in &dead {
         let case: usize = m
             .header("x-tidewater-correlation-id")
@@ -207,7 +214,10 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
             reason.contains(mentions),
             "case {case}: {reason:?} should mention {mentions:?}"
         );
-        assert_eq!(&m.body, body, "case {case}: the original value is dead-lettered");
+        assert_eq!(
+            &m.body, body,
+            "case {case}: the original value is dead-lettered"
+        );
         assert_eq!(m.key_text(), format!("case-{case}"), "the key is kept");
         assert_eq!(m.header("x-tidewater-source"), Some(t.tasks.as_str()));
         assert_eq!(
@@ -275,7 +285,10 @@ fn requests_with_a_reply_to_header_get_their_result_there() {
         assert_eq!(record["state"], expected, "{record}");
     }
     // Results go to the results topic as well.
-    assert_eq!(kafka.read(&t.results, 20, Duration::from_secs(30)).len(), 20);
+    assert_eq!(
+        kafka.read(&t.results, 20, Duration::from_secs(30)).len(),
+        20
+    );
     pipeline.shutdown().expect("shutdown");
 }
 
@@ -311,7 +324,10 @@ fn offsets_are_committed_only_past_recorded_outcomes_and_a_restart_resumes_there
     // Its outcome recorded, the commit moves past everything.
     let deadline = Instant::now() + Duration::from_secs(20);
     while kafka.committed(&t.group, &t.tasks, 1) != vec![Some(201)] {
-        assert!(Instant::now() < deadline, "the commit never reached the end");
+        assert!(
+            Instant::now() < deadline,
+            "the commit never reached the end"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     first.shutdown().expect("shutdown");

@@ -143,7 +143,9 @@ impl Kafka {
                         }
                         Err((_, back)) => {
                             record = back;
-                            let delivery = waiting.pop_front().expect("queue full with nothing in flight");
+                            let delivery = waiting
+                                .pop_front()
+                                .expect("queue full with nothing in flight");
                             delivery.await.expect("delivered").expect("acknowledged");
                         }
                     }
@@ -162,7 +164,10 @@ impl Kafka {
 
     /// Produces task values without keys or headers.
     pub fn produce_values(&self, topic: &str, bodies: &[Vec<u8>]) {
-        self.produce(topic, bodies.iter().map(|b| (None, b.as_slice(), Vec::new())));
+        self.produce(
+            topic,
+            bodies.iter().map(|b| (None, b.as_slice(), Vec::new())),
+        );
     }
 
     /// Reads `topic` from the beginning until `count` records arrived and
@@ -261,10 +266,12 @@ impl Kafka {
             .committed_offsets(list, Duration::from_secs(10))
             .expect("committed offsets");
         (0..partitions)
-            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            })
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                },
+            )
             .collect()
     }
 }
