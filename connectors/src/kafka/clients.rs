@@ -47,7 +47,9 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
             "heartbeat.interval.ms",
             config.heartbeat_interval_ms.to_string(),
         )
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Bound librdkafka's own prefetch queue by the in-flight bound.
+        .set("queued.min.messages", config.max_in_flight.to_string());
     for (key, value) in base(config, "consumer").config_map() {
         c.set(key, value);
     }

@@ -54,9 +54,12 @@ pub struct KafkaConfig {
     /// input is never dropped.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
-    /// Most consumed messages awaiting their outcome; at this many the
-    /// connector pauses its partitions (the backpressure between the broker
-    /// and the pipeline), and resumes them at half.
+    /// Most consumed messages awaiting their outcome: the backpressure
+    /// between the broker and the pipeline. At this many the consumer stops
+    /// polling until there is room (librdkafka's prefetch queue, bounded by
+    /// `queued.min.messages` = this bound unless set in `properties`, fills
+    /// and fetching stops); a stall longer than a second pauses the
+    /// partitions until half the bound is free.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Where a group without a committed offset starts: `earliest` or

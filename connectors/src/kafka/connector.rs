@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -57,6 +57,10 @@ use crate::store::{StoredTask, TaskStore};
 const OUTCOME_BATCH: usize = 8192;
 /// How long one poll of the consumer may block.
 const POLL: Duration = Duration::from_millis(100);
+/// How long the consumer thread waits for room (without polling, so that
+/// librdkafka's bounded prefetch queue fills and fetching stops) before it
+/// pauses its partitions and polls again to serve the group.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 /// Wait before producing again what the broker did not acknowledge.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// How long finishing may spend on produces still failing.
@@ -93,6 +97,8 @@ impl OutcomeListener for Listener {
 struct Shared {
     topics: Vec<String>,
     offsets: Mutex<Offsets>,
+    /// Signalled when messages complete (room in the in-flight bound).
+    room: Condvar,
     consuming: AtomicBool,
     /// Counts assignments received (0: not yet part of the group).
     assignments: watch::Sender<u64>,
@@ -248,6 +254,7 @@ impl KafkaHandle {
         let shared = Arc::new(Shared {
             topics: config.topics.clone(),
             offsets: Mutex::new(Offsets::default()),
+            room: Condvar::new(),
             consuming: AtomicBool::new(true),
             assignments: assignments_tx,
         });
@@ -439,6 +446,7 @@ impl Connector {
 
     async fn stop_consumer(&mut self) {
         self.shared.consuming.store(false, Ordering::Release);
+        self.shared.room.notify_all();
         if let Some(thread) = self.thread.take() {
             if tokio::task::spawn_blocking(move || thread.join())
                 .await
@@ -572,6 +580,7 @@ impl Connector {
             }
             Err(_) => Vec::new(),
         };
+        self.shared.room.notify_all();
         if !commits.is_empty() {
             let list = self.shared.commit_list(&commits);
             if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
@@ -636,8 +645,12 @@ impl Connector {
     }
 }
 
-/// The consumer thread: polls, records, submits, pauses when too much is
-/// in flight.
+/// The consumer thread: polls, records, submits. At `max_in_flight`
+/// messages awaiting their outcome it stops polling (librdkafka's prefetch
+/// queue is bounded, so fetching stops too) until there is room; when that
+/// takes longer than [`PAUSE_AFTER`] it pauses the partitions and goes back
+/// to polling, so that the group and its rebalances are served, and resumes
+/// them at half the bound.
 fn consume(
     consumer: &GroupConsumer,
     shared: &Shared,
@@ -647,12 +660,28 @@ fn consume(
 ) {
     let mut paused: Option<u64> = None;
     while shared.consuming.load(Ordering::Acquire) {
-        let in_flight = shared.offsets.lock().map(|o| o.in_flight()).unwrap_or(0);
+        let in_flight = match shared.offsets.lock() {
+            Ok(offsets) if offsets.in_flight() >= max_in_flight && paused.is_none() => {
+                // Wait for room without polling.
+                match shared.room.wait_timeout_while(offsets, PAUSE_AFTER, |o| {
+                    o.in_flight() >= max_in_flight && shared.consuming.load(Ordering::Acquire)
+                }) {
+                    Ok((offsets, _)) => offsets.in_flight(),
+                    Err(_) => return,
+                }
+            }
+            Ok(offsets) => offsets.in_flight(),
+            Err(_) => return,
+        };
         let assignments = *shared.assignments.borrow();
         if in_flight >= max_in_flight && paused != Some(assignments) {
-            // Pause (again after a rebalance: new partitions start unpaused).
+            // Still full after waiting: pause (again after a rebalance: new
+            // partitions start unpaused) and keep serving the group.
             match consumer.assignment().and_then(|a| consumer.pause(&a)) {
-                Ok(()) => paused = Some(assignments),
+                Ok(()) => {
+                    tracing::debug!(in_flight, "Kafka partitions paused");
+                    paused = Some(assignments);
+                }
                 Err(e) => tracing::warn!(error = %e, "pausing Kafka partitions"),
             }
         } else if paused.is_some() && in_flight <= max_in_flight / 2 {
