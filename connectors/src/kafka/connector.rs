@@ -11,10 +11,12 @@
 //! starts a fresh epoch.
 //!
 //! Recorded outcomes come back as commands through the
-//! [`OutcomeListener`]. The outcome task produces the result (results topic,
-//! and the request's reply topic), or the dead letter, with the idempotent
-//! producer, waits for the broker's acknowledgements, marks the messages
-//! complete and commits every partition's new commit point. A produce that
+//! [`OutcomeListener`]. The outcome task hands the result (results topic,
+//! and the request's reply topic), or the dead letter, to the idempotent
+//! producer; a spawned task awaits the broker's acknowledgements of the
+//! batch while the next outcomes are handled (so that the produce round
+//! trip does not cap the rate). Once a batch is acknowledged its messages
+//! are marked complete and every partition's new commit point committed. A produce that
 //! fails is retried (results and dead letters; a reply is best effort, the
 //! result being durable in the store and on the results topic); until it
 //! succeeds, its partition's commit stays behind it.
@@ -26,7 +28,6 @@
 //! least once, each with the task id in a header; the store records each
 //! exactly once.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -36,7 +37,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -283,6 +284,7 @@ impl KafkaHandle {
             producer,
             thread: None,
             retry: Vec::new(),
+            deliveries: tokio::task::JoinSet::new(),
         };
         runtime.spawn(connector.run(receiver));
         Ok(KafkaHandle {
@@ -342,6 +344,10 @@ struct Job {
     records: Vec<(Outbound, bool)>,
 }
 
+/// A batch's acknowledgements: per message, the records that failed (with
+/// whether they were required, and why).
+type Settled = Vec<(u64, Vec<(Outbound, bool, RdKafkaError)>)>;
+
 /// The outcome task's state.
 struct Connector {
     config: KafkaConfig,
@@ -352,6 +358,9 @@ struct Connector {
     thread: Option<JoinHandle<()>>,
     /// Jobs whose required records the broker has not acknowledged yet.
     retry: Vec<Job>,
+    /// Batches handed to the producer, awaiting the broker's
+    /// acknowledgements.
+    deliveries: tokio::task::JoinSet<Settled>,
 }
 
 impl Connector {
@@ -407,6 +416,13 @@ impl Connector {
         loop {
             let command = tokio::select! {
                 command = commands.recv() => command,
+                Some(joined) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
+                    match joined {
+                        Ok(settled) => self.settle(settled),
+                        Err(e) => tracing::warn!(error = %e, "awaiting Kafka acknowledgements"),
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep(RETRY_DELAY), if !self.retry.is_empty() => {
                     self.handle(Vec::new(), Vec::new()).await;
                     continue;
@@ -539,35 +555,64 @@ impl Connector {
                 records: vec![(record, true)],
             });
         }
-        let records: Vec<&Outbound> = jobs
-            .iter()
-            .flat_map(|j| j.records.iter().map(|(r, _)| r))
-            .collect();
-        let mut outcomes = produce_all(&self.producer, &records).await.into_iter();
-        let mut completed = Vec::with_capacity(jobs.len());
+        if jobs.is_empty() {
+            return;
+        }
+        // Hand every record to the producer now; a task awaits the broker's
+        // acknowledgements while the next outcomes are handled.
+        let mut sent = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let mut failed = Vec::new();
+            let mut records = Vec::with_capacity(job.records.len());
             for (record, required) in job.records {
-                let Some(Err(e)) = outcomes.next() else {
-                    continue;
-                };
+                let delivery = send(&self.producer, &record).await;
+                records.push((record, required, delivery));
+            }
+            sent.push((job.tag, records));
+        }
+        self.deliveries.spawn(async move {
+            let mut settled = Vec::with_capacity(sent.len());
+            for (tag, records) in sent {
+                let mut failed = Vec::new();
+                for (record, required, delivery) in records {
+                    let outcome = match delivery {
+                        Ok(delivery) => delivered(delivery.await),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(source) = outcome {
+                        failed.push((record, required, source));
+                    }
+                }
+                settled.push((tag, failed));
+            }
+            settled
+        });
+    }
+
+    /// Takes the acknowledgements of one handed-over batch: marks the
+    /// messages whose required records were all acknowledged complete,
+    /// keeps the others for a retry, and commits the new commit points.
+    fn settle(&mut self, settled: Settled) {
+        let mut completed = Vec::with_capacity(settled.len());
+        for (tag, failed) in settled {
+            let mut retry = Vec::new();
+            for (record, required, source) in failed {
                 let e = KafkaError::Produce {
                     topic: record.topic.clone(),
-                    source: e,
+                    source,
                 };
                 if required {
                     tracing::warn!(error = %e, "retrying; its offset stays uncommitted until then");
-                    failed.push((record, true));
+                    retry.push((record, true));
                 } else {
                     tracing::warn!(error = %e, "a reply was not delivered (the result is on the results topic and in the store)");
                 }
             }
-            if failed.is_empty() {
-                completed.push(job.tag);
+            if retry.is_empty() {
+                completed.push(tag);
             } else {
                 self.retry.push(Job {
-                    tag: job.tag,
-                    records: failed,
+                    tag,
+                    records: retry,
                 });
             }
         }
@@ -589,16 +634,28 @@ impl Connector {
         }
     }
 
+    /// Settles every batch still awaiting acknowledgements.
+    async fn settle_all(&mut self) {
+        while let Some(joined) = self.deliveries.join_next().await {
+            match joined {
+                Ok(settled) => self.settle(settled),
+                Err(e) => tracing::warn!(error = %e, "awaiting Kafka acknowledgements"),
+            }
+        }
+    }
+
     /// Stops the consumer, retries failed produces a few times, commits
     /// synchronously and leaves the group.
     async fn finish(mut self) {
         self.stop_consumer().await;
+        self.settle_all().await;
         for _ in 0..FINISH_RETRIES {
             if self.retry.is_empty() {
                 break;
             }
             tokio::time::sleep(RETRY_DELAY).await;
             self.handle(Vec::new(), Vec::new()).await;
+            self.settle_all().await;
         }
         if !self.retry.is_empty() {
             tracing::warn!(
@@ -610,8 +667,10 @@ impl Connector {
             producer,
             consumer,
             shared,
+            deliveries,
             ..
         } = self;
+        drop(deliveries);
         let left = shared.offsets.lock().map(|o| o.in_flight()).unwrap_or(0);
         if left > 0 {
             tracing::info!(
@@ -733,53 +792,34 @@ fn consume(
     }
 }
 
-/// Produces every record, waiting for the broker's acknowledgements; one
-/// result per record, in order. A full local queue waits for earlier
-/// acknowledgements.
-async fn produce_all(
+/// Hands one record to the producer. A full local queue waits until the
+/// acknowledgements being awaited make room.
+async fn send(
     producer: &FutureProducer<ProducerContext>,
-    records: &[&Outbound],
-) -> Vec<Result<(), RdKafkaError>> {
-    let mut results: Vec<Result<(), RdKafkaError>> = Vec::with_capacity(records.len());
-    results.resize_with(records.len(), || Ok(()));
-    let mut waiting = VecDeque::new();
-    for (i, outbound) in records.iter().enumerate() {
-        loop {
-            let mut headers = OwnedHeaders::new_with_capacity(outbound.headers.len());
-            for (key, value) in &outbound.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
+    outbound: &Outbound,
+) -> Result<DeliveryFuture, RdKafkaError> {
+    loop {
+        let mut headers = OwnedHeaders::new_with_capacity(outbound.headers.len());
+        for (key, value) in &outbound.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&outbound.topic)
+            .payload(&outbound.body)
+            .headers(headers);
+        if let Some(key) = &outbound.key {
+            record = record.key(key.as_slice());
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            let mut record = FutureRecord::<[u8], [u8]>::to(&outbound.topic)
-                .payload(&outbound.body)
-                .headers(headers);
-            if let Some(key) = &outbound.key {
-                record = record.key(key.as_slice());
-            }
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    waiting.push_back((i, delivery));
-                    break;
-                }
-                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    match waiting.pop_front() {
-                        Some((j, delivery)) => results[j] = delivered(delivery.await),
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
-                Err((e, _)) => {
-                    results[i] = Err(e);
-                    break;
-                }
-            }
+            Err((e, _)) => return Err(e),
         }
     }
-    for (j, delivery) in waiting {
-        results[j] = delivered(delivery.await);
-    }
-    results
 }
 
 fn delivered<Canceled>(
