@@ -48,8 +48,11 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
             config.heartbeat_interval_ms.to_string(),
         )
         .set("enable.partition.eof", "false")
-        // Bound librdkafka's own prefetch queue by the in-flight bound.
-        .set("queued.min.messages", config.max_in_flight.to_string());
+        // Bound librdkafka's own prefetch queue by the in-flight bound, and
+        // fetch again soon once the pipeline drained it (librdkafka's
+        // default backoff, 1 s, stalls a consumer that keeps it full).
+        .set("queued.min.messages", config.max_in_flight.to_string())
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in base(config, "consumer").config_map() {
         c.set(key, value);
     }
