@@ -66,7 +66,7 @@ pub fn consumer_config(config: &KafkaConfig) -> ClientConfig {
 /// The producer's settings: idempotent, every in-sync replica acknowledges.
 pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("linger.ms", "5");
+    c.set("linger.ms", "1");
     for (key, value) in base(config, "producer").config_map() {
         c.set(key, value);
     }

@@ -718,17 +718,10 @@ fn consume(
     max_in_flight: usize,
 ) {
     let mut paused: Option<u64> = None;
-    let mut prof = (std::time::Instant::now(), 0u64, 0u64, 0u64);
     while shared.consuming.load(Ordering::Acquire) {
-        if prof.0.elapsed() > Duration::from_millis(200) {
-            let n = shared.offsets.lock().map(|o| o.in_flight()).unwrap_or(0);
-            tracing::debug!(in_flight = n, consumed = prof.1, empty_polls = prof.2, waits = prof.3, "PROFILE consumer");
-            prof = (std::time::Instant::now(), 0, 0, 0);
-        }
         let in_flight = match shared.offsets.lock() {
             Ok(offsets) if offsets.in_flight() >= max_in_flight && paused.is_none() => {
                 // Wait for room without polling.
-                prof.3 += 1;
                 match shared.room.wait_timeout_while(offsets, PAUSE_AFTER, |o| {
                     o.in_flight() >= max_in_flight && shared.consuming.load(Ordering::Acquire)
                 }) {
@@ -757,10 +750,7 @@ fn consume(
             }
         }
         let message = match consumer.poll(POLL) {
-            None => {
-                prof.2 += 1;
-                continue;
-            }
+            None => continue,
             Some(Ok(message)) => message,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "polling Kafka");
@@ -791,7 +781,6 @@ fn consume(
             Ok(mut offsets) => offsets.consume(topic, message.partition(), message.offset(), entry),
             Err(_) => return,
         };
-        prof.1 += 1;
         let source = first_source.saturating_add(topic as u16);
         if ingress
             .submit_json(&shared.topics[topic], body, source, tag)
