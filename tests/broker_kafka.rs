@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_common::kafka::{kafka_config, Kafka};
+use broker_common::kafka::{kafka_config, Kafka, Produced};
 use broker_common::{service, task_json, unique};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
@@ -180,7 +180,7 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
     ];
     let correlations: Vec<String> = (0..cases.len()).map(|i| format!("case-{i}")).collect();
     let good = task_json("good-after-bad", "noop", "acme");
-    let mut records: Vec<(Option<&[u8]>, &[u8], Vec<(&str, &str)>)> = cases
+    let mut records: Vec<Produced<'_>> = cases
         .iter()
         .zip(&correlations)
         .map(|((_, body, _), c)| {

@@ -31,6 +31,9 @@ pub fn kafka_config(brokers: &str, group: &str, topics: &[&str]) -> KafkaConfig 
     config
 }
 
+/// A record to produce: key, value, headers.
+pub type Produced<'a> = (Option<&'a [u8]>, &'a [u8], Vec<(&'a str, &'a str)>);
+
 /// A record read back.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -114,11 +117,7 @@ impl Kafka {
 
     /// Produces `(key, value, headers)` records to `topic` and waits until
     /// the broker acknowledged every one.
-    pub fn produce<'a>(
-        &self,
-        topic: &str,
-        records: impl IntoIterator<Item = (Option<&'a [u8]>, &'a [u8], Vec<(&'a str, &'a str)>)>,
-    ) {
+    pub fn produce<'a>(&self, topic: &str, records: impl IntoIterator<Item = Produced<'a>>) {
         self.runtime.block_on(async {
             let mut waiting = std::collections::VecDeque::new();
             for (key, body, headers) in records {
