@@ -2,9 +2,10 @@
 //! (`TIDEWATER_KAFKA_BROKERS`, set by `tests/services/up`): tasks round-trip
 //! from a topic to the results topic keyed by tenant and kind, every class of
 //! bad input is dead-lettered with its reason in the headers, requests with a
-//! reply-to header get their result there, and offsets are committed only
-//! past recorded outcomes, so a restarted consumer resumes without loss and
-//! without repeating finished work.
+//! reply-to header get their result there, offsets are committed only past
+//! recorded outcomes, so a restarted consumer resumes without loss and
+//! without repeating finished work, and no more than `max_in_flight`
+//! messages are consumed ahead of their outcomes.
 
 mod broker_common;
 
@@ -350,4 +351,66 @@ fn offsets_are_committed_only_past_recorded_outcomes_and_a_restart_resumes_there
     assert_eq!(second_store.counts().expect("counts").succeeded, 150);
     assert!(second_store.get("a-0").expect("get").is_none());
     assert_eq!(kafka.committed(&t.group, &t.tasks, 1), vec![Some(351)]);
+}
+
+#[test]
+fn consumption_stops_at_max_in_flight() {
+    let Some(brokers) = service("TIDEWATER_KAFKA_BROKERS") else {
+        return;
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let kafka = Kafka::connect(&brokers);
+    let t = topics(&kafka, "backpressure", 2);
+    const BOUND: usize = 4;
+    const TASKS: usize = 40;
+    let mut kafka_config = connector_config(&kafka, &t);
+    kafka_config.max_in_flight = BOUND;
+    let mut config = Config {
+        workers: 2,
+        ..Config::default()
+    };
+    config.http.enabled = false;
+    config.store.kind = StoreKind::Memory;
+    config.kafka = Some(kafka_config);
+    // Tasks that take a while, counting how many run at once; the executor
+    // could run hundreds together (with the bound at 1000, all 40 do).
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+    let pipeline = Pipeline::builder(config)
+        .handler("slow", move |_task| {
+            let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(tidewater::HandlerOutput::default())
+            }
+        })
+        .start()
+        .expect("start");
+    let runtime = pipeline.runtime().expect("runtime");
+    let connector = pipeline.brokers().kafka().expect("configured");
+    assert!(runtime.block_on(connector.wait_assigned(Duration::from_secs(30))));
+    let bodies: Vec<Vec<u8>> = (0..TASKS)
+        .map(|i| task_json(&format!("bp-{i}"), "slow", "acme"))
+        .collect();
+    let keys: Vec<String> = (0..TASKS).map(|i| format!("k{i}")).collect();
+    kafka.produce(
+        &t.tasks,
+        bodies
+            .iter()
+            .zip(&keys)
+            .map(|(b, k)| (Some(k.as_bytes()), b.as_slice(), Vec::new())),
+    );
+    let results = kafka.read(&t.results, TASKS, Duration::from_secs(60));
+    assert_eq!(results.len(), TASKS, "every task finished");
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= BOUND,
+        "{most} tasks ran at once: more than max_in_flight = {BOUND} were consumed"
+    );
+    assert!(most >= 2, "tasks still run concurrently under the bound");
+    pipeline.shutdown().expect("shutdown");
 }
