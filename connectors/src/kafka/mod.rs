@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  topics ──poll (consumer group)──► consumer thread ──submit_json(topic, tag)──► pipeline
-//!    ▲          pause at max_in_flight   │ Offsets: partition → offset → (done?, body,   │
+//!    ▲    stop polling at max_in_flight  │ Offsets: partition → offset → (done?, body,   │
 //!    │                                   │          key, reply-to, correlation id)        ▼
 //!  commit ◄── acks=all ◄── produce: results topic (key {tenant}.{kind}),       store records outcome
 //!  (highest                     reply-to topic (header),                                 │
