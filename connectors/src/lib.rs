@@ -9,6 +9,8 @@
 #![forbid(missing_docs)]
 
 pub mod ingest;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod outcome;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

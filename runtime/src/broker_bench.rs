@@ -40,13 +40,14 @@ use crate::pipeline::Pipeline;
 /// Broker benchmark settings.
 #[derive(Clone, Debug)]
 pub struct BrokerBenchOptions {
-    /// AMQP URI of the broker.
+    /// AMQP URI of the broker (`amqp`), or its bootstrap servers (`kafka`).
     pub url: String,
     /// Tasks per run.
     pub tasks: u64,
     /// Timely workers of the pipeline.
     pub workers: usize,
-    /// Prefetch, the same for both sides.
+    /// Prefetch, the same for both sides (Kafka: the pipeline's
+    /// `max_in_flight` and the raw loop's largest batch).
     pub prefetch: u16,
     /// Raw/pipeline pairs of runs.
     pub rounds: usize,
@@ -58,6 +59,8 @@ pub struct BrokerBenchOptions {
 /// Broker benchmark results.
 #[derive(Clone, Debug, Serialize)]
 pub struct BrokerBenchReport {
+    /// The broker: `amqp` or `kafka`.
+    pub broker: String,
     /// Tasks per run.
     pub tasks: u64,
     /// Pipeline workers.
@@ -66,7 +69,7 @@ pub struct BrokerBenchReport {
     pub prefetch: u16,
     /// The pipeline's store.
     pub store: String,
-    /// Raw lapin loop, tasks per second, per round.
+    /// Raw client loop (lapin, rdkafka), tasks per second, per round.
     pub raw_tasks_per_sec: Vec<f64>,
     /// Pipeline, tasks per second, per round.
     pub pipeline_tasks_per_sec: Vec<f64>,
@@ -88,6 +91,14 @@ pub enum BrokerBenchError {
         operation: &'static str,
         /// The client's account.
         source: lapin::Error,
+    },
+    /// A Kafka operation failed.
+    #[error("Kafka {operation}: {source}")]
+    Kafka {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's account.
+        source: rdkafka::error::KafkaError,
     },
     /// The pipeline failed.
     #[error("pipeline: {0}")]
@@ -150,15 +161,7 @@ pub fn run_broker_bench(
     let channel = runtime
         .block_on(setup(&connection, &names))
         .map_err(amqp("declaring the benchmark's queues"))?;
-    let bodies: Vec<Vec<u8>> = (0..options.tasks)
-        .map(|i| {
-            format!(
-                r#"{{"id":"bench-{i}","kind":"noop","tenant":"t{}","resources":{{"cpu_milli":10}}}}"#,
-                i % 4
-            )
-            .into_bytes()
-        })
-        .collect();
+    let bodies = task_bodies(options.tasks);
     let mut raw = Vec::new();
     let mut piped = Vec::new();
     let result = (|| {
@@ -191,6 +194,7 @@ pub fn run_broker_bench(
     let raw_median = median(&raw);
     let pipeline_median = median(&piped);
     Ok(BrokerBenchReport {
+        broker: "amqp".into(),
         tasks: options.tasks,
         workers: options.workers,
         prefetch: options.prefetch,
@@ -207,7 +211,22 @@ pub fn run_broker_bench(
     })
 }
 
-fn median(values: &[f64]) -> f64 {
+/// The task messages both benchmarks use: `tasks` no-op tasks over four
+/// tenants.
+pub(crate) fn task_bodies(tasks: u64) -> Vec<Vec<u8>> {
+    (0..tasks)
+        .map(|i| {
+            format!(
+                r#"{{"id":"bench-{i}","kind":"noop","tenant":"t{}","resources":{{"cpu_milli":10}}}}"#,
+                i % 4
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// The median of `values` (0 for none).
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  [rabbitmq] config ─► RabbitMqHandle ─► Ingress (submit_json, source n, packed tag)
+//!  [kafka] config ────► KafkaHandle ────► Ingress (submit_json, source n, offset tag)
 //!                              ▲
 //!  RecordResults / DeadLetter sinks ─► AckRegistry::finished / rejected ─► listener(source n)
 //! ```
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_connectors::ingest::{IngressClosed, RecordIngress};
+use tidewater_connectors::kafka::{KafkaContext, KafkaHandle};
 use tidewater_connectors::rabbitmq::{AgentEvents, AgentLink, RabbitMqContext, RabbitMqHandle};
 use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::ControlCommand;
@@ -29,6 +31,8 @@ use crate::remote_backend::AgentHub;
 
 /// Source number of the first consumed RabbitMQ queue (the others follow).
 pub const RABBITMQ_FIRST_SOURCE: u16 = 0x100;
+/// Source number of the first consumed Kafka topic (the others follow).
+pub const KAFKA_FIRST_SOURCE: u16 = 0x200;
 
 /// How long shutdown waits for a connector to flush its last outcomes.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,6 +63,7 @@ impl AlertSink for RabbitMqHandle {
 #[derive(Default)]
 pub struct Brokers {
     rabbitmq: Option<RabbitMqHandle>,
+    kafka: Option<KafkaHandle>,
 }
 
 impl Brokers {
@@ -96,6 +101,22 @@ impl Brokers {
                 ));
             }
         }
+        if let Some(kafka) = &config.kafka {
+            let handle = KafkaHandle::start(
+                kafka.clone(),
+                KafkaContext {
+                    ingress: Arc::new(ingress.clone()),
+                    store: Arc::clone(store),
+                    first_source: KAFKA_FIRST_SOURCE,
+                },
+                runtime,
+            )
+            .map_err(|e| RuntimeError::Broker(e.to_string()))?;
+            for &source in handle.sources() {
+                acks.register_listener(source, handle.listener());
+            }
+            brokers.kafka = Some(handle);
+        }
         Ok(brokers)
     }
 
@@ -113,8 +134,21 @@ impl Brokers {
         self.rabbitmq.as_ref()
     }
 
+    /// The Kafka connector, when configured.
+    pub fn kafka(&self) -> Option<&KafkaHandle> {
+        self.kafka.as_ref()
+    }
+
     /// Stops taking new deliveries.
     pub fn stop_consuming(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(kafka) = &self.kafka {
+            let stopped = runtime.block_on(async {
+                tokio::time::timeout(FLUSH_TIMEOUT, kafka.stop_consuming()).await
+            });
+            if stopped.is_err() {
+                tracing::warn!("the Kafka consumer did not stop in time");
+            }
+        }
         if let Some(rabbitmq) = &self.rabbitmq {
             let stopped = runtime.block_on(async {
                 tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.stop_consuming()).await
@@ -128,6 +162,15 @@ impl Brokers {
     /// Publishes and acknowledges the outcomes received so far and closes
     /// the connections. Call after the workers have stopped.
     pub fn finish(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(kafka) = &self.kafka {
+            let done = runtime
+                .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, kafka.finish()).await });
+            if done.is_err() {
+                tracing::warn!(
+                    "Kafka did not flush in time; uncommitted messages will be consumed again"
+                );
+            }
+        }
         if let Some(rabbitmq) = &self.rabbitmq {
             let done = runtime
                 .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, rabbitmq.finish()).await });

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
@@ -60,6 +61,10 @@ pub struct Config {
     /// to exchanges. Absent: no RabbitMQ.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rabbitmq: Option<RabbitMqConfig>,
+    /// The Kafka connector: tasks from a consumer group's topics, results
+    /// and dead letters to topics. Absent: no Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaConfig>,
     /// The online learner of run times and failures (`[learner]`).
     pub learner: LearnerSettings,
 }
@@ -81,6 +86,7 @@ impl Default for Config {
             queries: Vec::new(),
             alerts: Vec::new(),
             rabbitmq: None,
+            kafka: None,
             learner: LearnerSettings::default(),
         }
     }
@@ -348,6 +354,11 @@ impl Config {
         }
         if let Some(rabbitmq) = &self.rabbitmq {
             if let Err((key, detail)) = rabbitmq.validate() {
+                return invalid(&key, detail);
+            }
+        }
+        if let Some(kafka) = &self.kafka {
+            if let Err((key, detail)) = kafka.validate() {
                 return invalid(&key, detail);
             }
         }

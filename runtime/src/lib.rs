@@ -22,6 +22,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod ingress;
+pub mod kafka_bench;
 pub mod launch;
 pub mod monitoring;
 pub mod pipeline;

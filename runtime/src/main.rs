@@ -14,6 +14,7 @@ use tidewater::bench::{run_bench, BenchOptions};
 use tidewater::broker_bench::{run_broker_bench, BrokerBenchOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::config::{ClusterConfig, Config, StoreKind};
+use tidewater::kafka_bench::run_kafka_bench;
 use tidewater::sources::feed_json_lines;
 use tidewater::{HandlerOutput, HandlerRegistry, Pipeline};
 
@@ -205,17 +206,15 @@ struct BenchArgs {
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
-    /// Measure end to end through a broker instead (`amqp`), against a raw
-    /// client loop in the same run.
-    #[arg(long, value_parser = ["amqp"])]
+    /// Measure end to end through a broker instead (`amqp` or `kafka`),
+    /// against a raw client loop in the same run.
+    #[arg(long, value_parser = ["amqp", "kafka"])]
     broker: Option<String>,
-    /// The broker's address (with --broker amqp).
-    #[arg(
-        long,
-        env = "TIDEWATER_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    broker_url: String,
+    /// The broker's address: an AMQP URI (default `$TIDEWATER_AMQP_URL`,
+    /// else amqp://guest:guest@127.0.0.1:5672/%2f), or Kafka bootstrap
+    /// servers (default `$TIDEWATER_KAFKA_BROKERS`, else 127.0.0.1:9092).
+    #[arg(long)]
+    broker_url: Option<String>,
     /// Prefetch for both sides (with --broker).
     #[arg(long, default_value_t = 1000)]
     prefetch: u16,
@@ -715,9 +714,23 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    if args.broker.is_some() {
-        let report = run_broker_bench(&BrokerBenchOptions {
-            url: args.broker_url.clone(),
+    if let Some(broker) = args.broker.as_deref() {
+        let kafka = broker == "kafka";
+        let (var, fallback) = if kafka {
+            ("TIDEWATER_KAFKA_BROKERS", "127.0.0.1:9092")
+        } else {
+            (
+                "TIDEWATER_AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            )
+        };
+        let url = args
+            .broker_url
+            .clone()
+            .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| fallback.to_string());
+        let options = BrokerBenchOptions {
+            url,
             tasks: args.tasks,
             workers: args.workers,
             prefetch: args.prefetch,
@@ -727,7 +740,12 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             } else {
                 StoreKind::Embedded
             },
-        })?;
+        };
+        let report = if kafka {
+            run_kafka_bench(&options)?
+        } else {
+            run_broker_bench(&options)?
+        };
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

@@ -1,7 +1,10 @@
 //! Helpers for the broker tests: the service addresses from the
-//! environment (set by `tests/services/up`), and a small blocking AMQP
-//! client for publishing tasks and reading results and dead letters.
+//! environment (set by `tests/services/up`), and small blocking AMQP and
+//! Kafka ([`kafka`]) clients for publishing tasks and reading results and
+//! dead letters.
 #![allow(dead_code)]
+
+pub mod kafka;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
