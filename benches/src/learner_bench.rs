@@ -13,7 +13,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use tidewater_operators::learn::cuda::CudaTrainer;
 use tidewater_operators::learn::features::log_runtime_target;
+use tidewater_operators::learn::learner::{LearnError, Trainer};
+use tidewater_operators::learn::settings::DeviceChoice;
 use tidewater_operators::learn::{
     FeatureHasher, Loss, ModelKind, ModelSpec, OnlineModel, OptimizerKind, SparseFeatures,
     TaskFeatures,
@@ -37,6 +40,11 @@ pub struct LearnerBenchOptions {
     pub feature_dim: u32,
     /// `adam` or `sgd`.
     pub optimizer: String,
+    /// `cpu`, `cuda:N`, or `auto` (the first CUDA device if any).
+    pub device: String,
+    /// On a CUDA device, pack and upload each batch per step instead of
+    /// training on batches uploaded once.
+    pub host_batches: bool,
 }
 
 impl Default for LearnerBenchOptions {
@@ -49,6 +57,8 @@ impl Default for LearnerBenchOptions {
             threads: 2,
             feature_dim: 1 << 16,
             optimizer: "adam".into(),
+            device: "cpu".into(),
+            host_batches: false,
         }
     }
 }
@@ -62,6 +72,9 @@ pub enum LearnerBenchError {
     /// A training thread panicked.
     #[error("bench-learner: a training thread failed")]
     Thread,
+    /// The device could not be opened or failed.
+    #[error("bench-learner: {0}")]
+    Device(#[from] LearnError),
 }
 
 /// The measurement.
@@ -71,8 +84,11 @@ pub struct LearnerBenchReport {
     pub model: String,
     /// Optimizer.
     pub optimizer: String,
-    /// Always `cpu`.
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// How batches reach the trainer: `host` (CPU), `device-resident` or
+    /// `host-batches` (CUDA).
+    pub feed: String,
     /// Training threads.
     pub threads: usize,
     /// Samples trained on.
@@ -176,17 +192,67 @@ pub fn bench_learner(
 
     let batches: Vec<&[(SparseFeatures, f32)]> = pool.chunks(options.batch_size).collect();
     let total_batches = options.samples.div_ceil(options.batch_size);
+    let device: DeviceChoice = options
+        .device
+        .parse()
+        .map_err(|e| LearnerBenchError::Invalid(format!("{e}")))?;
+    let cuda = match device {
+        DeviceChoice::Cpu => None,
+        DeviceChoice::Cuda(n) => Some(CudaTrainer::open(n, &spec)?),
+        DeviceChoice::Auto => CudaTrainer::open(0, &spec).ok(),
+    };
+    let run = match cuda {
+        Some(trainer) => train_on_cuda(trainer, &batches, total_batches, options.host_batches)?,
+        None => train_on_cpu(&spec, &batches, total_batches, options.threads)?,
+    };
+    let loss_after = f64::from(run.model.evaluate(probe));
+    Ok(LearnerBenchReport {
+        model: match kind {
+            ModelKind::Linear => "linear".into(),
+            ModelKind::Mlp { hidden } => format!("mlp-{hidden}"),
+        },
+        optimizer: options.optimizer.clone(),
+        device: run.device,
+        feed: run.feed.into(),
+        threads: run.threads,
+        samples: run.samples,
+        batch_size: options.batch_size,
+        nnz_per_sample,
+        train_s: run.train_s,
+        samples_per_s: run.samples as f64 / run.train_s.max(1e-9),
+        featurize_per_s,
+        loss_before,
+        loss_after,
+    })
+}
+
+/// What one training run produced.
+struct TrainingRun {
+    model: OnlineModel,
+    device: String,
+    feed: &'static str,
+    threads: usize,
+    samples: usize,
+    train_s: f64,
+}
+
+/// Trains one replica per thread on interleaved batches, then averages.
+fn train_on_cpu(
+    spec: &ModelSpec,
+    batches: &[&[(SparseFeatures, f32)]],
+    total_batches: usize,
+    threads: usize,
+) -> Result<TrainingRun, LearnerBenchError> {
     let start = Instant::now();
     let replicas: Vec<OnlineModel> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..options.threads)
+        let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let batches = &batches;
                 scope.spawn(move || {
-                    let mut model = OnlineModel::new(&spec);
+                    let mut model = OnlineModel::new(spec);
                     let mut b = t;
                     while b < total_batches {
                         model.train_batch(batches[b % batches.len()]);
-                        b += options.threads;
+                        b += threads;
                     }
                     model
                 })
@@ -198,29 +264,66 @@ pub fn bench_learner(
             .collect::<Result<Vec<_>, _>>()
     })?;
     let train_s = start.elapsed().as_secs_f64();
-    let trained: usize = replicas.iter().map(|m| m.samples() as usize).sum();
-    let mut averaged = replicas[0].clone();
+    let samples: usize = replicas.iter().map(|m| m.samples() as usize).sum();
+    let mut model = replicas[0].clone();
     let n = replicas.len() as f32;
-    for (i, p) in averaged.params_mut().iter_mut().enumerate() {
+    for (i, p) in model.params_mut().iter_mut().enumerate() {
         *p = replicas.iter().map(|m| m.params()[i]).sum::<f32>() / n;
     }
-    let loss_after = f64::from(averaged.evaluate(probe));
-    Ok(LearnerBenchReport {
-        model: match kind {
-            ModelKind::Linear => "linear".into(),
-            ModelKind::Mlp { hidden } => format!("mlp-{hidden}"),
-        },
-        optimizer: options.optimizer.clone(),
+    Ok(TrainingRun {
+        model,
         device: "cpu".into(),
-        threads: options.threads,
-        samples: trained,
-        batch_size: options.batch_size,
-        nnz_per_sample,
+        feed: "host",
+        threads,
+        samples,
         train_s,
-        samples_per_s: trained as f64 / train_s.max(1e-9),
-        featurize_per_s,
-        loss_before,
-        loss_after,
+    })
+}
+
+/// Trains on one CUDA device: one untimed warm-up step (the first launch
+/// of each kernel loads it), then `total_batches` timed steps, waiting for
+/// the last before the clock stops.
+fn train_on_cuda(
+    mut trainer: CudaTrainer,
+    batches: &[&[(SparseFeatures, f32)]],
+    total_batches: usize,
+    host_batches: bool,
+) -> Result<TrainingRun, LearnerBenchError> {
+    let mut samples = 0;
+    let train_s = if host_batches {
+        trainer.train_batch(batches[0])?;
+        let start = Instant::now();
+        for b in 0..total_batches {
+            let batch = batches[b % batches.len()];
+            trainer.train_batch(batch)?;
+            samples += batch.len();
+        }
+        start.elapsed().as_secs_f64()
+    } else {
+        let set = trainer.upload_batches(batches)?;
+        trainer.train_resident(&set, 0)?;
+        trainer.synchronize()?;
+        let start = Instant::now();
+        for b in 0..total_batches {
+            let index = b % set.len();
+            trainer.train_resident(&set, index)?;
+            samples += set.rows(index);
+        }
+        trainer.synchronize()?;
+        start.elapsed().as_secs_f64()
+    };
+    let device = trainer.device();
+    Ok(TrainingRun {
+        model: trainer.model()?.clone(),
+        device,
+        feed: if host_batches {
+            "host-batches"
+        } else {
+            "device-resident"
+        },
+        threads: 1,
+        samples,
+        train_s,
     })
 }
 
@@ -239,14 +342,25 @@ mod tests {
                 threads: 2,
                 feature_dim: 1 << 12,
                 optimizer: "adam".into(),
+                device: "cpu".into(),
+                host_batches: false,
             })
             .expect("runs");
             assert_eq!(report.samples, 20_000);
+            assert_eq!(
+                (report.device.as_str(), report.feed.as_str()),
+                ("cpu", "host")
+            );
             assert!(report.samples_per_s > 0.0);
             assert!(report.loss_after < report.loss_before, "{report:?}");
         }
         assert!(bench_learner(&LearnerBenchOptions {
             model: "forest".into(),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(bench_learner(&LearnerBenchOptions {
+            device: "tpu".into(),
             ..Default::default()
         })
         .is_err());

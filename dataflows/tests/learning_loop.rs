@@ -2,6 +2,10 @@
 //! their final completions train the learner on worker 0, and the model
 //! versions it publishes reach every worker's coordinator (observed through
 //! the coordinator's adoption listener).
+//!
+//! The learner trains on the CPU unless `TIDEWATER_TEST_LEARNER_DEVICE`
+//! names another device (`cuda:0`, `auto`): on a machine with a GPU, run it
+//! with `cuda:0` to take the same loop through the CUDA trainer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,9 +68,20 @@ impl ExecutionBackend for SimulatedBackend {
 
 type Adopted = Arc<Mutex<Vec<(usize, ModelTarget, u64)>>>;
 
+/// The learner's device for this run (see the module docs).
+fn learner_device() -> DeviceChoice {
+    std::env::var("TIDEWATER_TEST_LEARNER_DEVICE")
+        .map(|d| {
+            d.parse()
+                .expect("TIDEWATER_TEST_LEARNER_DEVICE: auto, cpu or cuda:N")
+        })
+        .unwrap_or(DeviceChoice::Cpu)
+}
+
 #[test]
 fn model_versions_reach_every_coordinator() {
     const WORKERS: usize = 2;
+    let device = learner_device();
     const TASKS: usize = 200;
     let adopted: Adopted = Arc::new(Mutex::new(Vec::new()));
     let published: Arc<Mutex<Vec<Publication>>> = Arc::new(Mutex::new(Vec::new()));
@@ -107,7 +122,7 @@ fn model_versions_reach_every_coordinator() {
         };
         let settings = LearnerSettings {
             enabled: true,
-            device: DeviceChoice::Cpu,
+            device,
             batch_size: 10,
             learning_rate: 0.05,
             feature_dim: 256,
@@ -220,6 +235,20 @@ fn model_versions_reach_every_coordinator() {
     assert_eq!(last.update.version, (TASKS / 10) as u64);
     assert_eq!(last.update.trained_samples, TASKS as u64);
     assert!(last.metrics.contains_key("median_abs_log_error"));
+    let on_gpu = last.metrics.get("on_gpu").copied();
+    let expected_executor = match device {
+        DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda(_) => "gpu",
+        // Auto: whatever the learner found, as long as metrics agree.
+        DeviceChoice::Auto if on_gpu == Some(1.0) => "gpu",
+        DeviceChoice::Auto => "cpu",
+    };
+    assert_eq!(
+        on_gpu,
+        Some(f64::from(u8::from(expected_executor == "gpu"))),
+        "trained on {expected_executor}"
+    );
+    eprintln!("learning loop trained on {expected_executor} ({device})");
 
     // Each version's batch loss is reported as a `learner_loss` metric.
     let losses = losses.lock().expect("losses");
@@ -230,7 +259,7 @@ fn model_versions_reach_every_coordinator() {
     }
     assert!(losses
         .iter()
-        .all(|m| m.value.is_finite() && m.value >= 0.0 && m.executor == "cpu"));
+        .all(|m| m.value.is_finite() && m.value >= 0.0 && m.executor == expected_executor));
 
     let adopted = adopted.lock().expect("adopted");
     for worker in 0..WORKERS {

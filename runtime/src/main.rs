@@ -290,6 +290,13 @@ struct BenchLearnerArgs {
     /// adam or sgd.
     #[arg(long, default_value = "adam")]
     optimizer: String,
+    /// cpu, cuda:N, or auto (the first CUDA device if any).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// On CUDA, pack and upload each batch per step (as the pipeline's
+    /// learner does) instead of training on batches uploaded once.
+    #[arg(long)]
+    host_batches: bool,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -344,14 +351,16 @@ fn main() -> anyhow::Result<()> {
                     threads: args.threads,
                     feature_dim: args.feature_dim,
                     optimizer: args.optimizer,
+                    device: args.device,
+                    host_batches: args.host_batches,
                 },
             )?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!(
-                    "{} ({}, {} threads): {:.0} samples/s ({} samples in {:.2} s, {:.1} non-zeros each); loss {:.3} -> {:.3}; featurize {:.0}/s",
-                    report.model, report.optimizer, report.threads, report.samples_per_s, report.samples,
+                    "{} ({}, {} on {}, {} threads): {:.0} samples/s ({} samples in {:.2} s, {:.1} non-zeros each); loss {:.3} -> {:.3}; featurize {:.0}/s",
+                    report.model, report.optimizer, report.feed, report.device, report.threads, report.samples_per_s, report.samples,
                     report.train_s, report.nnz_per_sample, report.loss_before, report.loss_after, report.featurize_per_s
                 );
             }
