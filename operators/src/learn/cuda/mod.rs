@@ -92,26 +92,27 @@ struct DeviceBatch<'a> {
     rows: usize,
 }
 
+/// Packed CSR arrays in device memory (see [`csr`]).
+struct DeviceCsr {
+    idx: CudaSlice<i32>,
+    val: CudaSlice<f32>,
+    row_ptr: CudaSlice<i32>,
+    y: CudaSlice<f32>,
+    touched: CudaSlice<i32>,
+}
+
 impl<'a> DeviceBatch<'a> {
     /// The window of `extent` in uploaded arrays.
-    fn window(
-        arrays: (
-            &'a CudaSlice<i32>,
-            &'a CudaSlice<f32>,
-            &'a CudaSlice<i32>,
-            &'a CudaSlice<f32>,
-            &'a CudaSlice<i32>,
-        ),
-        extent: BatchExtent,
-    ) -> Self {
-        let (idx, val, row_ptr, y, touched) = arrays;
+    fn window(csr: &'a DeviceCsr, extent: BatchExtent) -> Self {
         let rows = extent.first_row..extent.first_row + extent.rows;
         DeviceBatch {
-            idx: idx.slice(..),
-            val: val.slice(..),
-            row_ptr: row_ptr.slice(rows.start..rows.end + 1),
-            y: y.slice(rows),
-            touched: touched.slice(extent.first_touched..extent.first_touched + extent.touched),
+            idx: csr.idx.slice(..),
+            val: csr.val.slice(..),
+            row_ptr: csr.row_ptr.slice(rows.start..rows.end + 1),
+            y: csr.y.slice(rows),
+            touched: csr
+                .touched
+                .slice(extent.first_touched..extent.first_touched + extent.touched),
             rows: extent.rows,
         }
     }
@@ -292,30 +293,17 @@ impl CudaTrainer {
         Ok(csr)
     }
 
-    /// Uploads packed arrays: (idx, val, row_ptr, y, touched).
-    #[allow(clippy::type_complexity)]
-    fn upload(
-        &self,
-        csr: &CsrBatches,
-    ) -> Result<
-        (
-            CudaSlice<i32>,
-            CudaSlice<f32>,
-            CudaSlice<i32>,
-            CudaSlice<f32>,
-            CudaSlice<i32>,
-        ),
-        LearnError,
-    > {
+    /// Uploads packed arrays.
+    fn upload(&self, csr: &CsrBatches) -> Result<DeviceCsr, LearnError> {
         let s = &self.stream;
         let e = self.err("uploading a batch");
-        Ok((
-            s.clone_htod(&csr.idx).map_err(&e)?,
-            s.clone_htod(&csr.val).map_err(&e)?,
-            s.clone_htod(&csr.row_ptr).map_err(&e)?,
-            s.clone_htod(&csr.y).map_err(&e)?,
-            s.clone_htod(&csr.touched).map_err(&e)?,
-        ))
+        Ok(DeviceCsr {
+            idx: s.clone_htod(&csr.idx).map_err(&e)?,
+            val: s.clone_htod(&csr.val).map_err(&e)?,
+            row_ptr: s.clone_htod(&csr.row_ptr).map_err(&e)?,
+            y: s.clone_htod(&csr.y).map_err(&e)?,
+            touched: s.clone_htod(&csr.touched).map_err(&e)?,
+        })
     }
 
     /// Uploads `batches` once, to train on again and again with
@@ -325,13 +313,8 @@ impl CudaTrainer {
         batches: &[&[(SparseFeatures, f32)]],
     ) -> Result<ResidentBatches, LearnError> {
         let csr = self.pack(batches.iter().copied())?;
-        let (idx, val, row_ptr, y, touched) = self.upload(&csr)?;
         Ok(ResidentBatches {
-            idx,
-            val,
-            row_ptr,
-            y,
-            touched,
+            arrays: self.upload(&csr)?,
             extents: csr.extents,
         })
     }
@@ -350,10 +333,7 @@ impl CudaTrainer {
                 format!("batch {index} of a set of {}", set.extents.len()),
             )
         })?;
-        let batch = DeviceBatch::window(
-            (&set.idx, &set.val, &set.row_ptr, &set.y, &set.touched),
-            extent,
-        );
+        let batch = DeviceBatch::window(&set.arrays, extent);
         self.enqueue_step(&batch)?;
         self.host.add_samples(extent.rows as u64);
         self.dirty = true;
@@ -525,10 +505,7 @@ impl Trainer for CudaTrainer {
         let csr = self.pack([batch])?;
         let extent = csr.extents[0];
         let arrays = self.upload(&csr)?;
-        let window = DeviceBatch::window(
-            (&arrays.0, &arrays.1, &arrays.2, &arrays.3, &arrays.4),
-            extent,
-        );
+        let window = DeviceBatch::window(&arrays, extent);
         self.enqueue_step(&window)?;
         let outputs = self
             .stream

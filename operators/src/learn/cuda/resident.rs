@@ -9,18 +9,13 @@
 //! PCIe transfers (`tidewater bench-learner --device cuda:N`), and how a
 //! replay or a retraining pass would feed a model from data already known.
 
-use cudarc::driver::CudaSlice;
-
 use super::csr::BatchExtent;
+use super::DeviceCsr;
 
 /// Packed batches in device memory; made by
 /// [`CudaTrainer::upload_batches`](super::CudaTrainer::upload_batches).
 pub struct ResidentBatches {
-    pub(super) idx: CudaSlice<i32>,
-    pub(super) val: CudaSlice<f32>,
-    pub(super) row_ptr: CudaSlice<i32>,
-    pub(super) y: CudaSlice<f32>,
-    pub(super) touched: CudaSlice<i32>,
+    pub(super) arrays: DeviceCsr,
     pub(super) extents: Vec<BatchExtent>,
 }
 
