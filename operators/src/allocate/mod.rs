@@ -8,6 +8,7 @@
 //! "allocated = sum of running requests, never above capacity" is checked by
 //! [`ShardAllocator::check_invariants`].
 
+mod backfill;
 mod capacity_summary;
 mod dot_product;
 mod executor_state;
@@ -26,6 +27,7 @@ mod spread;
 mod task_mix;
 mod tenants;
 
+pub use backfill::{shadow_for, BackfillMode, Shadow};
 pub use capacity_summary::{CapacitySummary, FreeSlot, SUMMARY_SLOTS};
 pub use dot_product::DotProduct;
 pub use executor_state::{ExecutorState, GpuPick};

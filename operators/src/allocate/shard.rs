@@ -30,6 +30,7 @@ use crate::model::{
     ReservationRequest, ReservationState, ReservationStatus, ResourceRequest, Task, TaskId,
 };
 
+use super::backfill::{shadow_for, BackfillMode, Shadow};
 use super::{
     policy_by_name, CapacitySummary, ExecutorRegistry, ExecutorState, FeasibilityIndex, GpuPick,
     PlacementPolicy, Placer, QueueOrder, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
@@ -55,6 +56,10 @@ pub struct AllocatorConfig {
     /// order, or shortest predicted run time first (by the learner's
     /// newest run-time model).
     pub queue_order: QueueOrder,
+    /// How a round fills capacity past a task that does not fit: `greedy`,
+    /// or `easy` (a reservation for that task by run-time estimates; see
+    /// [`BackfillMode`]).
+    pub backfill: BackfillMode,
 }
 
 impl Default for AllocatorConfig {
@@ -65,6 +70,7 @@ impl Default for AllocatorConfig {
             heartbeat_ttl_ms: 10_000,
             tenants: BTreeMap::new(),
             queue_order: QueueOrder::Arrival,
+            backfill: BackfillMode::Greedy,
         }
     }
 }
@@ -144,6 +150,9 @@ pub struct Placement {
     pub gpu: GpuPick,
     /// The reservation it runs inside, with the devices it holds there.
     pub reservation: Option<(Name, GpuPick)>,
+    /// When it is expected to end (µs since the epoch), by its run-time
+    /// estimate when placed; `None` without one.
+    pub expected_end_us: Option<u64>,
 }
 
 /// A broken accounting invariant, found by [`ShardAllocator::check_invariants`].
@@ -189,7 +198,11 @@ pub struct ShardAllocator {
     backfill_depth: usize,
     forward_cursor: usize,
     queue_order: QueueOrder,
-    /// The newest run-time model, for [`QueueOrder::ShortestPredictedFirst`].
+    backfill: BackfillMode,
+    /// The last round's head reservation under EASY backfilling.
+    head_shadow: Option<Shadow>,
+    /// The newest run-time model, for [`QueueOrder::ShortestPredictedFirst`]
+    /// and EASY backfilling.
     run_time_model: Option<ModelPredictor>,
 }
 
@@ -215,6 +228,7 @@ impl ShardAllocator {
             Self::with_policy(shard, executors, feasibility, policy, config.backfill_depth);
         allocator.tenants = TenantBook::new(config.tenants.clone(), allocator.capacity());
         allocator.queue_order = config.queue_order;
+        allocator.backfill = config.backfill;
         Ok(allocator)
     }
 
@@ -258,6 +272,8 @@ impl ShardAllocator {
             backfill_depth: backfill_depth.max(1),
             forward_cursor: 0,
             queue_order: QueueOrder::Arrival,
+            backfill: BackfillMode::Greedy,
+            head_shadow: None,
             run_time_model: None,
         };
         allocator.tenants.set_capacity(allocator.capacity());
@@ -401,8 +417,18 @@ impl ShardAllocator {
         }
         // Queued tasks did not fit when last examined and nothing was freed
         // since, so a newcomer that fits may go ahead of them (backfill).
+        // Under EASY backfilling it must keep the last round's head
+        // reservation, which stands until capacity is freed.
         if !self.dirty {
-            if let Some(task) = self.route(task, now_us, out) {
+            if let Some(task) = self.route(task, now_us, self.head_shadow, out) {
+                // A task that must wait while no head is reserved may be
+                // the head: the next round finds the head and its shadow.
+                if self.backfill == BackfillMode::Easy
+                    && self.head_shadow.is_none()
+                    && self.waits_for_capacity_here(&task)
+                {
+                    self.dirty = true;
+                }
                 self.enqueue(task);
             }
         } else {
@@ -445,14 +471,32 @@ impl ShardAllocator {
             .predict_runtime_s(task, DEFAULT_EXECUTOR_CLASS)
     }
 
+    /// The run time expected of `task`, in seconds: the run-time model's
+    /// prediction, else the user's requested run time, else its timeout.
+    pub fn runtime_estimate_s(&self, task: &Task) -> Option<f64> {
+        self.predicted_runtime_s(task)
+            .or_else(|| task.requested_runtime_s.map(f64::from))
+            .or_else(|| (task.timeout_ms > 0).then(|| task.timeout_ms as f64 / 1000.0))
+    }
+
+    /// When `task` would end if it started at `now_us`, by its estimate.
+    fn expected_end_us(&self, task: &Task, now_us: u64) -> Option<u64> {
+        let seconds = self.runtime_estimate_s(task)?;
+        Some(now_us.saturating_add((seconds.max(0.0) * 1e6).min(u64::MAX as f64 / 2.0) as u64))
+    }
+
     /// Places what it can from the queue, if capacity was freed since the
-    /// last round. Expired tasks met on the way are rejected.
+    /// last round. Expired tasks met on the way are rejected. Under EASY
+    /// backfilling the first task passed over for lack of capacity gets a
+    /// [`Shadow`] that later tasks must respect.
     pub fn schedule(&mut self, now_us: u64, out: &mut Vec<Decision>) {
         if !self.dirty {
             return;
         }
         self.dirty = false;
         let mut passed_over = Vec::new();
+        let mut shadow: Option<Shadow> = None;
+        let mut head_seen = self.backfill == BackfillMode::Greedy;
         while passed_over.len() < self.backfill_depth {
             let tenants = &self.tenants;
             let Some((task, seq)) = self.queue.pop_entry(|t| tenants.weighted_share(t)) else {
@@ -463,19 +507,50 @@ impl ShardAllocator {
                 out.push(Decision::Reject { task, reason });
                 continue;
             }
-            if let Some(task) = self.route(task, now_us, out) {
+            if let Some(task) = self.route(task, now_us, shadow, out) {
+                if !head_seen && self.waits_for_capacity_here(&task) {
+                    head_seen = true;
+                    shadow = shadow_for(
+                        self.placer.executors(),
+                        self.running.values(),
+                        &task.resources,
+                        now_us,
+                    );
+                }
                 passed_over.push((task, seq));
             }
         }
+        self.head_shadow = shadow;
         for (task, seq) in passed_over {
             self.queue.restore(task, seq);
         }
     }
 
-    /// Places `task` in a reservation of its holder or on an executor, or
+    /// Whether `task` waits for capacity on this shard's executors (not for
+    /// its tenant's quota): an accepting executor could hold it once others
+    /// end.
+    fn waits_for_capacity_here(&self, task: &Task) -> bool {
+        let quota_waits = self.tenants.quota(&task.tenant).is_some()
+            && !self.tenants.quota_admits(&task.tenant, &task.resources);
+        !quota_waits
+            && self
+                .placer
+                .executors()
+                .iter()
+                .any(|e| e.accepting && e.could_ever_fit(&task.resources))
+    }
+
+    /// Places `task` in a reservation of its holder or on an executor (one
+    /// that keeps `shadow`, the round's head reservation, if any), or
     /// forwards it when only other shards could hold it; hands it back when
     /// it must wait.
-    fn route(&mut self, task: Task, now_us: u64, out: &mut Vec<Decision>) -> Option<Task> {
+    fn route(
+        &mut self,
+        task: Task,
+        now_us: u64,
+        shadow: Option<Shadow>,
+        out: &mut Vec<Decision>,
+    ) -> Option<Task> {
         let quota_bound = self.tenants.quota(&task.tenant).is_some()
             && !self.foreign_admitted.contains_key(&task.id)
             && !self.admitted.contains_key(&task.id);
@@ -496,6 +571,9 @@ impl ShardAllocator {
             }
         }
         if let Some((index, gpu)) = self.placer.choose(&task.resources) {
+            if shadow.is_some_and(|s| !s.admits(index, self.expected_end_us(&task, now_us))) {
+                return Some(task);
+            }
             if quota_bound {
                 self.admit(&task);
             }
@@ -621,6 +699,7 @@ impl ShardAllocator {
         self.next_lease += 1;
         let lease = Lease(self.next_lease);
         let gpu_devices = gpu.devices();
+        let expected_end_us = self.expected_end_us(&task, now_us);
         self.running.insert(
             lease.0,
             Placement {
@@ -630,6 +709,7 @@ impl ShardAllocator {
                 request: task.resources.clone(),
                 gpu,
                 reservation,
+                expected_end_us,
             },
         );
         out.push(Decision::Assign(Assignment {
