@@ -6,16 +6,8 @@
 //! through them for a fixed number of samples, on `threads` threads: each
 //! thread trains a replica on its own share of the batches and the replicas
 //! are averaged at the end (one-shot parameter averaging). Featurization is
-//! timed separately.
-//!
-//! With `device = cuda:N` one CUDA trainer takes the steps instead. By
-//! default the batches are uploaded once and trained on from device memory
-//! (`feed = device-resident`: the kernels' throughput, with no host packing
-//! or PCIe transfer per step), `steps_per_launch` steps per trainer call
-//! (one launch for all of them for the linear model at batches ≤ 1024
-//! rows; 1 launches each step on its own). With `host_batches` each step
-//! packs its batch on the host, uploads it and reads the outputs back, as
-//! the pipeline's learner does (`feed = host-batches`).
+//! timed separately. Everything runs on the CPU; the CUDA trainer is not
+//! measured here.
 
 use std::time::Instant;
 
@@ -53,10 +45,6 @@ pub struct LearnerBenchOptions {
     /// On a CUDA device, pack and upload each batch per step instead of
     /// training on batches uploaded once.
     pub host_batches: bool,
-    /// On a CUDA device with resident batches, steps queued per call (the
-    /// linear model runs them in one launch for batches ≤ 1024 rows; 1
-    /// launches every step on its own).
-    pub steps_per_launch: usize,
 }
 
 impl Default for LearnerBenchOptions {
@@ -71,7 +59,6 @@ impl Default for LearnerBenchOptions {
             optimizer: "adam".into(),
             device: "cpu".into(),
             host_batches: false,
-            steps_per_launch: 1024,
         }
     }
 }
@@ -104,8 +91,6 @@ pub struct LearnerBenchReport {
     pub feed: String,
     /// Training threads.
     pub threads: usize,
-    /// Steps per trainer call on a CUDA device with resident batches.
-    pub steps_per_launch: usize,
     /// Samples trained on.
     pub samples: usize,
     /// Samples per mini-batch.
@@ -155,14 +140,8 @@ pub fn bench_learner(
     options: &LearnerBenchOptions,
 ) -> Result<LearnerBenchReport, LearnerBenchError> {
     let invalid = |s: String| Err(LearnerBenchError::Invalid(s));
-    if options.samples == 0
-        || options.batch_size == 0
-        || options.threads == 0
-        || options.steps_per_launch == 0
-    {
-        return invalid(
-            "samples, batch size, threads and steps per launch must be positive".into(),
-        );
+    if options.samples == 0 || options.batch_size == 0 || options.threads == 0 {
+        return invalid("samples, batch size and threads must be positive".into());
     }
     if options.feature_dim < 2 {
         return invalid("feature_dim must be at least 2".into());
@@ -223,7 +202,7 @@ pub fn bench_learner(
         DeviceChoice::Auto => CudaTrainer::open(0, &spec).ok(),
     };
     let run = match cuda {
-        Some(trainer) => train_on_cuda(trainer, &batches, total_batches, options)?,
+        Some(trainer) => train_on_cuda(trainer, &batches, total_batches, options.host_batches)?,
         None => train_on_cpu(&spec, &batches, total_batches, options.threads)?,
     };
     let loss_after = f64::from(run.model.evaluate(probe));
@@ -236,7 +215,6 @@ pub fn bench_learner(
         device: run.device,
         feed: run.feed.into(),
         threads: run.threads,
-        steps_per_launch: run.steps_per_launch,
         samples: run.samples,
         batch_size: options.batch_size,
         nnz_per_sample,
@@ -254,7 +232,6 @@ struct TrainingRun {
     device: String,
     feed: &'static str,
     threads: usize,
-    steps_per_launch: usize,
     samples: usize,
     train_s: f64,
 }
@@ -298,27 +275,20 @@ fn train_on_cpu(
         device: "cpu".into(),
         feed: "host",
         threads,
-        steps_per_launch: 1,
         samples,
         train_s,
     })
 }
 
-/// Trains on one CUDA device: an untimed warm-up (the first launch of each
-/// kernel loads it), then `total_batches` timed steps, waiting for the last
-/// before the clock stops.
+/// Trains on one CUDA device: one untimed warm-up step (the first launch
+/// of each kernel loads it), then `total_batches` timed steps, waiting for
+/// the last before the clock stops.
 fn train_on_cuda(
     mut trainer: CudaTrainer,
     batches: &[&[(SparseFeatures, f32)]],
     total_batches: usize,
-    options: &LearnerBenchOptions,
+    host_batches: bool,
 ) -> Result<TrainingRun, LearnerBenchError> {
-    let host_batches = options.host_batches;
-    let per_call = if host_batches {
-        1
-    } else {
-        options.steps_per_launch
-    };
     let mut samples = 0;
     let train_s = if host_batches {
         trainer.train_batch(batches[0])?;
@@ -332,14 +302,12 @@ fn train_on_cuda(
     } else {
         let set = trainer.upload_batches(batches)?;
         trainer.train_resident(&set, 0)?;
-        trainer.train_resident_steps(&set, 0, per_call.min(set.len()))?;
         trainer.synchronize()?;
         let start = Instant::now();
-        let mut b = 0;
-        while b < total_batches {
-            let steps = per_call.min(total_batches - b);
-            samples += trainer.train_resident_steps(&set, b % set.len(), steps)?;
-            b += steps;
+        for b in 0..total_batches {
+            let index = b % set.len();
+            trainer.train_resident(&set, index)?;
+            samples += set.rows(index);
         }
         trainer.synchronize()?;
         start.elapsed().as_secs_f64()
@@ -354,7 +322,6 @@ fn train_on_cuda(
             "device-resident"
         },
         threads: 1,
-        steps_per_launch: per_call,
         samples,
         train_s,
     })
@@ -377,7 +344,6 @@ mod tests {
                 optimizer: "adam".into(),
                 device: "cpu".into(),
                 host_batches: false,
-                steps_per_launch: 1024,
             })
             .expect("runs");
             assert_eq!(report.samples, 20_000);

@@ -297,10 +297,6 @@ struct BenchLearnerArgs {
     /// learner does) instead of training on batches uploaded once.
     #[arg(long)]
     host_batches: bool,
-    /// On CUDA with resident batches, steps per trainer call (the linear
-    /// model runs them in one launch for batches of at most 1024 rows).
-    #[arg(long, default_value_t = 1024)]
-    steps_per_launch: usize,
     /// Print one JSON line.
     #[arg(long)]
     json: bool,
@@ -357,7 +353,6 @@ fn main() -> anyhow::Result<()> {
                     optimizer: args.optimizer,
                     device: args.device,
                     host_batches: args.host_batches,
-                    steps_per_launch: args.steps_per_launch,
                 },
             )?;
             if args.json {

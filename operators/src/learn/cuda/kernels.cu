@@ -38,57 +38,6 @@ extern "C" __global__ void linear_step(const float* w, const int* idx, const flo
     }
 }
 
-// Linear model, many steps in one launch of ONE block: for each of `steps`
-// consecutive batches (cycling through `batches`), forward/backward over its
-// rows, a block barrier, the optimizer update over its touched parameters,
-// another barrier. The same math as linear_step + sgd_update/adam_update,
-// without a launch per step. first_row[b] .. first_row[b + 1] are batch b's
-// rows and first_touched[b] .. first_touched[b + 1] its touched parameters.
-// optimizer: 0 SGD (lr), 1 Adam (lr, bias correction from step t0 + s + 1).
-extern "C" __global__ void linear_steps(float* w, float* grad, float* m, float* v,
-        const int* idx, const float* val, const int* row_ptr, const float* y,
-        const int* touched, const int* first_row, const int* first_touched, int batches,
-        int first_batch, int steps, int dim, int loss, float delta, int optimizer, float lr,
-        float l2, float beta1, float beta2, float eps, long long t0) {
-    for (int s = 0; s < steps; s++) {
-        int b = (first_batch + s) % batches;
-        int r0 = first_row[b], r1 = first_row[b + 1];
-        float scale = 1.0f / (float)max(r1 - r0, 1);
-        for (int r = r0 + threadIdx.x; r < r1; r += blockDim.x) {
-            int begin = row_ptr[r], end = row_ptr[r + 1];
-            float z = 0.0f;
-            for (int k = begin; k < end; k++) {
-                int i = idx[k];
-                if (i >= 0 && i < dim) z += w[i] * val[k];
-            }
-            float d = loss_grad(z, y[r], loss, delta) * scale;
-            for (int k = begin; k < end; k++) {
-                int i = idx[k];
-                if (i >= 0 && i < dim) atomicAdd(&grad[i], d * val[k]);
-            }
-        }
-        __syncthreads();
-        float step = lr;
-        if (optimizer == 1) {
-            float t = (float)(t0 + s + 1);
-            step = lr * sqrtf(1.0f - powf(beta2, t)) / (1.0f - powf(beta1, t));
-        }
-        for (int k = first_touched[b] + threadIdx.x; k < first_touched[b + 1]; k += blockDim.x) {
-            int i = touched[k];
-            float g = grad[i] + l2 * w[i];
-            if (optimizer == 1) {
-                m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-                v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-                w[i] -= step * m[i] / (sqrtf(v[i]) + eps);
-            } else {
-                w[i] -= step * g;
-            }
-            grad[i] = 0.0f;
-        }
-        __syncthreads();
-    }
-}
-
 // MLP hidden layer, one thread per (row, unit): h = tanh(W1ᵀx + b1).
 extern "C" __global__ void mlp_hidden(const float* p, const int* idx, const float* val,
         const int* row_ptr, int rows, int dim, int hidden, float* h) {

@@ -5,7 +5,6 @@
 //!  host mini-batch ─► CSR (indices, values, row offsets, targets, touched params) ─► device
 //!     (or a window of a ResidentBatches set uploaded once: resident.rs)
 //!     linear:  linear_step                  forward, dL/dz and backward in one pass
-//!              (resident, batches ≤ 1024 rows: linear_steps, many steps per launch)
 //!     MLP:     mlp_hidden ─► mlp_output ─► output_grad ─► mlp_backward
 //!     update:  sgd_update | adam_update over touched params  (then the gradient is zeroed)
 //!  raw outputs before the step ─► host (for progressive metrics); parameters ─► host on publish
@@ -49,7 +48,6 @@ const KERNELS: &str = include_str!("kernels.cu");
 
 struct Kernels {
     linear_step: CudaFunction,
-    linear_steps: CudaFunction,
     mlp_hidden: CudaFunction,
     mlp_output: CudaFunction,
     output_grad: CudaFunction,
@@ -159,11 +157,6 @@ fn launch_1d(n: usize) -> LaunchConfig {
     }
 }
 
-/// The largest batch the one-block multi-step kernel takes: one row per
-/// thread of a 1024-thread block. Larger batches fill the device better as
-/// one grid per step.
-const MULTI_STEP_MAX_ROWS: usize = 1024;
-
 /// A count as the kernels' `int`, or an error naming what overflowed.
 fn as_i32(ordinal: usize, what: &str, n: usize) -> Result<i32, LearnError> {
     i32::try_from(n).map_err(|_| device_error(ordinal, what, format!("{n} exceeds i32")))
@@ -223,7 +216,6 @@ impl CudaTrainer {
         };
         let kernels = Kernels {
             linear_step: load("linear_step")?,
-            linear_steps: load("linear_steps")?,
             mlp_hidden: load("mlp_hidden")?,
             mlp_output: load("mlp_output")?,
             output_grad: load("output_grad")?,
@@ -321,25 +313,8 @@ impl CudaTrainer {
         batches: &[&[(SparseFeatures, f32)]],
     ) -> Result<ResidentBatches, LearnError> {
         let csr = self.pack(batches.iter().copied())?;
-        let mut first_row: Vec<i32> = csr.extents.iter().map(|e| e.first_row as i32).collect();
-        first_row.push(
-            csr.extents
-                .last()
-                .map_or(0, |e| (e.first_row + e.rows) as i32),
-        );
-        let mut first_touched: Vec<i32> =
-            csr.extents.iter().map(|e| e.first_touched as i32).collect();
-        first_touched.push(
-            csr.extents
-                .last()
-                .map_or(0, |e| (e.first_touched + e.touched) as i32),
-        );
-        let e = self.err("uploading batch offsets");
         Ok(ResidentBatches {
             arrays: self.upload(&csr)?,
-            first_row: self.stream.clone_htod(&first_row).map_err(&e)?,
-            first_touched: self.stream.clone_htod(&first_touched).map_err(&e)?,
-            max_rows: csr.extents.iter().map(|e| e.rows).max().unwrap_or(0),
             extents: csr.extents,
         })
     }
@@ -363,101 +338,6 @@ impl CudaTrainer {
         self.host.add_samples(extent.rows as u64);
         self.dirty = true;
         Ok(())
-    }
-
-    /// Queues `steps` optimizer steps on resident batches `first`,
-    /// `first + 1`, ... (cycling through the set) and returns the samples
-    /// they cover. For the linear model with batches of at most 1024 rows
-    /// all steps run in one launch of one block (`linear_steps`), which
-    /// removes the per-step launch cost that bounds small batches;
-    /// otherwise each step is queued as by
-    /// [`train_resident`](Self::train_resident). The result is the same
-    /// sequence of steps either way.
-    pub fn train_resident_steps(
-        &mut self,
-        set: &ResidentBatches,
-        first: usize,
-        steps: usize,
-    ) -> Result<usize, LearnError> {
-        let n = set.len();
-        if n == 0 || steps == 0 {
-            return Ok(0);
-        }
-        let samples: usize = (0..steps).map(|s| set.rows((first + s) % n)).sum();
-        if self.hidden > 0 || set.max_rows > MULTI_STEP_MAX_ROWS {
-            for s in 0..steps {
-                self.train_resident(set, (first + s) % n)?;
-            }
-            return Ok(samples);
-        }
-        let ordinal = self.ordinal;
-        let batches = as_i32(ordinal, "batches", n)?;
-        let first = as_i32(ordinal, "first batch", first % n)?;
-        let count = as_i32(ordinal, "steps", steps)?;
-        let (loss_kind, delta) = self.loss_code();
-        let (optimizer, lr) = match self.optimizer {
-            OptimizerKind::Sgd { learning_rate } => (0i32, learning_rate),
-            OptimizerKind::Adam { learning_rate } => (1, learning_rate),
-        };
-        let t0 = i64::try_from(self.steps).unwrap_or(i64::MAX);
-        let dim = self.dim as i32;
-        let one_block = LaunchConfig {
-            grid_dim: (1, 1, 1),
-            block_dim: (MULTI_STEP_MAX_ROWS as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let a = &set.arrays;
-        // SAFETY: `linear_steps`' parameters, in `kernels.cu`, match the
-        // pushed arguments in number, order and type. `first_row` and
-        // `first_touched` hold n + 1 offsets into the set's rows and touched
-        // parameters (built from the packer's extents), every batch index is
-        // taken modulo n, and the CSR arrays are as for `enqueue_step`;
-        // `m`/`v` hold the parameter count under Adam (the only optimizer
-        // that touches them). One block runs the steps in order, with
-        // barriers between a step's gradient and its update.
-        unsafe {
-            self.stream
-                .launch_builder(&self.kernels.linear_steps)
-                .arg(&mut self.params)
-                .arg(&mut self.gradient)
-                .arg(&mut self.m)
-                .arg(&mut self.v)
-                .arg(&a.idx)
-                .arg(&a.val)
-                .arg(&a.row_ptr)
-                .arg(&a.y)
-                .arg(&a.touched)
-                .arg(&set.first_row)
-                .arg(&set.first_touched)
-                .arg(&batches)
-                .arg(&first)
-                .arg(&count)
-                .arg(&dim)
-                .arg(&loss_kind)
-                .arg(&delta)
-                .arg(&optimizer)
-                .arg(&lr)
-                .arg(&self.l2)
-                .arg(&ADAM_BETA1)
-                .arg(&ADAM_BETA2)
-                .arg(&ADAM_EPSILON)
-                .arg(&t0)
-                .launch(one_block)
-                .map_err(move |e| device_error(ordinal, "linear_steps", e))?;
-        }
-        self.steps += steps as u64;
-        self.host.add_samples(samples as u64);
-        self.dirty = true;
-        Ok(samples)
-    }
-
-    /// The loss as the kernels' code and Huber threshold.
-    fn loss_code(&self) -> (i32, f32) {
-        match self.loss {
-            Loss::Squared => (0, 0.0),
-            Loss::Huber { delta } => (1, delta),
-            Loss::Logistic => (2, 0.0),
-        }
     }
 
     /// Waits until every queued step has run.
@@ -492,7 +372,11 @@ impl CudaTrainer {
         let units = batch.rows * self.hidden.max(1) as usize;
         as_i32(ordinal, "rows × hidden units", units)?;
         let (dim, hidden) = (self.dim as i32, self.hidden as i32);
-        let (loss_kind, delta) = self.loss_code();
+        let (loss_kind, delta) = match self.loss {
+            Loss::Squared => (0i32, 0.0f32),
+            Loss::Huber { delta } => (1, delta),
+            Loss::Logistic => (2, 0.0),
+        };
         let scale = 1.0f32 / batch.rows.max(1) as f32;
         let by_row = launch_1d(batch.rows);
         let by_unit = launch_1d(units);
@@ -772,28 +656,6 @@ mod tests {
             let c = resident.model().expect("gpu").params().to_vec();
             assert_close(&spec, "resident parameter", &a, &c);
             assert!(resident.train_resident(&set, 20).is_err());
-
-            // The same 20 steps as two multi-step calls (one launch each for
-            // the linear model), starting mid-set and wrapping around.
-            let mut cpu = CpuTrainer::new(&spec);
-            for i in (7..20).chain(0..7) {
-                cpu.train_batch(&data[i]).expect("cpu");
-            }
-            let mut multi = CudaTrainer::open(0, &spec).expect("device available");
-            let set = multi.upload_batches(&views).expect("upload");
-            assert_eq!(
-                multi.train_resident_steps(&set, 7, 13).expect("steps"),
-                13 * 64
-            );
-            assert_eq!(
-                multi.train_resident_steps(&set, 0, 7).expect("steps"),
-                7 * 64
-            );
-            multi.synchronize().expect("sync");
-            let a = cpu.model().expect("cpu").params().to_vec();
-            let d = multi.model().expect("gpu").params().to_vec();
-            assert_close(&spec, "multi-step parameter", &a, &d);
-            assert_eq!(multi.model().expect("gpu").samples(), 20 * 64);
         }
     }
 
