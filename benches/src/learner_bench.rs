@@ -6,8 +6,14 @@
 //! through them for a fixed number of samples, on `threads` threads: each
 //! thread trains a replica on its own share of the batches and the replicas
 //! are averaged at the end (one-shot parameter averaging). Featurization is
-//! timed separately. Everything runs on the CPU; the CUDA trainer is not
-//! measured here.
+//! timed separately.
+//!
+//! With `device = cuda:N` one CUDA trainer takes the steps instead. By
+//! default the batches are uploaded once and trained on from device memory
+//! (`feed = device-resident`: the kernels' throughput, with no host packing
+//! or PCIe transfer per step). With `host_batches` each step packs its
+//! batch on the host, uploads it and reads the outputs back, as the
+//! pipeline's learner does (`feed = host-batches`).
 
 use std::time::Instant;
 
