@@ -730,10 +730,14 @@ fn shortest_predicted_first_follows_the_newest_run_time_model() {
 }
 
 /// One executor of 2 cores. A long task (about 100 s by the model) starts
-/// at T0; 50 s later a 2-core task arrives and must wait for it, then a
-/// long and a short 1-core task. Returns the order in which tasks start,
-/// up to the first start after the long task ends.
-fn backfill_scenario(backfill: tidewater_operators::allocate::BackfillMode) -> Vec<String> {
+/// at T0; 50 s later a 2-core task arrives and must wait for it (with
+/// `wide_deadline_ms` as its latest start, if given), then a long and a
+/// short 1-core task. Returns the order in which tasks start, up to the
+/// first start after the long task ends.
+fn backfill_scenario(
+    backfill: tidewater_operators::allocate::BackfillMode,
+    wide_deadline_ms: Option<u64>,
+) -> Vec<String> {
     let executors = vec![ExecutorSpec::cpu("a", 2000, 100)];
     let feasibility = FeasibilityIndex::new(1, executors.iter().cloned().map(|s| (0, s)));
     let config = AllocatorConfig {
@@ -771,7 +775,11 @@ fn backfill_scenario(backfill: tidewater_operators::allocate::BackfillMode) -> V
         ("long-2", "long", 1000),
         ("short-1", "short", 1000),
     ] {
-        c.on_task(job(id, kind, cpu), t1, &mut out);
+        let mut task = job(id, kind, cpu);
+        if id == "wide" {
+            task.deadline_ms = wide_deadline_ms;
+        }
+        c.on_task(task, t1, &mut out);
         step(&mut c, &mut out, t1, &mut started, &mut running);
     }
     // Whatever started with `blocker` finishes now, the blocker included.
@@ -789,14 +797,23 @@ fn easy_backfilling_by_predicted_run_time_keeps_the_heads_start() {
     // Greedy: the long 1-core task takes the free core, so the 2-core task
     // must wait for it too (about 100 s more).
     assert_eq!(
-        backfill_scenario(BackfillMode::Greedy),
+        backfill_scenario(BackfillMode::Greedy, None),
         ["blocker", "long-2", "wide"]
     );
     // EASY: the 2-core task is reserved the blocker's predicted end; the
     // long task would overrun it and waits, the short one (about 1 s)
     // backfills; the 2-core task starts when the blocker ends.
     assert_eq!(
-        backfill_scenario(BackfillMode::Easy),
+        backfill_scenario(BackfillMode::Easy, None),
         ["blocker", "short-1", "wide"]
+    );
+    // EASY, but the 2-core task must start by T0 + 60 s, before the
+    // blocker's predicted end: reserving for it would only idle the free
+    // core, so the long task backfills; the 2-core task expires waiting and
+    // the short one runs when the core frees.
+    let deadline_ms = (T0 + 60_000_000) / 1000;
+    assert_eq!(
+        backfill_scenario(BackfillMode::Easy, Some(deadline_ms)),
+        ["blocker", "long-2", "short-1"]
     );
 }

@@ -9,7 +9,9 @@
 //!             there, found by releasing that executor's running placements
 //!             in order of their expected end. A later task may take that
 //!             executor only if it is expected to end by the shadow time;
-//!             other executors stay open to it.
+//!             other executors stay open to it. A blocked task whose shadow
+//!             falls after its deadline (latest start) would expire waiting,
+//!             so it gets no reservation and the next blocked task is the head.
 //! ```
 //!
 //! Expected ends come from each task's run-time estimate when it was

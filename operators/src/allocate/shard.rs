@@ -36,7 +36,7 @@ use super::{
     PlacementPolicy, Placer, QueueOrder, Reservation, TaskQueue, TenantBook, TenantConfig, Usage,
 };
 use crate::learn::model::ModelError;
-use crate::learn::predict::{ModelPredictor, RunTimePredictor};
+use crate::learn::predict::{deadline_feasible, ModelPredictor, RunTimePredictor};
 
 /// Allocator settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -487,8 +487,9 @@ impl ShardAllocator {
 
     /// Places what it can from the queue, if capacity was freed since the
     /// last round. Expired tasks met on the way are rejected. Under EASY
-    /// backfilling the first task passed over for lack of capacity gets a
-    /// [`Shadow`] that later tasks must respect.
+    /// backfilling the first task passed over for lack of capacity whose
+    /// predicted start meets its deadline gets a [`Shadow`] that later
+    /// tasks must respect.
     pub fn schedule(&mut self, now_us: u64, out: &mut Vec<Decision>) {
         if !self.dirty {
             return;
@@ -509,13 +510,21 @@ impl ShardAllocator {
             }
             if let Some(task) = self.route(task, now_us, shadow, out) {
                 if !head_seen && self.waits_for_capacity_here(&task) {
-                    head_seen = true;
-                    shadow = shadow_for(
+                    let start = shadow_for(
                         self.placer.executors(),
                         self.running.values(),
                         &task.resources,
                         now_us,
                     );
+                    // A task predicted to start after its deadline (its
+                    // latest start) would expire waiting: reserve nothing
+                    // for it and let the next blocked task be the head.
+                    let hopeless = start
+                        .is_some_and(|s| !deadline_feasible(s.start_us / 1000, task.deadline_ms));
+                    if !hopeless {
+                        head_seen = true;
+                        shadow = start;
+                    }
                 }
                 passed_over.push((task, seq));
             }
