@@ -33,4 +33,7 @@ fn the_local_config_runs_on_embedded_defaults() {
     let config = Config::load(&path).expect("local.toml");
     assert_eq!(config.store.kind, tidewater::config::StoreKind::Embedded);
     assert!(config.cluster.is_none());
+    // The README's quick start submits to the HTTP API of this job.
+    assert!(config.http.enabled, "the quick start needs the HTTP API");
+    assert_eq!(config.http.listen, "127.0.0.1:8080");
 }

@@ -71,9 +71,9 @@ impl HttpServer {
             ingress,
             store,
             stats,
-            validator: Mutex::new(Validator::new(
+            validator: Mutex::new(Validator::for_source(
                 config.limits.clone(),
-                usize::MAX >> 1,
+                "h",
                 now_micros(),
             )),
         });

@@ -24,6 +24,16 @@ impl Validator {
         }
     }
 
+    /// A validator for an ingress outside the workers (the HTTP API),
+    /// generating ids `t{started_at_us:x}{source}-N`, `source` naming it.
+    pub fn for_source(limits: ValidationLimits, source: &str, started_at_us: u64) -> Self {
+        Validator {
+            limits,
+            id_prefix: format!("t{started_at_us:x}{source}-"),
+            next_id: 0,
+        }
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &ValidationLimits {
         &self.limits
