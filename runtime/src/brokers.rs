@@ -59,6 +59,12 @@ impl AlertSink for RabbitMqHandle {
     }
 }
 
+impl AlertSink for KafkaHandle {
+    fn publish(&self, routing_key: &str, body: Vec<u8>) {
+        self.publish_alert(routing_key, body);
+    }
+}
+
 /// The connectors a pipeline runs.
 #[derive(Default)]
 pub struct Brokers {
@@ -125,6 +131,9 @@ impl Brokers {
         let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
         if let Some(rabbitmq) = &self.rabbitmq {
             sinks.push(Arc::new(rabbitmq.clone()));
+        }
+        if let Some(kafka) = &self.kafka {
+            sinks.push(Arc::new(kafka.clone()));
         }
         sinks
     }

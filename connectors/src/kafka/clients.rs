@@ -88,8 +88,10 @@ pub async fn create_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
             })?;
     let mut names: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     names.push(&config.dead_letter_topic);
-    if !config.results_topic.is_empty() {
-        names.push(&config.results_topic);
+    for optional in [&config.results_topic, &config.alerts_topic] {
+        if !optional.is_empty() {
+            names.push(optional);
+        }
     }
     names.sort_unstable();
     names.dedup();

@@ -54,6 +54,10 @@ pub struct KafkaConfig {
     /// input is never dropped.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
+    /// Topic that receives the monitoring agent's alert events (raised and
+    /// resolved, JSON), keyed `{alert}.{state}`; empty to publish none.
+    #[serde(default = "default_alerts_topic")]
+    pub alerts_topic: String,
     /// Most consumed messages awaiting their outcome: the backpressure
     /// between the broker and the pipeline. At this many the consumer stops
     /// polling until there is room (librdkafka's prefetch queue, bounded by
@@ -74,8 +78,8 @@ pub struct KafkaConfig {
     /// session timeout).
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
-    /// Whether to create the consumed, results and dead-letter topics when
-    /// they are missing (with `partitions` partitions).
+    /// Whether to create the consumed, results, dead-letter and alerts
+    /// topics when they are missing (with `partitions` partitions).
     #[serde(default = "default_true")]
     pub create_topics: bool,
     /// Partitions of topics the connector creates.
@@ -97,6 +101,9 @@ fn default_results_topic() -> String {
 }
 fn default_dead_letter_topic() -> String {
     "tidewater.dead_letters".to_string()
+}
+fn default_alerts_topic() -> String {
+    "tidewater.alerts".to_string()
 }
 fn default_max_in_flight() -> usize {
     10_000
@@ -129,6 +136,7 @@ impl KafkaConfig {
             topics: Vec::new(),
             results_topic: default_results_topic(),
             dead_letter_topic: default_dead_letter_topic(),
+            alerts_topic: default_alerts_topic(),
             max_in_flight: default_max_in_flight(),
             auto_offset_reset: default_auto_offset_reset(),
             session_timeout_ms: default_session_timeout_ms(),

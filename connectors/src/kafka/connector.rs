@@ -47,7 +47,8 @@ use super::clients;
 use super::config::KafkaConfig;
 use super::error::KafkaError;
 use super::messages::{
-    dead_letter_message, result_message, Origin, Outbound, CORRELATION_HEADER, REPLY_TO_HEADER,
+    alert_message, dead_letter_message, result_message, Origin, Outbound, CORRELATION_HEADER,
+    REPLY_TO_HEADER,
 };
 use super::offsets::{Commit, InFlight, Offsets};
 use crate::ingest::RecordIngress;
@@ -72,6 +73,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 enum Command {
     Finished(Vec<Finished>),
     Rejected(Vec<Rejection>),
+    /// An alert event for the alerts topic.
+    Alert(Outbound),
     StopConsuming(oneshot::Sender<()>),
     Finish(oneshot::Sender<()>),
 }
@@ -218,9 +221,12 @@ impl ClientContext for ProducerContext {
 
 type GroupConsumer = BaseConsumer<GroupContext>;
 
-/// A started Kafka connector.
+/// A started Kafka connector (clones share it).
+#[derive(Clone)]
 pub struct KafkaHandle {
     commands: mpsc::UnboundedSender<Command>,
+    /// Where alert events go (empty: nowhere).
+    alerts_topic: String,
     listener: Arc<Listener>,
     sources: Vec<u16>,
     assignments: watch::Receiver<u64>,
@@ -276,6 +282,7 @@ impl KafkaHandle {
                 source,
             })?;
         let (commands, receiver) = mpsc::unbounded_channel();
+        let alerts_topic = config.alerts_topic.clone();
         let connector = Connector {
             config,
             context,
@@ -292,9 +299,25 @@ impl KafkaHandle {
                 commands: commands.clone(),
             }),
             commands,
+            alerts_topic,
             sources,
             assignments,
         })
+    }
+
+    /// Produces an alert event to the alerts topic, keyed `routing_key`
+    /// (`{alert}.{state}`). Best effort, like the other alert sinks: the
+    /// producer retries within its delivery timeout, and a failure is
+    /// logged; nothing is produced when `alerts_topic` is empty.
+    pub fn publish_alert(&self, routing_key: &str, body: Vec<u8>) {
+        if self.alerts_topic.is_empty() {
+            return;
+        }
+        let _ = self.commands.send(Command::Alert(alert_message(
+            &self.alerts_topic,
+            routing_key,
+            body,
+        )));
     }
 
     /// The source numbers of the consumed topics, in config order: register
@@ -437,6 +460,7 @@ impl Connector {
                 match command {
                     Command::Finished(batch) => finished.extend(batch),
                     Command::Rejected(batch) => rejected.extend(batch),
+                    Command::Alert(outbound) => self.produce_alert(outbound).await,
                     other => {
                         control = Some(other);
                         break;
@@ -456,6 +480,23 @@ impl Connector {
                 }
                 Some(Command::Finish(reply)) => return Some(reply),
                 _ => {}
+            }
+        }
+    }
+
+    /// Hands an alert event to the producer; a spawned task logs a failed
+    /// delivery.
+    async fn produce_alert(&self, outbound: Outbound) {
+        match send(&self.producer, &outbound).await {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    if let Err(e) = delivered(delivery.await) {
+                        tracing::warn!(error = %e, topic = %outbound.topic, "an alert event was not delivered");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %outbound.topic, "producing an alert event");
             }
         }
     }

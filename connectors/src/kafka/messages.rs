@@ -104,6 +104,16 @@ pub fn result_message(
     }
 }
 
+/// An alert event for the alerts topic, keyed `{alert}.{state}`.
+pub fn alert_message(topic: &str, routing_key: &str, body: Vec<u8>) -> Outbound {
+    Outbound {
+        topic: topic.to_string(),
+        key: Some(routing_key.as_bytes().to_vec()),
+        body,
+        headers: Vec::new(),
+    }
+}
+
 /// Where a rejected message came from.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin<'a> {
