@@ -151,7 +151,8 @@ pub struct Placement {
     /// The reservation it runs inside, with the devices it holds there.
     pub reservation: Option<(Name, GpuPick)>,
     /// When it is expected to end (µs since the epoch), by its run-time
-    /// estimate when placed; `None` without one.
+    /// estimate when placed; `None` without one, and always under greedy
+    /// backfilling, which does not use it.
     pub expected_end_us: Option<u64>,
 }
 
@@ -708,7 +709,12 @@ impl ShardAllocator {
         self.next_lease += 1;
         let lease = Lease(self.next_lease);
         let gpu_devices = gpu.devices();
-        let expected_end_us = self.expected_end_us(&task, now_us);
+        // Only EASY backfilling reads expected ends; a prediction per
+        // placement is not paid for otherwise.
+        let expected_end_us = match self.backfill {
+            BackfillMode::Easy => self.expected_end_us(&task, now_us),
+            BackfillMode::Greedy => None,
+        };
         self.running.insert(
             lease.0,
             Placement {
