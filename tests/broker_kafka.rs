@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_common::kafka::{kafka_config, Kafka, Produced};
-use broker_common::{service, task_json, unique};
+use broker_common::{alerts, service, task_json, unique};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::kafka::KafkaConfig;
@@ -56,6 +56,15 @@ fn start(
     kafka_config: KafkaConfig,
     max_payload_bytes: usize,
 ) -> (RunningPipeline, Arc<MemoryStore>) {
+    start_with(kafka_config, max_payload_bytes, |_| {})
+}
+
+/// [`start`], with `configure` applied to the pipeline's config first.
+fn start_with(
+    kafka_config: KafkaConfig,
+    max_payload_bytes: usize,
+    configure: impl FnOnce(&mut Config),
+) -> (RunningPipeline, Arc<MemoryStore>) {
     let mut config = Config {
         workers: 2,
         ..Config::default()
@@ -64,6 +73,7 @@ fn start(
     config.store.kind = StoreKind::Memory;
     config.limits.max_payload_bytes = max_payload_bytes;
     config.kafka = Some(kafka_config);
+    configure(&mut config);
     let store = Arc::new(MemoryStore::new());
     let pipeline = Pipeline::builder(config)
         .store(store.clone())
@@ -417,79 +427,25 @@ fn consumption_stops_at_max_in_flight() {
 
 #[test]
 fn alert_events_are_produced_to_the_alerts_topic() {
-    use tidewater::monitoring::{AlertRule, Comparison};
-    use tidewater_dataflows::monitor::{Aggregate, Dimension, Filter, QuerySpec, Window};
-    use tidewater_operators::model::MetricKind;
-
     let Some(brokers) = service("TIDEWATER_KAFKA_BROKERS") else {
         return;
     };
     let kafka = Kafka::connect(&brokers);
     let t = topics(&kafka, "alerts", 1);
-    let alerts = format!("{}.alerts", t.tasks.trim_end_matches(".tasks"));
-    kafka.create_topic(&alerts, 1);
+    let alerts_topic = format!("{}.alerts", t.tasks.trim_end_matches(".tasks"));
+    kafka.create_topic(&alerts_topic, 1);
     let mut kafka_config = connector_config(&kafka, &t);
-    kafka_config.alerts_topic = alerts.clone();
-
-    let mut config = Config {
-        workers: 2,
-        ..Config::default()
-    };
-    config.http.enabled = false;
-    config.store.kind = StoreKind::Memory;
-    config.kafka = Some(kafka_config);
-    config.queries = vec![QuerySpec {
-        name: "completed_by_tenant".into(),
-        filter: Filter {
-            metric: Some(MetricKind::Completed),
-            ..Filter::default()
-        },
-        group_by: vec![Dimension::Tenant],
-        aggregates: vec![Aggregate::Count],
-        window: Window::None,
-    }];
-    config.alerts = vec![AlertRule {
-        name: "busy_tenant".into(),
-        query: "completed_by_tenant".into(),
-        aggregate: "count".into(),
-        op: Comparison::Above,
-        threshold: 5.0,
-        for_ms: 0,
-        webhook: None,
-    }];
-    let pipeline = Pipeline::builder(config)
-        .store(Arc::new(MemoryStore::new()))
-        .start()
-        .expect("start");
-    let connector = pipeline.brokers().kafka().expect("configured");
-    assert!(
-        pipeline
-            .runtime()
-            .expect("runtime")
-            .block_on(connector.wait_assigned(Duration::from_secs(30))),
-        "the consumer got no partitions"
-    );
-    // Eight tasks for acme (over the threshold), two for globex (under).
-    let bodies: Vec<Vec<u8>> = (0..10)
-        .map(|i| {
-            let tenant = if i < 8 { "acme" } else { "globex" };
-            task_json(&format!("alert-{i}"), "noop", tenant)
-        })
-        .collect();
-    kafka.produce_values(&t.tasks, &bodies);
-    let events = kafka.read(&alerts, 1, Duration::from_secs(30));
+    kafka_config.alerts_topic = alerts_topic.clone();
+    let (pipeline, _) = start_with(kafka_config, 1 << 20, alerts::configure);
+    kafka.produce_values(&t.tasks, &alerts::tasks());
+    let events = kafka.read(&alerts_topic, 1, Duration::from_secs(30));
     assert_eq!(events.len(), 1, "one alert event");
-    assert_eq!(events[0].key_text(), "busy_tenant.firing");
-    let event = events[0].json();
-    assert_eq!(event["alert"], "busy_tenant");
-    assert_eq!(event["state"], "firing");
-    assert_eq!(event["group"]["tenant"], "acme");
-    let value = event["value"].as_f64().expect("value");
-    assert!(value > 5.0 && value <= 8.0, "{event}");
+    assert_eq!(events[0].key_text(), alerts::FIRING_KEY);
+    alerts::assert_acme_fired(&events[0].json());
     // globex stays under the threshold: still one event.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        kafka.read(&alerts, 1, Duration::from_secs(5)).len(),
+        kafka.read(&alerts_topic, 1, Duration::from_secs(5)).len(),
         1,
         "only acme's alert fires"
     );

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_common::{service, task_json, unique, Amqp};
+use broker_common::{alerts, service, task_json, unique, Amqp};
 use lapin::BasicProperties;
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
@@ -277,19 +277,15 @@ fn requests_with_reply_to_get_their_result_there() {
 
 #[test]
 fn alert_events_are_published_to_the_alerts_exchange() {
-    use tidewater::monitoring::{AlertRule, Comparison};
-    use tidewater_dataflows::monitor::{Aggregate, Dimension, Filter, QuerySpec, Window};
-    use tidewater_operators::model::MetricKind;
-
     let Some(url) = service("TIDEWATER_AMQP_URL") else {
         return;
     };
     let prefix = unique("alerts");
     let queue = format!("{prefix}.tasks");
-    let alerts = format!("{prefix}.alerts");
+    let exchange = format!("{prefix}.alerts");
     let mut amqp = Amqp::connect(&url);
-    amqp.topic(&alerts);
-    amqp.queue(&format!("{alerts}.capture"), &[&alerts]);
+    amqp.topic(&exchange);
+    amqp.queue(&format!("{exchange}.capture"), &[&exchange]);
     amqp.delete_later(&queue);
 
     let mut config = Config {
@@ -298,28 +294,10 @@ fn alert_events_are_published_to_the_alerts_exchange() {
     };
     config.http.enabled = false;
     config.store.kind = StoreKind::Memory;
-    config.queries = vec![QuerySpec {
-        name: "completed_by_tenant".into(),
-        filter: Filter {
-            metric: Some(MetricKind::Completed),
-            ..Filter::default()
-        },
-        group_by: vec![Dimension::Tenant],
-        aggregates: vec![Aggregate::Count],
-        window: Window::None,
-    }];
-    config.alerts = vec![AlertRule {
-        name: "busy_tenant".into(),
-        query: "completed_by_tenant".into(),
-        aggregate: "count".into(),
-        op: Comparison::Above,
-        threshold: 5.0,
-        for_ms: 0,
-        webhook: None,
-    }];
+    alerts::configure(&mut config);
     let mut rabbitmq = RabbitMqConfig::new(&url).consume(&queue);
     rabbitmq.results_exchange = String::new();
-    rabbitmq.alerts_exchange = alerts.clone();
+    rabbitmq.alerts_exchange = exchange.clone();
     config.rabbitmq = Some(rabbitmq);
     let pipeline = Pipeline::builder(config)
         .store(Arc::new(MemoryStore::new()))
@@ -333,35 +311,26 @@ fn alert_events_are_published_to_the_alerts_exchange() {
             .block_on(connector.wait_connected(Duration::from_secs(20))),
         "the connector did not connect"
     );
-    // Eight tasks for acme (over the threshold), two for globex (under).
-    let bodies: Vec<Vec<u8>> = (0..10)
-        .map(|i| {
-            let tenant = if i < 8 { "acme" } else { "globex" };
-            task_json(&format!("alert-{i}"), "noop", tenant)
-        })
-        .collect();
+    let bodies = alerts::tasks();
     amqp.publish_to_queue(
         &queue,
         bodies
             .iter()
             .map(|b| (b.as_slice(), BasicProperties::default())),
     );
-    let events = amqp.take(&format!("{alerts}.capture"), 1, Duration::from_secs(20));
+    let events = amqp.take(&format!("{exchange}.capture"), 1, Duration::from_secs(20));
     assert_eq!(events.len(), 1, "one alert event");
-    let event = events[0].json();
-    assert_eq!(events[0].routing_key, "busy_tenant.firing");
-    assert_eq!(event["alert"], "busy_tenant");
-    assert_eq!(event["state"], "firing");
-    assert_eq!(event["group"]["tenant"], "acme");
-    // Evaluated every 250 ms while the tasks complete: somewhere past 5.
-    let value = event["value"].as_f64().expect("value");
-    assert!(value > 5.0 && value <= 8.0, "{event}");
-    assert_eq!(event["threshold"], 5.0);
+    assert_eq!(events[0].routing_key, alerts::FIRING_KEY);
+    alerts::assert_acme_fired(&events[0].json());
     // globex stays under the threshold: no second event.
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        amqp.take(&format!("{alerts}.capture"), 1, Duration::from_millis(500))
-            .is_empty(),
+        amqp.take(
+            &format!("{exchange}.capture"),
+            1,
+            Duration::from_millis(500)
+        )
+        .is_empty(),
         "only acme's alert fires"
     );
     pipeline.shutdown().expect("shutdown");

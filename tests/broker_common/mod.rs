@@ -4,6 +4,7 @@
 //! dead letters.
 #![allow(dead_code)]
 
+pub mod alerts;
 pub mod kafka;
 
 use std::collections::{BTreeMap, HashMap};
