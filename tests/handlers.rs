@@ -44,10 +44,7 @@ fn closures_commands_timeouts_and_retries() {
                 .parse()
                 .map_err(|e| format!("{e}"))?;
             tokio::time::sleep(Duration::from_millis(5)).await;
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: (n * 2).to_string().len() as u64,
-            })
+            Ok(HandlerOutput::value((n * 2).into()))
         })
         .inline_handler("fails-twice", move |task| {
             counted.fetch_add(1, Ordering::SeqCst);
