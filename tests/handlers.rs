@@ -90,8 +90,10 @@ fn closures_commands_timeouts_and_retries() {
     .contains("`payload.program`: program \"rm\" is not in handlers.command_allowlist"));
     assert!(refused(task("nobody", "no-such-kind", None))
         .contains("no handler for kind \"no-such-kind\""));
-    assert!(refused(task("bad-sleep", "sleep", Some(r#"{"seconds":1}"#)))
-        .contains("sleep payload must be"));
+    assert!(
+        refused(task("bad-sleep", "sleep", Some(r#"{"seconds":1}"#)))
+            .contains("sleep payload must be")
+    );
     let mut slow = task("slow", "sleep", Some(r#"{"ms":5000}"#));
     slow.timeout_ms = 50;
     pipeline.submit(slow).expect("submit");
@@ -117,10 +119,7 @@ fn closures_commands_timeouts_and_retries() {
         (echo.state, echo.exit_code, echo.output_bytes),
         (TaskState::Succeeded, Some(0), 5)
     );
-    assert_eq!(
-        echo.result.and_then(|r| r.stdout).as_deref(),
-        Some("hello")
-    );
+    assert_eq!(echo.result.and_then(|r| r.stdout).as_deref(), Some("hello"));
     let exit3 = record("exit3");
     assert_eq!(
         (exit3.state, exit3.exit_code, exit3.output_bytes),
