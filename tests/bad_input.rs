@@ -2,12 +2,10 @@
 //! with a clear, specific reason, dead-lettered and counted, and the
 //! pipeline keeps serving good tasks.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, Http};
+use crate::common::{free_port, Http};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::store::{MemoryStore, TaskState, TaskStore};

@@ -4,15 +4,12 @@
 //! SIGKILL is declared lost when its heartbeats stop, and its task is
 //! re-queued and completed on another agent.
 
-mod broker_common;
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_common::{service, unique};
-use common::binary;
+use crate::broker_common::{service, unique};
+use crate::common::binary;
 use tidewater::config::{Config, ExecutorConfig, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::rabbitmq::RabbitMqConfig;

@@ -7,14 +7,12 @@
 //! without repeating finished work, and no more than `max_in_flight`
 //! messages are consumed ahead of their outcomes.
 
-mod broker_common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_common::kafka::{kafka_config, Kafka, Produced};
-use broker_common::{alerts, service, task_json, unique};
+use crate::broker_common::kafka::{kafka_config, Kafka, Produced};
+use crate::broker_common::{alerts, bad_input, service, task_json, unique};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::kafka::KafkaConfig;
@@ -161,43 +159,18 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
     };
     let kafka = Kafka::connect(&brokers);
     let t = topics(&kafka, "dead", 1);
-    let (pipeline, store) = start(connector_config(&kafka, &t), 1024);
-    let oversize = format!(
-        r#"{{"id":"big","kind":"noop","payload":{{"blob":"{}"}}}}"#,
-        "x".repeat(80 * 1024)
-    );
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("malformed", br#"{"kind": "noop""#.to_vec(), "EOF"),
-        ("malformed", b"not json at all".to_vec(), "expected"),
-        ("malformed", Vec::new(), "EOF"),
-        ("wrong_type", br#"{"id":"wt","kind":7}"#.to_vec(), "`kind`"),
-        (
-            "wrong_type",
-            br#"{"id":"wt2","kind":"noop","resources":{"memory_mib":"lots"}}"#.to_vec(),
-            "resources.memory_mib",
-        ),
-        ("missing_field", br#"{"id":"mf"}"#.to_vec(), "kind"),
-        (
-            "unknown_field",
-            br#"{"id":"uf","kind":"noop","colour":"blue"}"#.to_vec(),
-            "colour",
-        ),
-        (
-            "invalid_value",
-            br#"{"id":"iv","kind":"noop","resources":{"cpu_milli":-100}}"#.to_vec(),
-            "resources.cpu_milli",
-        ),
-        ("oversize", oversize.clone().into_bytes(), "over the limit"),
-    ];
-    let correlations: Vec<String> = (0..cases.len()).map(|i| format!("case-{i}")).collect();
+    let (pipeline, store) = start(connector_config(&kafka, &t), bad_input::MAX_PAYLOAD_BYTES);
+    let mut cases = bad_input::cases();
+    cases.push(bad_input::empty());
+    let correlations: Vec<String> = (0..cases.len()).map(bad_input::tag).collect();
     let good = task_json("good-after-bad", "noop", "acme");
     let mut records: Vec<Produced<'_>> = cases
         .iter()
         .zip(&correlations)
-        .map(|((_, body, _), c)| {
+        .map(|(case, c)| {
             (
                 Some(c.as_bytes()),
-                body.as_slice(),
+                case.body.as_slice(),
                 vec![("x-tidewater-correlation-id", c.as_str())],
             )
         })
@@ -213,23 +186,10 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         "every bad message is dead-lettered once"
     );
     for m in &dead {
-        let case: usize = m
-            .header("x-tidewater-correlation-id")
-            .and_then(|c| c.strip_prefix("case-"))
-            .and_then(|n| n.parse().ok())
-            .expect("correlation id kept");
-        let (code, body, mentions) = &cases[case];
-        assert_eq!(m.header("x-tidewater-code"), Some(*code), "case {case}");
-        let reason = m.header("x-tidewater-reason").expect("reason header");
-        assert!(
-            reason.contains(mentions),
-            "case {case}: {reason:?} should mention {mentions:?}"
-        );
-        assert_eq!(
-            &m.body, body,
-            "case {case}: the original value is dead-lettered"
-        );
-        assert_eq!(m.key_text(), format!("case-{case}"), "the key is kept");
+        let case = bad_input::index_of(m.header("x-tidewater-correlation-id"));
+        let (code, reason) = (m.header("x-tidewater-code"), m.header("x-tidewater-reason"));
+        bad_input::assert_dead_letter(&cases, case, code, reason, &m.body);
+        assert_eq!(m.key_text(), bad_input::tag(case), "the key is kept");
         assert_eq!(m.header("x-tidewater-source"), Some(t.tasks.as_str()));
         assert_eq!(
             m.header("x-tidewater-source-offset"),

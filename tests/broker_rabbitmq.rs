@@ -4,13 +4,11 @@
 //! the headers, requests with `reply_to` get their result there, and alert
 //! events reach the alerts exchange.
 
-mod broker_common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_common::{alerts, service, task_json, unique, Amqp};
+use crate::broker_common::{alerts, bad_input, service, task_json, unique, Amqp};
 use lapin::BasicProperties;
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
@@ -136,40 +134,15 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
     let Some(url) = service("TIDEWATER_AMQP_URL") else {
         return;
     };
-    let s = setup(&url, "dead", 1024);
-    let oversize = format!(
-        r#"{{"id":"big","kind":"noop","payload":{{"blob":"{}"}}}}"#,
-        "x".repeat(80 * 1024)
-    );
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("malformed", br#"{"kind": "noop""#.to_vec(), "EOF"),
-        ("malformed", b"not json at all".to_vec(), "expected"),
-        ("wrong_type", br#"{"id":"wt","kind":7}"#.to_vec(), "`kind`"),
-        (
-            "wrong_type",
-            br#"{"id":"wt2","kind":"noop","resources":{"memory_mib":"lots"}}"#.to_vec(),
-            "resources.memory_mib",
-        ),
-        ("missing_field", br#"{"id":"mf"}"#.to_vec(), "kind"),
-        (
-            "unknown_field",
-            br#"{"id":"uf","kind":"noop","colour":"blue"}"#.to_vec(),
-            "colour",
-        ),
-        (
-            "invalid_value",
-            br#"{"id":"iv","kind":"noop","resources":{"cpu_milli":-100}}"#.to_vec(),
-            "resources.cpu_milli",
-        ),
-        ("oversize", oversize.clone().into_bytes(), "over the limit"),
-    ];
+    let s = setup(&url, "dead", bad_input::MAX_PAYLOAD_BYTES);
+    let cases = bad_input::cases();
     let mut bodies: Vec<(Vec<u8>, BasicProperties)> = cases
         .iter()
         .enumerate()
-        .map(|(i, (_, body, _))| {
+        .map(|(i, case)| {
             (
-                body.clone(),
-                BasicProperties::default().with_correlation_id(format!("case-{i}").into()),
+                case.body.clone(),
+                BasicProperties::default().with_correlation_id(bad_input::tag(i).into()),
             )
         })
         .collect();
@@ -190,28 +163,11 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         "every bad message is dead-lettered once"
     );
     for m in &dead {
-        let case: usize = m
-            .correlation_id
-            .as_deref()
-            .and_then(|c| c.strip_prefix("case-"))
-            .and_then(|n| n.parse().ok())
-            .expect("correlation id kept");
-        let (code, body, mentions) = &cases[case];
-        assert_eq!(
-            m.headers.get("x-tidewater-code").map(String::as_str),
-            Some(*code),
-            "case {case}"
-        );
-        assert_eq!(m.routing_key, *code);
-        let reason = m.headers.get("x-tidewater-reason").expect("reason header");
-        assert!(
-            reason.contains(mentions),
-            "case {case}: {reason:?} should mention {mentions:?}"
-        );
-        assert_eq!(
-            &m.body, body,
-            "case {case}: the original body is dead-lettered"
-        );
+        let case = bad_input::index_of(m.correlation_id.as_deref());
+        let code = m.headers.get("x-tidewater-code").map(String::as_str);
+        let reason = m.headers.get("x-tidewater-reason").map(String::as_str);
+        bad_input::assert_dead_letter(&cases, case, code, reason, &m.body);
+        assert_eq!(m.routing_key, cases[case].code);
         assert_eq!(
             m.headers.get("x-tidewater-source").map(String::as_str),
             Some(s.queue.as_str())

@@ -6,6 +6,7 @@
 //! down for everyone.
 
 mod broker_common;
+mod common;
 
 use std::process::Command;
 use std::sync::Arc;

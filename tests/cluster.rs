@@ -1,13 +1,11 @@
 //! Timely cluster mode: two processes on loopback, sharing one input file,
 //! produce the same completions and rejections as one process.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, read_json_lines, spawn_run_with_env};
+use crate::common::{free_port, read_json_lines, spawn_run_with_env};
 
 fn input() -> String {
     let mut lines = Vec::new();

@@ -2,13 +2,11 @@
 //! wherever they are, and executors that join, go silent (declared lost,
 //! their task re-run elsewhere... or when they come back) and leave.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{binary, free_port, Http};
+use crate::common::{binary, free_port, Http};
 use tidewater::config::{Config, ExecutorConfig, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::store::MemoryStore;

@@ -111,7 +111,7 @@ fn closures_commands_timeouts_and_retries() {
         (TaskState::Succeeded, 2)
     );
     assert_eq!(
-        closure.result.and_then(|r| r.value),
+        closure.result.and_then(|r| r.json()),
         Some(serde_json::json!(42))
     );
     let echo = record("echo");

@@ -3,14 +3,12 @@
 //! idempotent submission, refusal at submit of what can never run, and
 //! counters that survive a restart.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Http};
+use crate::common::{free_port, Http};
 use serde_json::Value;
 use tidewater::config::{Config, ExecutorConfig, StoreKind};
 use tidewater::{HandlerFailure, HandlerOutput, Pipeline, PipelineBuilder, RunningPipeline};

@@ -3,15 +3,13 @@
 //! `tidewater query`, the Prometheus exposition at `/metrics`, and an alert
 //! delivered to a webhook.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{binary, free_port, Http};
+use crate::common::{binary, free_port, Http};
 use tidewater::config::{Config, StoreKind};
 use tidewater::monitoring::{AlertRule, Comparison};
 use tidewater::Pipeline;

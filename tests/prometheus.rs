@@ -7,14 +7,12 @@
 //! it is looked up on `PATH`. Without it the test fails under CI (`CI` set)
 //! and is skipped with a notice elsewhere.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Http};
+use crate::common::{free_port, Http};
 use tidewater::config::{Config, StoreKind};
 use tidewater::Pipeline;
 use tidewater_connectors::store::MemoryStore;

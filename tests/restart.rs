@@ -2,13 +2,11 @@
 //! restart every task completes exactly once in the embedded store, and the
 //! results file reports each at most once. Ctrl-C shuts down cleanly.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, read_json_lines, spawn_run, Http};
+use crate::common::{free_port, read_json_lines, spawn_run, Http};
 
 const TASKS: usize = 40;
 

@@ -3,13 +3,11 @@
 //! refused), the drain timeout stops what still runs and leaves it queued
 //! for the next start, and a second signal forces that at once.
 
-mod common;
-
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_run, Http};
+use crate::common::{free_port, spawn_run, Http};
 use serde_json::Value;
 
 fn write_config(dir: &Path, port: u16, drain_timeout_ms: u64) -> std::path::PathBuf {

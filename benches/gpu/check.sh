@@ -3,7 +3,7 @@
 #
 # Usage: benches/gpu/check.sh BIN_DIR OUT_DIR
 #   BIN_DIR holds binaries built on another machine (`cargo test --release
-#   --no-run` and `cargo build --release -p tidewater`): `tidewater`,
+#   --no-run` and `cargo build --release -p tidewater-cli`): `tidewater`,
 #   `operators-tests` (tidewater-operators' unit tests) and `learning-loop`
 #   (dataflows/tests/learning_loop.rs). OUT_DIR receives one log per check.
 #

@@ -5,16 +5,14 @@
 //! resource manager, monitoring and learning agents — are timely dataflow
 //! operators; tasks, metrics and experience flow through them as streams.
 //! This crate is the process around them: configuration ([`Config`]), the
-//! library API ([`Pipeline`]), worker launch, the tokio bridge, handlers, the
-//! HTTP API, and the `tidewater` binary's commands.
+//! library API ([`Pipeline`]), worker launch, the tokio bridge, handlers and
+//! the HTTP API. The `tidewater` binary is the `tidewater-cli` package
+//! (`cli/`); the benchmarks are the `tidewater-bench` package (`benches/`).
 #![forbid(missing_docs)]
 
 pub mod acks;
 pub mod agent;
 pub mod backend;
-pub mod bench;
-pub mod bench_queries;
-pub mod broker_bench;
 pub mod brokers;
 pub mod config;
 pub mod control_http;
@@ -22,7 +20,6 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod ingress;
-pub mod kafka_bench;
 pub mod launch;
 pub mod live;
 pub mod monitoring;

@@ -8,8 +8,8 @@
 //! attempt fails; an attempt after which no retry follows drops its entry,
 //! as do the result sinks once a final outcome is recorded, so the store
 //! answers from then on. A `retrying` entry whose next attempt time has
-//! passed (the task waits for capacity, or its next attempt runs in
-//! another process) reads as queued again. The HTTP API overlays these
+//! passed reads as queued again: the task waits for a placement (or its
+//! next attempt runs in another process). The HTTP API overlays these
 //! entries on the stored records.
 //!
 //! ```text
@@ -30,9 +30,6 @@ use tidewater_operators::dataflow::{ExecutionBackend, RetryPolicy};
 use tidewater_operators::model::{
     now_micros, AbortReason, Assignment, Completion, Lease, ResourceRequest, Task,
 };
-
-/// How long past its next attempt time a `retrying` entry still counts.
-const RETRY_GRACE_US: u64 = 1_000_000;
 
 /// Which live phase a task is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -85,7 +82,7 @@ impl LiveTask {
     /// Whether this entry still says something true at `now_us`.
     fn is_current(&self, now_us: u64) -> bool {
         match self.next_attempt_at_us {
-            Some(next) if self.phase == LivePhase::Retrying => now_us <= next + RETRY_GRACE_US,
+            Some(next) if self.phase == LivePhase::Retrying => now_us <= next,
             _ => true,
         }
     }

@@ -505,8 +505,20 @@ impl RunningPipeline {
 }
 
 impl Drop for RunningPipeline {
+    /// A pipeline dropped without [`shutdown`](RunningPipeline::shutdown)
+    /// lets its in-flight tasks finish for up to `shutdown.drain_timeout_ms`,
+    /// then stops and leaves the rest queued: dropping never hangs.
     fn drop(&mut self) {
         if self.guards.is_some() {
+            let deadline =
+                Instant::now() + Duration::from_millis(self.config.shutdown.drain_timeout_ms);
+            while !self.is_idle() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !self.is_idle() {
+                tracing::warn!("pipeline dropped with tasks in flight; they stay queued");
+                self.abandon_in_flight();
+            }
             if let Err(e) = self.stop() {
                 tracing::error!(error = %e, "pipeline shutdown on drop failed");
             }

@@ -5,9 +5,9 @@
 //! (tansu) under-reports partition high watermarks.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -18,6 +18,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use tidewater_connectors::kafka::KafkaConfig;
+
+use super::collector::{Collector, Counts};
 
 /// A connector config for tests: the group settings the test broker needs
 /// (its group joins take half the session timeout).
@@ -225,9 +227,9 @@ impl Kafka {
     /// header `x-tidewater-task-id`.
     pub fn collect(&self, topic: &str) -> Collector {
         let consumer = self.reader(topic);
-        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let counts = Counts::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (sink, stopped) = (Arc::clone(&counts), Arc::clone(&stop));
+        let (sink, stopped) = (counts.clone(), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
@@ -235,17 +237,14 @@ impl Kafka {
                         .header("x-tidewater-task-id")
                         .unwrap_or_default()
                         .to_string();
-                    if let Ok(mut counts) = sink.lock() {
-                        *counts.entry(id).or_insert(0usize) += 1;
-                    }
+                    sink.add(id);
                 }
             }
         });
-        Collector {
-            counts,
-            stop,
-            thread: Some(thread),
-        }
+        Collector::new(counts, move || {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        })
     }
 
     /// The offsets group `group` has committed on `topic`'s partitions
@@ -291,45 +290,5 @@ fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         key: m.key().map(<[u8]>::to_vec),
         body: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers,
-    }
-}
-
-/// Counts records by task id, read in the background.
-pub struct Collector {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Collector {
-    /// Distinct task ids seen.
-    pub fn distinct(&self) -> usize {
-        self.counts.lock().map(|c| c.len()).unwrap_or_default()
-    }
-
-    /// Counts by task id.
-    pub fn counts(&self) -> HashMap<String, usize> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// Waits until `count` distinct ids were seen; false after `timeout`.
-    pub fn wait_for(&self, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.distinct() < count {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

@@ -5,10 +5,14 @@
 #![allow(dead_code)]
 
 pub mod alerts;
+pub mod bad_input;
+pub mod collector;
+pub mod crash;
 pub mod kafka;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+pub use collector::Collector;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -19,6 +23,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use collector::Counts;
 
 /// The value of a service's address variable. Missing: under CI (`CI` set)
 /// the test fails; elsewhere it prints a skip notice and returns `None`.
@@ -304,47 +310,11 @@ impl Amqp {
     }
 }
 
-/// Counts messages by message id, consumed in the background.
-pub struct Collector {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Collector {
-    /// Distinct message ids seen.
-    pub fn distinct(&self) -> usize {
-        self.counts.lock().map(|c| c.len()).unwrap_or_default()
-    }
-
-    /// Counts by message id.
-    pub fn counts(&self) -> HashMap<String, usize> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// Waits until `count` distinct ids were seen; false after `timeout`.
-    pub fn wait_for(&self, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.distinct() < count {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl Amqp {
     /// Consumes `queue` in the background (without acknowledgements),
     /// counting messages by message id.
     pub fn collect(&self, queue: &str) -> Collector {
-        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let counts = Counts::default();
         let channel = self
             .runtime
             .block_on(self.connection.create_channel())
@@ -361,7 +331,7 @@ impl Amqp {
                 FieldTable::default(),
             ))
             .expect("consume");
-        let sink = Arc::clone(&counts);
+        let sink = counts.clone();
         let task = self.runtime.spawn(async move {
             let _channel = channel;
             while let Some(Ok(delivery)) = consumer.next().await {
@@ -371,12 +341,10 @@ impl Amqp {
                     .as_ref()
                     .map(|s| s.to_string())
                     .unwrap_or_default();
-                if let Ok(mut counts) = sink.lock() {
-                    *counts.entry(id).or_insert(0) += 1;
-                }
+                sink.add(id);
             }
         });
-        Collector { counts, task }
+        Collector::new(counts, move || task.abort())
     }
 }
 

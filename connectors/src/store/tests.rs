@@ -134,7 +134,7 @@ pub(crate) fn behaves(store: &dyn TaskStore) {
         (Some("e1"), 7, Some(0))
     );
     assert_eq!(
-        record.result.and_then(|r| r.value),
+        record.result.and_then(|r| r.json()),
         Some(serde_json::json!({ "answer": 42 }))
     );
     assert_eq!(store.unfinished().expect("unfinished"), vec![task("b")]);

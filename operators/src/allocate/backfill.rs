@@ -27,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::executor_state::ExecutorState;
-use super::shard::Placement;
+use super::placement::Placement;
 use crate::model::ResourceRequest;
 
 /// How a round backfills past a task that does not fit.

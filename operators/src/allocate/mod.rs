@@ -15,6 +15,7 @@ mod executor_state;
 mod feasibility;
 mod fgd;
 mod fragmentation_model;
+mod placement;
 mod placer;
 mod policy;
 mod queue;
@@ -34,6 +35,7 @@ pub use executor_state::{ExecutorState, GpuPick};
 pub use feasibility::FeasibilityIndex;
 pub use fgd::{node_fragmentation, Fgd};
 pub use fragmentation_model::FragmentationModel;
+pub use placement::Placement;
 pub use placer::Placer;
 pub use policy::{policy_by_name, BestFit, FirstFit, PlacementPolicy, Score, POLICY_NAMES};
 pub use queue::{QueueOrder, QueueSlot, TaskQueue};
@@ -42,8 +44,7 @@ pub use registry::{ExecutorRegistry, Liveness, RegistryEntry};
 pub use reservation::Reservation;
 pub use score_cache::ScoreCache;
 pub use shard::{
-    home_shard, AllocatorConfig, Decision, ForwardNote, InvariantViolation, Placement,
-    ShardAllocator,
+    home_shard, AllocatorConfig, Decision, ForwardNote, InvariantViolation, ShardAllocator,
 };
 pub use spread::Spread;
 pub use task_mix::{TaskClass, TaskMix};

@@ -10,13 +10,15 @@
 //! - [`Execute`]: assignments → completions, through an [`ExecutionBackend`].
 
 mod coordinate;
+mod coordinator_state;
 mod decode;
 mod execute;
+mod feedback;
 mod streams;
 
-pub use coordinate::{
-    Coordinate, CoordinatorOutputs, CoordinatorState, Feedback, ModelListener, RetryPolicy,
-};
+pub use coordinate::{Coordinate, CoordinatorStreams};
+pub use coordinator_state::{CoordinatorOutputs, CoordinatorState, ModelListener, RetryPolicy};
 pub use decode::Decode;
 pub use execute::{Execute, ExecutionBackend};
+pub use feedback::Feedback;
 pub use streams::{metric_for_completion, metric_for_rejection, TimedStream};

@@ -63,7 +63,7 @@ pub struct Completion {
     pub is_final: bool,
     /// What the handler returned, when it returned anything: kept with the
     /// task's record and returned to whoever asks for the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub result: Option<TaskResult>,
 }
 
@@ -72,34 +72,87 @@ pub struct Completion {
 /// An in-process handler returns a JSON `value`; a command leaves the tails
 /// of its `stdout` and `stderr`. When the output was longer than the bound,
 /// the kept part is its end and `truncated` says so.
+///
+/// Completions cross processes in timely's binary encoding, which cannot
+/// carry a free-form JSON value, so the value travels as [`JsonText`]: a
+/// JSON value in human-readable formats (the API, the stores), its text in
+/// binary ones.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     /// The value an in-process handler returned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<serde_json::Value>,
+    #[serde(default)]
+    pub value: Option<JsonText>,
     /// The end of a command's standard output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stdout: Option<String>,
     /// The end of a command's standard error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stderr: Option<String>,
     /// Whether some of the output was cut to stay within the bound.
     #[serde(default)]
     pub truncated: bool,
 }
 
+/// A JSON value kept as its text: written as the value itself where the
+/// format is human-readable (JSON), as a string where it is binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// The text of `value`.
+    pub fn new(value: &serde_json::Value) -> Self {
+        JsonText(value.to_string())
+    }
+
+    /// The value (`Null` if the text is not JSON, which `new` never makes).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            self.value().serialize(serializer)
+        } else {
+            serializer.serialize_str(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let value = serde_json::Value::deserialize(deserializer)?;
+            Ok(JsonText::new(&value))
+        } else {
+            String::deserialize(deserializer).map(JsonText)
+        }
+    }
+}
+
 impl TaskResult {
     /// A result holding a handler's JSON value.
     pub fn value(value: serde_json::Value) -> Self {
         TaskResult {
-            value: Some(value),
+            value: Some(JsonText::new(&value)),
             ..TaskResult::default()
         }
     }
 
+    /// The handler's JSON value, if it returned one.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        self.value.as_ref().map(JsonText::value)
+    }
+
     /// Bytes this result takes: the value's JSON text and both tails.
     pub fn size(&self) -> usize {
-        let value = self.value.as_ref().map_or(0, |v| v.to_string().len());
+        let value = self.value.as_ref().map_or(0, |v| v.as_str().len());
         value
             + self.stdout.as_ref().map_or(0, String::len)
             + self.stderr.as_ref().map_or(0, String::len)
@@ -115,13 +168,13 @@ impl TaskResult {
         }
         self.truncated = true;
         if let Some(value) = self.value.take() {
-            let mut text = value.to_string();
+            let mut text = value.as_str().to_string();
             let mut end = limit.min(text.len());
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
             text.truncate(end);
-            self.value = Some(serde_json::Value::String(text));
+            self.value = Some(JsonText::new(&serde_json::Value::String(text)));
             self.stdout = None;
             self.stderr = None;
             return self;

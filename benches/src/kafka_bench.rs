@@ -42,8 +42,8 @@ use tidewater_operators::model::{Completion, Lease, Name, Outcome, ResourceReque
 use crate::broker_bench::{
     median, task_bodies, BrokerBenchError, BrokerBenchOptions, BrokerBenchReport,
 };
-use crate::config::Config;
-use crate::pipeline::Pipeline;
+use tidewater::config::Config;
+use tidewater::Pipeline;
 
 /// Partitions of the benchmark's topics.
 const PARTITIONS: i32 = 3;

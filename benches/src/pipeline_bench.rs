@@ -22,10 +22,12 @@ use tidewater_operators::model::{
     SourceRecord, Task,
 };
 
-use crate::config::{Config, ExecutorConfig};
-use crate::handlers::HandlerRegistry;
-use crate::launch::pipeline_parts;
-use crate::stats::new_histogram;
+use tidewater::config::{Config, ExecutorConfig};
+use tidewater::launch::pipeline_parts;
+use tidewater::stats::new_histogram;
+use tidewater::HandlerRegistry;
+
+use crate::memory::{current_rss_bytes, peak_rss_bytes};
 
 /// Benchmark settings.
 #[derive(Clone, Debug)]
@@ -296,26 +298,4 @@ fn format_id(buffer: &mut String, worker: usize, n: u64) -> Name {
     buffer.clear();
     let _ = write!(buffer, "b{worker}-{n}");
     Name::from(buffer.as_str())
-}
-
-/// Resident memory now, bytes (Linux; 0 elsewhere).
-pub fn current_rss_bytes() -> u64 {
-    status_kib("VmRSS:") * 1024
-}
-
-/// Peak resident memory, bytes (Linux; 0 elsewhere).
-pub fn peak_rss_bytes() -> u64 {
-    status_kib("VmHWM:") * 1024
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }

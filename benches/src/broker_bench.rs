@@ -34,8 +34,8 @@ use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_connectors::store::{StoredTask, TaskStore};
 use tidewater_operators::model::{Completion, Lease, Name, Outcome, ResourceRequest, Task};
 
-use crate::config::{Config, StoreKind};
-use crate::pipeline::Pipeline;
+use tidewater::config::{Config, StoreKind};
+use tidewater::Pipeline;
 
 /// Broker benchmark settings.
 #[derive(Clone, Debug)]
@@ -102,7 +102,7 @@ pub enum BrokerBenchError {
     },
     /// The pipeline failed.
     #[error("pipeline: {0}")]
-    Pipeline(#[from] crate::error::RuntimeError),
+    Pipeline(#[from] tidewater::RuntimeError),
     /// A run did not finish in time.
     #[error("{side} run stalled at {done} of {tasks} results")]
     Stalled {

@@ -1,0 +1,79 @@
+//! `tidewater agent`: a remote executor that joins a pipeline over
+//! RabbitMQ, heartbeats through the control exchange and runs the tasks
+//! assigned to it with the built-in handlers, until Ctrl-C; prints its
+//! summary as one JSON line.
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use tidewater::agent::{parse_capacity, run_agent, AgentOptions};
+use tidewater::config::HandlersConfig;
+use tidewater::HandlerRegistry;
+
+/// Arguments of `tidewater agent`.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// AMQP URI of the broker the pipeline uses.
+    #[arg(long, env = "TIDEWATER_AMQP_URL")]
+    broker: String,
+    /// This executor's id (unique in the cluster).
+    #[arg(long)]
+    id: String,
+    /// Capacity: cpu=MILLICORES,memory=MIB,gpu=COUNT (other NAME=AMOUNT pairs are custom resources).
+    #[arg(long)]
+    capacity: String,
+    /// Model of the GPUs.
+    #[arg(long, default_value = "")]
+    gpu_model: String,
+    /// Interval between heartbeats, ms.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Declared lost after this long without a heartbeat, ms.
+    #[arg(long, default_value_t = 5000)]
+    ttl_ms: u64,
+    /// The pipeline's control exchange (`rabbitmq.control_exchange`).
+    #[arg(long, default_value = "tidewater.control")]
+    control_exchange: String,
+    /// The pipeline's assignments exchange (`rabbitmq.assignments_exchange`).
+    #[arg(long, default_value = "tidewater.assignments")]
+    assignments_exchange: String,
+    /// Most assignments delivered at once.
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+    /// Programs the `command` handler may run (repeatable).
+    #[arg(long = "allow-command")]
+    allow_command: Vec<String>,
+}
+
+/// Runs the agent until Ctrl-C.
+pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
+    let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
+    let handlers = HandlerRegistry::with_builtins(
+        &HandlersConfig {
+            command_allowlist: args.allow_command.clone(),
+            ..HandlersConfig::default()
+        },
+        tidewater::Config::default().limits.max_result_bytes,
+    );
+    let options = AgentOptions {
+        url: args.broker,
+        spec,
+        heartbeat_ms: args.heartbeat_ms,
+        ttl_ms: args.ttl_ms,
+        control_exchange: args.control_exchange,
+        assignments_exchange: args.assignments_exchange,
+        prefetch: args.prefetch,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(run_agent(options, Arc::new(handlers), async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }));
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! `tidewater config ...`: configuration commands (`validate FILE`).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use tidewater::Config;
+
+/// A configuration command.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and check a config file.
+    Validate {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the configuration command.
+pub fn execute(command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Validate { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: valid ({} workers, {} executors, policy {}, store {:?})",
+                file.display(),
+                config.workers,
+                config.executor_specs().len(),
+                config.allocator.policy,
+                config.store.kind
+            );
+            Ok(())
+        }
+    }
+}

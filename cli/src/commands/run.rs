@@ -1,0 +1,126 @@
+//! `tidewater run`: the pipeline with a config file, serving until SIGINT
+//! or SIGTERM, which drain it (see `tidewater::shutdown`), or, with
+//! `--exit-when-done`, until the `--input` file is fed and every task has
+//! finished; prints the run's summary as one JSON line.
+//!
+//! `--process`/`--processes`/`--hostfile` put the process in a timely
+//! cluster; each process then serves HTTP on the configured port plus its
+//! index.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use tidewater::config::{ClusterConfig, Config};
+use tidewater::shutdown::{self, Signals};
+use tidewater::sources::feed_json_lines;
+use tidewater::Pipeline;
+
+/// Arguments of `tidewater run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Config file (TOML).
+    #[arg(long, short, default_value = "configs/local.toml")]
+    config: PathBuf,
+    /// Timely workers per process (overrides the config).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Processes in a timely cluster.
+    #[arg(long)]
+    processes: Option<usize>,
+    /// This process's index in the cluster.
+    #[arg(long)]
+    process: Option<usize>,
+    /// File with one host:port per process.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// JSON-lines file of tasks to feed (`-` for stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Exit once the input is fed and every task has finished.
+    #[arg(long)]
+    exit_when_done: bool,
+}
+
+/// Runs the pipeline until it is told to stop, then prints its summary.
+pub fn execute(args: RunArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let drain_timeout = Duration::from_millis(config.shutdown.drain_timeout_ms);
+    let (part, parts) = match &config.cluster {
+        Some(c) => (c.process, c.resolve_addresses()?.len()),
+        None => (0, 1),
+    };
+    let pipeline = Pipeline::builder(config).start()?;
+    if let Some(addr) = pipeline.http_addr() {
+        tracing::info!("serving http://{addr}");
+    }
+    if let Some(input) = &args.input {
+        let ingress = pipeline.ingress();
+        let sent = if input.as_os_str() == "-" {
+            feed_json_lines(std::io::stdin().lock(), "stdin", &ingress, (part, parts))?
+        } else {
+            let file = std::fs::File::open(input)
+                .with_context(|| format!("opening {}", input.display()))?;
+            feed_json_lines(file, &input.display().to_string(), &ingress, (part, parts))?
+        };
+        tracing::info!(records = sent, "input fed");
+    }
+    if args.exit_when_done {
+        let summary = pipeline.shutdown()?;
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
+    let runtime = pipeline.runtime().context("pipeline has no runtime")?;
+    let signals = Signals::listen(&runtime)?;
+    signals.wait_for(&runtime, 1);
+    tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    let report = shutdown::drain(pipeline, drain_timeout, Some(&signals))?;
+    println!("{}", serde_json::to_string(&report.stats)?);
+    Ok(())
+}
+
+/// The config file with the command line's overrides applied, validated.
+fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    if let Some(process) = args.process {
+        match config.cluster.as_mut() {
+            Some(cluster) => {
+                cluster.process = process;
+                if let Some(hostfile) = &args.hostfile {
+                    cluster.hostfile = Some(hostfile.clone());
+                    cluster.addresses.clear();
+                }
+            }
+            None => {
+                let processes = args.processes.unwrap_or(1);
+                let addresses = match &args.hostfile {
+                    Some(_) => Vec::new(),
+                    None => (0..processes)
+                        .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                        .collect(),
+                };
+                config.cluster = Some(ClusterConfig {
+                    process,
+                    addresses,
+                    hostfile: args.hostfile.clone(),
+                });
+            }
+        }
+    }
+    if let Some(cluster) = &config.cluster {
+        if config.http.enabled && cluster.process > 0 {
+            // One HTTP listener per process: shift the port by the process index.
+            let addr: std::net::SocketAddr = config.http.listen.parse()?;
+            config.http.listen =
+                std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16)
+                    .to_string();
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
