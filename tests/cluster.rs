@@ -157,3 +157,114 @@ fn two_processes_give_the_same_completions_as_one() {
     assert!(!read_json_lines(&dir.path().join("p0.results.jsonl")).is_empty());
     assert!(!read_json_lines(&dir.path().join("p1.results.jsonl")).is_empty());
 }
+
+/// A cluster of two processes serving HTTP on `port` and `port + 1`.
+fn api_config(dir: &Path, timely: (u16, u16), port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+workers = 1
+[cluster]
+process = 0
+addresses = ["127.0.0.1:{a}", "127.0.0.1:{b}"]
+[http]
+listen = "127.0.0.1:{port}"
+[store]
+kind = "memory"
+[[executors]]
+id = "only"
+cpu_milli = 4000
+memory_mib = 4096
+"#,
+        a = timely.0,
+        b = timely.1,
+    );
+    let path = dir.join("api.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+#[test]
+fn any_process_answers_for_a_task_taken_in_by_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two consecutive free ports for the two processes' APIs.
+    let port = loop {
+        let port = free_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            break port;
+        }
+    };
+    let config = api_config(dir.path(), (free_port(), free_port()), port);
+    let spawn = |process: &str| {
+        let log = format!("api-p{process}.log");
+        crate::common::spawn_run(dir.path(), &config, &["--process", process], &log)
+    };
+    let mut children = [spawn("0"), spawn("1")];
+    let http = crate::common::Http::new();
+    let p0 = format!("http://127.0.0.1:{port}");
+    let p1 = format!("http://127.0.0.1:{}", port + 1);
+    http.wait_ready(&format!("{p0}/healthz"), Duration::from_secs(20));
+    http.wait_ready(&format!("{p1}/healthz"), Duration::from_secs(20));
+
+    // Taken in by process 1; its executor lives on process 0's worker.
+    for (id, ms) in [("short", 10), ("long", 20_000)] {
+        let body = format!(r#"{{"id":"{id}","kind":"sleep","payload":{{"ms":{ms}}}}}"#);
+        let (status, answer) = http.post(&format!("{p1}/v1/tasks"), &body);
+        assert_eq!(status, 202, "{answer}");
+    }
+    let state = |base: &str, id: &str| -> String {
+        let (status, record) = http
+            .get(&format!("{base}/v1/tasks/{id}"))
+            .expect("reachable");
+        assert_eq!(status, 200, "{base} {id}: {record}");
+        record["state"].as_str().unwrap_or_default().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state(&p0, "short") != "succeeded" || state(&p0, "long") != "running" {
+        assert!(
+            Instant::now() < deadline,
+            "short {} long {}",
+            state(&p0, "short"),
+            state(&p0, "long")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Listings on either process cover both tasks.
+    for base in [&p0, &p1] {
+        let (status, page) = http
+            .get(&format!("{base}/v1/tasks?limit=1"))
+            .expect("reachable");
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["tasks"][0]["id"], "short", "{page}");
+        let cursor = page["next_cursor"]
+            .as_str()
+            .expect("a second page")
+            .to_string();
+        let (_, page) = http
+            .get(&format!("{base}/v1/tasks?limit=1&cursor={cursor}"))
+            .expect("reachable");
+        assert_eq!(page["tasks"][0]["id"], "long", "{page}");
+        assert_eq!(page["next_cursor"], serde_json::Value::Null, "{page}");
+    }
+    // A cancel on process 0 reaches the task that process 1 took in.
+    let (status, answer) = http.delete(&format!("{p0}/v1/tasks/long"));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["state"], "running", "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(&p0, "long") != "cancelled" {
+        assert!(Instant::now() < deadline, "long: {}", state(&p0, "long"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = http
+        .get(&format!("{p0}/v1/tasks/nowhere"))
+        .expect("reachable");
+    assert_eq!(status, 404);
+    for child in &mut children {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
+}

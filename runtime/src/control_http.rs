@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -40,6 +40,8 @@ pub struct ControlApi {
     pub store: Arc<dyn TaskStore>,
     /// Live states, to say what a cancelled task was doing.
     pub live: crate::live::LiveTasks,
+    /// The cluster's other processes, for tasks taken in elsewhere.
+    pub peers: crate::peers::Peers,
     /// TTL for executors that join without one, ms.
     pub default_heartbeat_ttl_ms: u64,
     /// What became of reservations.
@@ -75,27 +77,18 @@ fn send(api: &ControlApi, command: ControlCommand, body: serde_json::Value) -> R
     }
 }
 
-async fn cancel(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
-    let store = Arc::clone(&api.store);
-    let lookup = id.clone();
-    let record = match tokio::task::spawn_blocking(move || store.get(&lookup)).await {
-        Ok(Ok(record)) => record,
-        Ok(Err(e)) => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "code": "store", "reason": e.to_string() }),
-            )
-        }
-        Err(e) => {
-            return answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({ "code": "internal", "reason": e.to_string() }),
-            )
-        }
-    };
-    let record = record
-        .map(|r| crate::http::overlaid(&api.live, r))
-        .or_else(|| api.live.get(&id).map(|entry| entry.to_record()));
+async fn cancel(
+    State(api): State<Arc<ControlApi>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    // The command reaches every coordinator of the cluster; the record may
+    // live in another process's store.
+    let record =
+        match crate::http::cluster_record(&api.store, &api.live, &api.peers, &headers, &id).await {
+            Ok(record) => record,
+            Err(failed) => return failed,
+        };
     match record {
         None => answer(
             StatusCode::NOT_FOUND,

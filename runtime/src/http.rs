@@ -15,6 +15,10 @@
 //!   of records (see [`crate::task_listing`]).
 //! - `GET /v1/stats`: run counters, with the store's counts by state.
 //! - `GET /healthz`: liveness.
+//!
+//! In a multi-process cluster, lookups, listings and cancels answer for
+//! every task wherever it was taken in, asking the other processes
+//! ([`crate::peers`]) when this one cannot settle them.
 //! - the monitoring endpoints of [`crate::monitoring`]: `/metrics`,
 //!   `/v1/queries`, `/v1/queries/{name}`.
 //! - the control endpoints of [`crate::control_http`]: cancel a task
@@ -25,8 +29,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,7 +38,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use tidewater_connectors::store::{Admission, TaskRecord, TaskStore};
+use tidewater_connectors::store::{Admission, TaskCursor, TaskRecord, TaskStore};
 use tidewater_operators::model::{now_micros, AckToken, Name, RejectReason, Rejection, Task};
 use tidewater_operators::validate::Validator;
 
@@ -43,8 +47,9 @@ use crate::error::RuntimeError;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::Ingress;
 use crate::live::LiveTasks;
+use crate::peers::{self, Peers};
 use crate::stats::PipelineStats;
-use crate::task_listing::{list_tasks, ListParams};
+use crate::task_listing::{list_tasks, ListAnswer, ListParams};
 
 /// What the HTTP API reads and writes: the pipeline's shared parts.
 #[derive(Clone)]
@@ -72,6 +77,8 @@ struct AppState {
     validator: Mutex<Validator>,
     /// Whether remote agents (with their own allowlists) may run commands.
     remote_agents: bool,
+    /// The cluster's other processes.
+    peers: Peers,
 }
 
 /// A running HTTP server.
@@ -89,10 +96,15 @@ impl HttpServer {
         config: &Config,
         api: ApiContext,
     ) -> Result<HttpServer, RuntimeError> {
+        let peers = Peers::new(
+            &config.http.peers,
+            config.cluster.as_ref().map_or(0, |c| c.process),
+        );
         let control = crate::control_http::routes(crate::control_http::ControlApi {
             ingress: api.ingress.clone(),
             store: Arc::clone(&api.store),
             live: api.live.clone(),
+            peers: peers.clone(),
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
             reservations: api.reservations.clone(),
         });
@@ -105,6 +117,7 @@ impl HttpServer {
                 now_micros(),
             )),
             remote_agents: config.rabbitmq.as_ref().is_some_and(|r| r.agents),
+            peers,
         });
         let app = router(state)
             .merge(control)
@@ -406,27 +419,116 @@ pub(crate) fn overlaid(live: &LiveTasks, mut record: TaskRecord) -> TaskRecord {
     record
 }
 
-async fn get_task(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let lookup = id.clone();
-    match with_store(&state.api.store, move |store| store.get(&lookup)).await {
-        Ok(Some(record)) => Json(overlaid(&state.api.live, record)).into_response(),
-        Ok(None) => match state.api.live.get(&id) {
-            Some(entry) => Json(entry.to_record()).into_response(),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no task with id {id:?}"),
-            ),
-        },
+/// The record of task `id` as this process knows it: its store's record
+/// with the live state here, or only the live state.
+pub(crate) async fn local_record(
+    store: &Arc<dyn TaskStore>,
+    live: &LiveTasks,
+    id: &str,
+) -> Result<Option<TaskRecord>, Response> {
+    let lookup = id.to_string();
+    let stored = with_store(store, move |store| store.get(&lookup)).await?;
+    Ok(match stored {
+        Some(record) => Some(overlaid(live, record)),
+        None => live.get(id).map(|entry| entry.to_record()),
+    })
+}
+
+/// The record of task `id` in the whole cluster: this process's when it
+/// settles the question (a final record, or a live attempt here), else the
+/// most advanced of every process's. Peer requests answer locally.
+pub(crate) async fn cluster_record(
+    store: &Arc<dyn TaskStore>,
+    live: &LiveTasks,
+    peers: &Peers,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Option<TaskRecord>, Response> {
+    let local = local_record(store, live, id).await?;
+    let settled = local
+        .as_ref()
+        .is_some_and(|r| r.state.is_final() || peers::progress(r) > 0);
+    if settled || peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
+        return Ok(local);
+    }
+    let remote = peers.task(id).await;
+    Ok(peers::most_advanced(local.into_iter().chain(remote)))
+}
+
+async fn get_task(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let found = cluster_record(
+        &state.api.store,
+        &state.api.live,
+        &state.peers,
+        &headers,
+        &id,
+    )
+    .await;
+    match found {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task with id {id:?}"),
+        ),
         Err(failed) => failed,
     }
 }
 
-async fn list(State(state): State<Arc<AppState>>, Query(params): Query<ListParams>) -> Response {
-    match list_tasks(&state.api.store, &state.api.live, params).await {
-        Ok(page) => Json(page).into_response(),
-        Err(failed) => failed,
+async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let limit = params.limit();
+    let descending = params.is_descending();
+    let mut page = match list_tasks(&state.api.store, &state.api.live, params).await {
+        Ok(page) => page,
+        Err(failed) => return failed,
+    };
+    if state.peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
+        return Json(page).into_response();
     }
+    // Every process lists from the same cursor; the merged page is the
+    // first `limit` of all, and the cursor is global (acceptance time, id).
+    let others = match state.peers.pages(raw.as_deref().unwrap_or("")).await {
+        Ok(others) => others,
+        Err(reason) => return error(StatusCode::BAD_GATEWAY, "peer", reason),
+    };
+    let mut more = page.next_cursor.is_some();
+    let mut tasks = std::mem::take(&mut page.tasks);
+    for other in others {
+        more |= other.next_cursor.is_some();
+        tasks.extend(other.tasks);
+    }
+    tasks.sort_by(|a, b| {
+        let order = (a.submitted_at_us, &a.id).cmp(&(b.submitted_at_us, &b.id));
+        if descending {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    tasks.dedup_by(|b, a| {
+        let same = a.id == b.id;
+        if same && peers::progress(b) > peers::progress(a) {
+            std::mem::swap(a, b);
+        }
+        same
+    });
+    more |= tasks.len() > limit;
+    tasks.truncate(limit);
+    let next_cursor = if more {
+        tasks.last().map(|r| TaskCursor::of(r).to_token())
+    } else {
+        None
+    };
+    Json(ListAnswer { tasks, next_cursor }).into_response()
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {

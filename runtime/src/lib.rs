@@ -23,6 +23,7 @@ pub mod ingress;
 pub mod launch;
 pub mod live;
 pub mod monitoring;
+pub mod peers;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;

@@ -40,8 +40,20 @@ pub struct ListParams {
     order: Option<String>,
 }
 
+impl ListParams {
+    /// The page size asked for (before validation).
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_PAGE)
+    }
+
+    /// Whether newest first was asked for.
+    pub fn is_descending(&self) -> bool {
+        self.order.as_deref() == Some("desc")
+    }
+}
+
 /// One page of the listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ListAnswer {
     /// The records.
     pub tasks: Vec<TaskRecord>,

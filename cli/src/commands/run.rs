@@ -113,12 +113,27 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
         }
     }
     if let Some(cluster) = &config.cluster {
-        if config.http.enabled && cluster.process > 0 {
-            // One HTTP listener per process: shift the port by the process index.
+        if config.http.enabled {
+            // One HTTP listener per process: the port shifted by the process
+            // index, on each process's cluster host; every process knows them
+            // all, to answer for tasks wherever they were taken in.
             let addr: std::net::SocketAddr = config.http.listen.parse()?;
-            config.http.listen =
-                std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16)
-                    .to_string();
+            if config.http.peers.is_empty() {
+                config.http.peers = cluster
+                    .resolve_addresses()?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, timely)| {
+                        let host = timely.rsplit_once(':').map_or(timely.as_str(), |(h, _)| h);
+                        format!("{host}:{}", addr.port() + i as u16)
+                    })
+                    .collect();
+            }
+            if cluster.process > 0 {
+                config.http.listen =
+                    std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16)
+                        .to_string();
+            }
         }
     }
     config.validate()?;

@@ -1,0 +1,141 @@
+//! The other processes of a cluster, as HTTP peers of this one's API.
+//!
+//! Each process keeps the records of the tasks it took in, and the live
+//! state of the attempts its executors run. So that any process answers for
+//! every task, a lookup that this process cannot settle (an unknown id, or
+//! a record not yet final with no live entry here) asks the other
+//! processes, and a listing merges every process's page. Peer requests
+//! carry [`LOCAL_ONLY`] so that a peer answers from its own parts and never
+//! asks on.
+//!
+//! ```text
+//!  GET /v1/tasks/{id} ──► store + live here ──settled──► answer
+//!                              │ not settled
+//!                              └─► every peer (x-tidewater-local) ─► most advanced record
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use tidewater_connectors::store::{TaskRecord, TaskState};
+
+/// Header a peer request carries: answer from this process only.
+pub const LOCAL_ONLY: &str = "x-tidewater-local";
+
+/// How long a peer may take to answer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The other processes' API addresses, and a client to ask them.
+#[derive(Clone)]
+pub struct Peers {
+    others: Vec<String>,
+    client: reqwest::Client,
+}
+
+/// A listing page as peers answer it.
+#[derive(Debug, Deserialize)]
+pub struct PeerPage {
+    /// The records.
+    pub tasks: Vec<TaskRecord>,
+    /// Whether the peer has more after this page.
+    pub next_cursor: Option<String>,
+}
+
+impl Peers {
+    /// The peers among `all` (every process's address, by index), leaving
+    /// out this process's own.
+    pub fn new(all: &[String], own_index: usize) -> Self {
+        let others = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != own_index)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(PEER_TIMEOUT)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Peers { others, client }
+    }
+
+    /// Whether there is anyone to ask.
+    pub fn is_empty(&self) -> bool {
+        self.others.is_empty()
+    }
+
+    /// Every peer's record of task `id` (peers that do not know it, or do
+    /// not answer, are left out).
+    pub async fn task(&self, id: &str) -> Vec<TaskRecord> {
+        let asks = self.others.iter().map(|peer| {
+            let url = format!("http://{peer}/v1/tasks/{}", encode(id));
+            let request = self.client.get(url).header(LOCAL_ONLY, "1");
+            async move {
+                let response = request.send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response.json::<TaskRecord>().await.ok()
+            }
+        });
+        join_all(asks).await.into_iter().flatten().collect()
+    }
+
+    /// Every peer's page for the listing query string `query`; a peer that
+    /// does not answer is an error, since the merged page would miss its
+    /// tasks.
+    pub async fn pages(&self, query: &str) -> Result<Vec<PeerPage>, String> {
+        let asks = self.others.iter().map(|peer| {
+            let url = format!("http://{peer}/v1/tasks?{query}");
+            let request = self.client.get(url).header(LOCAL_ONLY, "1");
+            let peer = peer.clone();
+            async move {
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| format!("peer {peer}: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("peer {peer} answered {}", response.status()));
+                }
+                response
+                    .json::<PeerPage>()
+                    .await
+                    .map_err(|e| format!("peer {peer}: {e}"))
+            }
+        });
+        join_all(asks).await.into_iter().collect()
+    }
+}
+
+/// Runs every future and collects their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    // Peers are few; asking them one after another keeps this simple while
+    // each request is bounded by the client's timeout.
+    for handle in handles {
+        out.push(handle.await);
+    }
+    out
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// How far along a record is: final beats live beats queued, so that the
+/// process that knows most answers.
+pub fn progress(record: &TaskRecord) -> u8 {
+    match record.state {
+        TaskState::Queued => 0,
+        TaskState::Retrying => 1,
+        TaskState::Running => 2,
+        _ => 3,
+    }
+}
+
+/// The most advanced of `records`.
+pub fn most_advanced(records: impl IntoIterator<Item = TaskRecord>) -> Option<TaskRecord> {
+    records.into_iter().max_by_key(progress)
+}
