@@ -12,6 +12,9 @@
 //! - the control endpoints of [`crate::control_http`]: cancel a task
 //!   (`DELETE /v1/tasks/{id}`), executors joining, heartbeating and
 //!   leaving, reservations.
+//! - the read endpoints of [`crate::inventory_http`]: `GET /v1/executors`,
+//!   `GET /v1/reservations`, `GET /v1/models`.
+//! - the web dashboard of [`crate::ui`] at `/ui/`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -60,7 +63,13 @@ impl HttpServer {
         stats: Arc<PipelineStats>,
         reservations: crate::reservations::ReservationBook,
         monitoring: crate::monitoring::MonitoringApi,
+        executors: crate::executor_book::ExecutorBook,
     ) -> Result<HttpServer, RuntimeError> {
+        let inventory = crate::inventory_http::routes(crate::inventory_http::InventoryApi {
+            executors,
+            reservations: reservations.clone(),
+            store: Arc::clone(&store),
+        });
         let control = crate::control_http::routes(crate::control_http::ControlApi {
             ingress: ingress.clone(),
             store: Arc::clone(&store),
@@ -79,6 +88,8 @@ impl HttpServer {
         });
         let app = router(state)
             .merge(control)
+            .merge(inventory)
+            .merge(crate::ui::routes())
             .merge(crate::monitoring::routes(monitoring))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();

@@ -32,11 +32,12 @@ use crate::acks::AckRegistry;
 use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
+use crate::executor_book::ExecutorBook;
 use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
-use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
+use crate::monitoring::{spawn_alerts, AlertBoard, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
 use crate::stats::{PipelineStats, StatsSnapshot};
@@ -121,6 +122,10 @@ impl PipelineBuilder {
             source,
         })?;
         let (ingress, inboxes) = Ingress::new(local_workers, first_worker);
+        let executors = ExecutorBook::new(config.executor_specs(), now_micros());
+        let observed = executors.clone();
+        ingress.observe_control(Box::new(move |c| observed.observe(c, now_micros())));
+        let alert_board = AlertBoard::new();
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
         let reservations = ReservationBook::new();
@@ -192,7 +197,9 @@ impl PipelineBuilder {
                 MonitoringApi {
                     queries: queries.clone(),
                     exporter: Arc::clone(&exporter),
+                    alerts: alert_board.clone(),
                 },
+                executors,
             )?)
         } else {
             None
@@ -204,6 +211,7 @@ impl PipelineBuilder {
                 queries.clone(),
                 Arc::clone(&exporter),
                 brokers.alert_sinks(),
+                alert_board,
             )
         });
         Ok(RunningPipeline {
