@@ -61,20 +61,19 @@ impl HttpServer {
         ingress: Ingress,
         store: Arc<dyn TaskStore>,
         stats: Arc<PipelineStats>,
-        reservations: crate::reservations::ReservationBook,
+        inventory: crate::inventory_http::Inventory,
         monitoring: crate::monitoring::MonitoringApi,
-        executors: crate::executor_book::ExecutorBook,
     ) -> Result<HttpServer, RuntimeError> {
-        let inventory = crate::inventory_http::routes(crate::inventory_http::InventoryApi {
-            executors,
-            reservations: reservations.clone(),
-            store: Arc::clone(&store),
-        });
         let control = crate::control_http::routes(crate::control_http::ControlApi {
             ingress: ingress.clone(),
             store: Arc::clone(&store),
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
-            reservations,
+            reservations: inventory.reservations.clone(),
+        });
+        let inventory = crate::inventory_http::routes(crate::inventory_http::InventoryApi {
+            executors: inventory.executors,
+            reservations: inventory.reservations,
+            store: Arc::clone(&store),
         });
         let state = Arc::new(AppState {
             ingress,

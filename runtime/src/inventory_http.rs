@@ -30,6 +30,16 @@ const DEFAULT_MODEL_LIMIT: usize = 50;
 /// Most model versions listed per target.
 const MAX_MODEL_LIMIT: usize = 1000;
 
+/// What the process holds besides tasks, shared by its workers, its
+/// ingress and the HTTP API.
+#[derive(Clone, Default)]
+pub struct Inventory {
+    /// Executors of this process.
+    pub executors: ExecutorBook,
+    /// Reservation statuses.
+    pub reservations: ReservationBook,
+}
+
 /// What the inventory endpoints read.
 pub struct InventoryApi {
     /// Executors of this process.

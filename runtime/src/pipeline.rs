@@ -36,6 +36,7 @@ use crate::executor_book::ExecutorBook;
 use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::HttpServer;
 use crate::ingress::{Ingress, IngressError};
+use crate::inventory_http::Inventory;
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::monitoring::{spawn_alerts, AlertBoard, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
@@ -193,13 +194,15 @@ impl PipelineBuilder {
                 ingress.clone(),
                 Arc::clone(&store),
                 Arc::clone(&stats),
-                reservations.clone(),
+                Inventory {
+                    executors,
+                    reservations: reservations.clone(),
+                },
                 MonitoringApi {
                     queries: queries.clone(),
                     exporter: Arc::clone(&exporter),
                     alerts: alert_board.clone(),
                 },
-                executors,
             )?)
         } else {
             None
