@@ -1,5 +1,6 @@
 //! The read endpoints through the binary: `GET /v1/executors` (config and
-//! joined executors, heartbeat age, lost and left), `GET /v1/reservations`,
+//! joined executors, what running tasks hold, heartbeat age, lost and
+//! left), `GET /v1/reservations`,
 //! `GET /v1/models` (the learner's versions with metrics), `GET /v1/alerts`
 //! (a firing alert) and the dashboard's files at `/ui/`.
 
@@ -161,6 +162,32 @@ fn executors_from_the_config_and_joined_ones_with_heartbeats_loss_and_leaving() 
     assert_eq!(gpu["capacity"]["devices"][1]["model"], "A100");
     assert_eq!(gpu["heartbeat_age_ms"], serde_json::Value::Null);
     assert_eq!(executor(&listing, "cpu-1")["labels"]["class"], "cpu");
+    assert_eq!(gpu["running"], serde_json::json!([]));
+
+    // A task that needs a GPU runs on the GPU executor and holds a share of it.
+    s.post(
+        "/v1/tasks",
+        r#"{"id":"train","kind":"sleep","payload":{"ms":60000},"resources":{"cpu_milli":2000,"memory_mib":8192,"gpus":1}}"#,
+    );
+    let listing = s.wait_for("/v1/executors", Duration::from_secs(10), |l| {
+        executor(l, "gpu")["running"] == serde_json::json!(["train"])
+    });
+    let gpu = executor(&listing, "gpu");
+    assert_eq!(gpu["allocated"]["cpu_milli"], 2000, "{gpu}");
+    assert_eq!(gpu["allocated"]["memory_mib"], 8192);
+    assert_eq!(gpu["allocated"]["gpu_milli"], 1000);
+    assert_eq!(gpu["share"]["cpu"], 0.25);
+    assert_eq!(gpu["share"]["gpu"], 0.5);
+    assert_eq!(gpu["share"]["max"], 0.5);
+    assert_eq!(
+        executor(&listing, "cpu-0")["running"],
+        serde_json::json!([])
+    );
+    let (status, _) = s.http.delete(&format!("{}/v1/tasks/train", s.base));
+    assert_eq!(status, 202);
+    s.wait_for("/v1/executors", Duration::from_secs(10), |l| {
+        executor(l, "gpu")["running"] == serde_json::json!([])
+    });
 
     // One joins with a short TTL and then goes silent: lost.
     s.post(

@@ -2,8 +2,8 @@
 //! reservations and the learner's model registry.
 //!
 //! - `GET /v1/executors`: every executor this process knows (see
-//!   [`crate::executor_book`]), with capacity, what its running tasks hold,
-//!   heartbeat age and state, sorted by id.
+//!   [`crate::executor_book`]), with capacity, what its running tasks hold
+//!   (from [`LiveTasks`]), heartbeat age and state, sorted by id.
 //! - `GET /v1/reservations`: the latest status of every reservation
 //!   (see [`crate::reservations`]).
 //! - `GET /v1/models?target=&limit=`: model versions per target from the
@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use tidewater_connectors::store::{ModelRecord, TaskStore};
 use tidewater_operators::model::{now_micros, ModelTarget};
 
-use crate::executor_book::{ExecutorBook, ExecutorView};
+use crate::executor_book::{ExecutorBook, ExecutorView, Placed};
+use crate::live::{LivePhase, LiveTasks};
 use crate::reservations::ReservationBook;
 
 /// Model versions listed per target when no `limit` is given.
@@ -30,22 +31,14 @@ const DEFAULT_MODEL_LIMIT: usize = 50;
 /// Most model versions listed per target.
 const MAX_MODEL_LIMIT: usize = 1000;
 
-/// What the process holds besides tasks, shared by its workers, its
-/// ingress and the HTTP API.
-#[derive(Clone, Default)]
-pub struct Inventory {
-    /// Executors of this process.
-    pub executors: ExecutorBook,
-    /// Reservation statuses.
-    pub reservations: ReservationBook,
-}
-
 /// What the inventory endpoints read.
 pub struct InventoryApi {
     /// Executors of this process.
     pub executors: ExecutorBook,
     /// Reservation statuses.
     pub reservations: ReservationBook,
+    /// Live task states, for what runs on each executor.
+    pub live: LiveTasks,
     /// The store, for the model registry.
     pub store: Arc<dyn TaskStore>,
 }
@@ -65,9 +58,17 @@ struct ExecutorsAnswer {
 }
 
 async fn executors(State(api): State<Arc<InventoryApi>>) -> Response {
-    // TODO(live table): place the running tasks of `LiveTasks::running()`
-    // on their executors once the live table lands on main.
-    let executors = api.executors.snapshot(now_micros(), []);
+    // Tasks waiting for a retry hold nothing; only running attempts count.
+    let live = api.live.all();
+    let running = live
+        .iter()
+        .filter(|t| t.phase == LivePhase::Running)
+        .map(|t| Placed {
+            executor: &t.executor,
+            task: &t.id,
+            resources: &t.resources,
+        });
+    let executors = api.executors.snapshot(now_micros(), running);
     Json(ExecutorsAnswer { executors }).into_response()
 }
 

@@ -26,12 +26,14 @@ pub mod ingress;
 pub mod inventory_http;
 pub mod kafka_bench;
 pub mod launch;
+pub mod live;
 pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
 pub mod sources;
 pub mod stats;
+pub mod task_listing;
 pub mod ui;
 
 pub use config::Config;

@@ -504,10 +504,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
-    let handlers = HandlerRegistry::with_builtins(&HandlersConfig {
-        command_allowlist: args.allow_command.clone(),
-        ..HandlersConfig::default()
-    });
+    let handlers = HandlerRegistry::with_builtins(
+        &HandlersConfig {
+            command_allowlist: args.allow_command.clone(),
+            ..HandlersConfig::default()
+        },
+        tidewater_operators::validate::ValidationLimits::default().max_result_bytes,
+    );
     let options = AgentOptions {
         url: args.broker,
         spec,
@@ -549,10 +552,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 .bytes()
                 .map(u64::from)
                 .sum();
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: sum.to_string().len() as u64,
-            })
+            Ok(HandlerOutput::value(sum.into()))
         })
         .start()?;
     let ingress = pipeline.ingress();

@@ -5,7 +5,7 @@
 import { get, countInState } from "./api.js";
 import { h, fill, clock } from "./dom.js";
 import { timeChart } from "./chart.js";
-import { renderCounts, renderExecutors, renderAlerts, renderQueries, renderModels } from "./panels.js";
+import { STATES, renderCounts, renderExecutors, renderAlerts, renderQueries, renderModels } from "./panels.js";
 import { TaskTable, TaskDetail } from "./tasks.js";
 
 const POLL_MS = 1000;
@@ -76,19 +76,22 @@ function drawLegend() {
 }
 
 async function refreshCounts() {
-  const stats = await get("/v1/stats");
+  const answer = await get("/v1/stats");
+  // Counts by state from the store (they survive restarts), with the live
+  // running and retrying counts; older servers only had the run counters.
+  const stats = answer.store ?? answer;
   const t = Date.now();
   history.push({ t, stats });
   while (history.length > 2 && history[0].t < t - WINDOW_MS - 2000) history.shift();
   const next = {};
-  for (const s of FINALS) next[s] = { n: stats[s] };
-  const live = await Promise.allSettled([
-    typeof stats.queued === "number" ? Promise.resolve({ n: stats.queued }) : countInState("queued"),
-    countInState("running"),
-    countInState("retrying"),
-  ]);
-  ["queued", "running", "retrying"].forEach((s, i) => {
-    if (live[i].status === "fulfilled") next[s] = live[i].value;
+  const missing = [];
+  for (const s of STATES) {
+    if (typeof stats[s] === "number") next[s] = { n: stats[s] };
+    else missing.push(s);
+  }
+  const listed = await Promise.allSettled(missing.map((s) => countInState(s)));
+  missing.forEach((s, i) => {
+    if (listed[i].status === "fulfilled") next[s] = listed[i].value;
   });
   counts = next;
   renderCounts($("counts"), counts, recentRates(), table.state, (s) => table.setState(s));
