@@ -16,6 +16,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, spawn_run, Http};
@@ -90,9 +92,15 @@ filter = {{ metric = "completed" }}
 group_by = ["kind", "status"]
 aggregates = ["count", "avg", {{ quantile = 0.99 }}]
 
+[[queries]]
+name = "failures_by_kind"
+filter = {{ metric = "completed", status = "failed" }}
+group_by = ["kind"]
+aggregates = ["count"]
+
 [[alerts]]
-name = "failures_seen"
-query = "completions_by_kind"
+name = "tasks_failing"
+query = "failures_by_kind"
 aggregate = "count"
 op = ">"
 threshold = 0.0
@@ -127,7 +135,8 @@ fn the_dashboard_shows_counts_rows_executors_and_a_task_detail_in_chromium() {
     let http = Http::new();
     http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
 
-    // 40 quick tasks in two tenants, 2 that fail, 2 that keep running.
+    // 40 quick tasks in two tenants, 2 that fail, 2 in a third tenant that
+    // keep running (on the GPU executor).
     let mut batch: Vec<serde_json::Value> = (0..40)
         .map(|i| {
             serde_json::json!({
@@ -149,7 +158,7 @@ fn the_dashboard_shows_counts_rows_executors_and_a_task_detail_in_chromium() {
         batch.push(serde_json::json!({
             "id": format!("train-{i}"),
             "kind": "sleep",
-            "tenant": "research",
+            "tenant": "training",
             "payload": {"ms": 60_000},
             "resources": {"cpu_milli": 2000, "memory_mib": 4096, "gpus": 1},
         }));
@@ -175,21 +184,29 @@ fn the_dashboard_shows_counts_rows_executors_and_a_task_detail_in_chromium() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // While the browser watches, work keeps arriving: the counts grow and
+    // the chart and the executors' bars move.
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let (stop, url) = (Arc::clone(&stop), format!("{base}/v1/tasks"));
+        std::thread::spawn(move || trickle(&url, &stop))
+    };
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&out).expect("screenshot dir");
     let screenshot = out.join("dashboard.png");
     let expectations = serde_json::json!({
         "counts": {"succeeded": 40, "failed": 2},
-        "rows": ["train-1", "train-0"],
+        "tenant_rows": {"tenant": "training", "ids": ["train-0", "train-1"]},
         "rows_at_least": 25,
         "executors": 4,
         "gpu_devices": 2,
-        "alert": "failures_seen",
+        "alert": "tasks_failing",
         "query": "completions_by_kind",
         "models": true,
         "failed": ["broken-0", "broken-1"],
         "detail": "broken-1",
         "detail_text": ["failed", "command", "exit code"],
+        "settle_ms": 6000,
     });
     let run = Command::new("node")
         .arg(root.join("tests/ui/dashboard.mjs"))
@@ -199,6 +216,9 @@ fn the_dashboard_shows_counts_rows_executors_and_a_task_detail_in_chromium() {
         .current_dir(root.join("tests/ui"))
         .output()
         .expect("run node");
+    stop.store(true, Ordering::Release);
+    let trickled = trickle.join().expect("the trickle thread");
+    assert!(trickled > 0, "no task was trickled in");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -216,4 +236,43 @@ fn the_dashboard_shows_counts_rows_executors_and_a_task_detail_in_chromium() {
     if let Ok(copy) = std::env::var("TIDEWATER_DASHBOARD_PNG") {
         std::fs::copy(&screenshot, &copy).expect("copy the screenshot");
     }
+}
+
+/// Submits a small mixed batch every 150 ms until `stop`: quick tasks, short
+/// sleeps that hold CPU for a while, and now and then one that fails.
+/// Returns how many batches went in.
+fn trickle(url: &str, stop: &AtomicBool) -> u64 {
+    let http = Http::new();
+    let mut round = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        let mut batch: Vec<serde_json::Value> = (0..4)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("live-{round}-{i}"),
+                    "kind": "noop",
+                    "tenant": if (round + i) % 3 == 0 { "serving" } else { "research" },
+                })
+            })
+            .collect();
+        batch.push(serde_json::json!({
+            "id": format!("step-{round}"),
+            "kind": "sleep",
+            "tenant": "research",
+            "payload": {"ms": 300 + (round * 137) % 1200},
+            "resources": {"cpu_milli": 1000 + (round % 3) * 1000, "memory_mib": 1024 * (1 + round % 4)},
+        }));
+        if round % 20 == 7 {
+            batch.push(serde_json::json!({
+                "id": format!("flaky-{round}"),
+                "kind": "command",
+                "payload": {"program": "false"},
+                "max_attempts": 1,
+            }));
+        }
+        let (status, answer) = http.post(url, &serde_json::Value::from(batch).to_string());
+        assert_eq!(status, 200, "{answer}");
+        round += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    round
 }

@@ -65,7 +65,10 @@ function drawChart() {
       return { t: p.t, v: dt > 0 ? Math.max(0, (s.of(p.stats) - s.of(prev.stats)) / dt) : 0 };
     }),
   }));
-  timeChart($("rate-chart"), series, { windowMs: WINDOW_MS, nowMs: now, unit: "tasks/s" });
+  // Until the page has two minutes of history, the chart spans what it has.
+  const span = history.length ? now - history[0].t : 0;
+  const windowMs = Math.min(WINDOW_MS, Math.max(10_000, span));
+  timeChart($("rate-chart"), series, { windowMs, nowMs: now, unit: "tasks/s" });
 }
 
 function drawLegend() {

@@ -101,5 +101,6 @@ export function num(v) {
   if (Number.isInteger(v)) return count(v);
   const abs = Math.abs(v);
   if (abs >= 1000) return count(Math.round(v));
+  if (abs > 0 && abs < 0.001) return v.toExponential(2);
   return String(Number(v.toPrecision(4)));
 }

@@ -1,7 +1,7 @@
 // Rendering of the read-only panels: state counts, executors, alerts,
 // continuous queries and the learner's model versions.
 
-import { h, fill, badge, count, rate, millis, num } from "./dom.js";
+import { h, fill, badge, count, rate, millis, num, ago } from "./dom.js";
 import { sparkline } from "./chart.js";
 
 /** Task states in the order the counts show them. */
@@ -149,7 +149,13 @@ export function renderQueries(el, queries) {
       return h(
         "div",
         { class: "query", "data-query": q.name },
-        h("div", {}, h("span", { class: "qname" }, q.name), h("span", { class: "muted" }, ` · as of epoch ${q.as_of ?? "–"} · ${q.rows.length} groups`)),
+        h(
+          "div",
+          {},
+          h("span", { class: "qname" }, q.name),
+          // Epochs are wall-clock milliseconds: say how fresh the result is.
+          h("span", { class: "muted", title: `exact as of epoch ${q.as_of ?? "–"}` }, ` · as of ${q.as_of ? ago(q.as_of * 1000) : "–"} · ${q.rows.length} groups`),
+        ),
         rows.length === 0
           ? h("p", { class: "muted" }, "No rows yet.")
           : h(

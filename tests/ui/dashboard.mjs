@@ -4,9 +4,9 @@
 //   node tests/ui/dashboard.mjs <base url> <screenshot.png> '<expectations json>'
 //
 // Expectations: {"counts": {"succeeded": 30, ...}, "rows": ["id", ...],
-// "rows_at_least": 25, "executors": 4, "gpu_devices": 2, "alert": "name",
+// "tenant_rows": {"tenant": "t", "ids": ["id", ...]}, "rows_at_least": 25, "executors": 4, "gpu_devices": 2, "alert": "name",
 // "query": "name", "models": true, "failed": ["id", ...], "detail": "id",
-// "detail_text": ["..."]}. The detail is opened from the failed filter's rows
+// "detail_text": ["..."], "settle_ms": 3000}. The detail is opened from the failed filter's rows
 // when "failed" is given.
 // Exits non-zero with a message on the first expectation that fails; writes
 // `<screenshot>` (the page) and `<screenshot>-detail.png` (a task's detail).
@@ -84,6 +84,23 @@ try {
       .catch(() => fail(`task row ${id} never appeared`));
   }
 
+  // Filtering by tenant lists exactly that tenant's tasks.
+  if (expect.tenant_rows) {
+    const { tenant, ids } = expect.tenant_rows;
+    await page.fill("#filter-tenant", tenant);
+    await page
+      .waitForFunction((want) => {
+        const rows = [...document.querySelectorAll("#task-rows tr[data-id]")].map((r) => r.dataset.id).sort();
+        return JSON.stringify(rows) === JSON.stringify([...want].sort());
+      }, ids)
+      .catch(async () => {
+        const shown = await page.$$eval("#task-rows tr[data-id]", (rs) => rs.map((r) => r.dataset.id));
+        fail(`tenant ${tenant}: wanted rows ${ids}, shown ${shown}`);
+      });
+    await page.fill("#filter-tenant", "");
+    await page.locator("#filter-tenant").blur();
+  }
+
   if (expect.rows_at_least !== undefined) {
     await page
       .waitForFunction((n) => document.querySelectorAll("#task-rows tr[data-id]").length >= n, expect.rows_at_least)
@@ -113,7 +130,7 @@ try {
   }
 
   // Let the chart gather a few seconds of points, then take the page.
-  await page.waitForTimeout(3000);
+  await page.waitForTimeout(expect.settle_ms ?? 3000);
   await page.screenshot({ path: screenshot, fullPage: true });
 
   // Filtering by state: only failed tasks are listed.
@@ -121,7 +138,8 @@ try {
     await page.selectOption("#filter-state", "failed");
     await page.waitForFunction((ids) => {
       const rows = [...document.querySelectorAll("#task-rows tr[data-id]")];
-      return rows.length === ids.length && rows.every((r) => r.dataset.state === "failed");
+      const shown = new Set(rows.map((r) => r.dataset.id));
+      return rows.length > 0 && rows.every((r) => r.dataset.state === "failed") && ids.every((id) => shown.has(id));
     }, expect.failed).catch(async () => {
       const shown = await page.$$eval("#task-rows tr[data-id]", (rs) => rs.map((r) => `${r.dataset.id}:${r.dataset.state}`));
       fail(`failed filter: wanted ${expect.failed}, shown ${shown}`);
