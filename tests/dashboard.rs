@@ -250,7 +250,7 @@ fn trickle(url: &str, stop: &AtomicBool) -> u64 {
                 serde_json::json!({
                     "id": format!("live-{round}-{i}"),
                     "kind": "noop",
-                    "tenant": if (round + i) % 3 == 0 { "serving" } else { "research" },
+                    "tenant": if (round + i).is_multiple_of(3) { "serving" } else { "research" },
                 })
             })
             .collect();
