@@ -137,17 +137,10 @@ fn a_silent_executor_is_declared_lost_and_its_task_runs_again_when_one_joins() {
     // Only agent-1 can hold it. It runs there, then agent-1 goes silent.
     s.submit(r#"{"id":"big","kind":"sleep","payload":{"ms":1500},"resources":{"cpu_milli":4000},"max_attempts":3}"#);
     std::thread::sleep(Duration::from_millis(1000));
-    let record = s.record("big");
     assert_eq!(
-        record["state"], "retrying",
-        "lost after 400 ms, waiting for another attempt, nowhere to run: {record}"
-    );
-    assert_eq!(record["executor"], "agent-1", "{record}");
-    assert!(
-        record["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("declared lost")),
-        "{record}"
+        s.record("big")["state"],
+        "queued",
+        "lost after 400 ms, re-queued, nowhere to run"
     );
     // A second agent joins and keeps heartbeating: the task runs there.
     let join = r#"{"id":"agent-2","cpu_milli":8000,"memory_mib":8192,"heartbeat_ttl_ms":400}"#;

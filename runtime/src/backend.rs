@@ -75,7 +75,12 @@ fn completion(
             exit_code,
             output_bytes,
             result,
-        }) => (Outcome::Failed { reason }, exit_code, output_bytes, result),
+        }) => (
+            Outcome::Failed { reason },
+            exit_code,
+            output_bytes,
+            result.map(|r| *r),
+        ),
     };
     Completion {
         executor: assignment.executor,

@@ -59,7 +59,7 @@ pub struct HandlerFailure {
     /// Output produced before failing.
     pub output_bytes: u64,
     /// What it left behind (a command's output tails), kept with the record.
-    pub result: Option<TaskResult>,
+    pub result: Option<Box<TaskResult>>,
 }
 
 impl From<String> for HandlerFailure {
@@ -341,7 +341,7 @@ async fn command(
             },
             exit_code: code,
             output_bytes,
-            result,
+            result: result.map(Box::new),
         }),
     }
 }

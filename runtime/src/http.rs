@@ -60,6 +60,8 @@ pub struct ApiContext {
     pub stats: Arc<PipelineStats>,
     /// Live task states.
     pub live: LiveTasks,
+    /// Set while the process drains: new tasks are refused with `503`.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Handlers, to refuse at submission what none could run.
     pub handlers: Arc<HandlerRegistry>,
     /// Reservation statuses.
@@ -256,6 +258,17 @@ fn rejection(item: &[u8], reason: RejectReason, task_id: Option<Name>, at_us: u6
 }
 
 async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    if state
+        .api
+        .draining
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this process is shutting down and takes no new tasks; submit to another process or after the restart".into(),
+        );
+    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let is_batch = first == Some(&b'[');
     let items: Vec<&[u8]> = if is_batch {
@@ -394,7 +407,7 @@ async fn dead_letter(state: &AppState, dead: Vec<Rejection>) -> Result<(), Respo
         store.record_rejections(&dead)
     })
     .await?;
-    state.api.stats.record_rejections(count);
+    state.api.stats.record_refusals(count);
     Ok(())
 }
 

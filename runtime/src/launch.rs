@@ -119,6 +119,9 @@ pub struct WorkerContext {
     pub agents: Option<Arc<AgentHub>>,
     /// What runs now and what waits for a retry.
     pub live: LiveTasks,
+    /// Set when shutdown gives up on in-flight work: workers then stop
+    /// without waiting for it (it stays queued in the store).
+    pub abandon: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -339,6 +342,14 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     drop(models_in);
     drop(control_in);
     while !probe.done() {
+        if ctx.abandon.load(std::sync::atomic::Ordering::Acquire) {
+            // Shutdown gave up on in-flight work: drop the dataflow so the
+            // worker stops now; its tasks stay queued in the store.
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+            break;
+        }
         worker.step_or_park(Some(Duration::from_millis(5)));
     }
     Ok(())

@@ -31,6 +31,7 @@ pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
+pub mod shutdown;
 pub mod sources;
 pub mod stats;
 pub mod task_listing;

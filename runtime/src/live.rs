@@ -5,9 +5,12 @@
 //! wrapped in a [`TrackingBackend`], which marks a task `running` (with its
 //! executor, attempt and start time) when an attempt starts and `retrying`
 //! (with the next attempt's time, from the retry policy) when a retryable
-//! attempt fails. The result sinks drop the entry once the task's final
-//! outcome is recorded, so the store answers from then on. The HTTP API
-//! overlays these entries on the stored records.
+//! attempt fails; an attempt after which no retry follows drops its entry,
+//! as do the result sinks once a final outcome is recorded, so the store
+//! answers from then on. A `retrying` entry whose next attempt time has
+//! passed (the task waits for capacity, or its next attempt runs in
+//! another process) reads as queued again. The HTTP API overlays these
+//! entries on the stored records.
 //!
 //! ```text
 //!  Execute ──start──► TrackingBackend ──► LiveTasks ◄── RecordResults / DeadLetter (final: remove)
@@ -25,8 +28,11 @@ use timely::scheduling::SyncActivator;
 use tidewater_connectors::store::{TaskRecord, TaskState};
 use tidewater_operators::dataflow::{ExecutionBackend, RetryPolicy};
 use tidewater_operators::model::{
-    AbortReason, Assignment, Completion, Lease, ResourceRequest, Task,
+    now_micros, AbortReason, Assignment, Completion, Lease, ResourceRequest, Task,
 };
+
+/// How long past its next attempt time a `retrying` entry still counts.
+const RETRY_GRACE_US: u64 = 1_000_000;
 
 /// Which live phase a task is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,6 +82,14 @@ pub struct LiveTask {
 }
 
 impl LiveTask {
+    /// Whether this entry still says something true at `now_us`.
+    fn is_current(&self, now_us: u64) -> bool {
+        match self.next_attempt_at_us {
+            Some(next) if self.phase == LivePhase::Retrying => now_us <= next + RETRY_GRACE_US,
+            _ => true,
+        }
+    }
+
     /// `record` (a stored, not yet final record) as it stands now.
     pub fn overlay(&self, record: &mut TaskRecord) {
         if record.state.is_final() {
@@ -136,20 +150,26 @@ impl LiveTasks {
 
     /// The live entry of task `id`.
     pub fn get(&self, id: &str) -> Option<LiveTask> {
-        self.lock().get(id).cloned()
+        let now = now_micros();
+        self.lock().get(id).filter(|t| t.is_current(now)).cloned()
     }
 
     /// Every task running or waiting to retry here, by acceptance time.
+    /// Entries that no longer say anything true are dropped on the way.
     pub fn all(&self) -> Vec<LiveTask> {
-        let mut tasks: Vec<LiveTask> = self.lock().values().cloned().collect();
+        let now = now_micros();
+        let mut table = self.lock();
+        table.retain(|_, t| t.is_current(now));
+        let mut tasks: Vec<LiveTask> = table.values().cloned().collect();
+        drop(table);
         tasks.sort_by(|a, b| (a.submitted_at_us, &a.id).cmp(&(b.submitted_at_us, &b.id)));
         tasks
     }
 
     /// How many tasks run now, and how many wait for a retry.
     pub fn counts(&self) -> (u64, u64) {
-        self.lock()
-            .values()
+        self.all()
+            .iter()
             .fold((0, 0), |(run, retry), t| match t.phase {
                 LivePhase::Running => (run + 1, retry),
                 LivePhase::Retrying => (run, retry + 1),
@@ -178,14 +198,17 @@ impl LiveTasks {
     }
 
     /// Records how an attempt ended: a retryable failure with attempts left
-    /// waits for its retry; anything else stays `running` until the final
-    /// outcome is recorded (then [`finished`](Self::finished) drops it).
+    /// waits for its retry; after any other the entry goes (the final
+    /// outcome is recorded in the store of the process that took the task,
+    /// which may be another one).
     pub fn attempt_ended(&self, completion: &Completion, retry: &RetryPolicy) {
         let task = &completion.task;
+        let mut table = self.lock();
         if !(completion.outcome.is_retryable() && task.attempt < task.max_attempts) {
+            table.remove(task.id.as_str());
             return;
         }
-        if let Some(entry) = self.lock().get_mut(task.id.as_str()) {
+        if let Some(entry) = table.get_mut(task.id.as_str()) {
             let backoff = retry.backoff(task.attempt + 1).as_micros() as u64;
             entry.phase = LivePhase::Retrying;
             entry.started_at_us = completion.started_at_us;
@@ -302,24 +325,27 @@ mod tests {
             (LivePhase::Running, 1, "e0")
         );
 
-        live.attempt_ended(
-            &ended(
-                &first,
-                Outcome::Failed {
-                    reason: "boom".into(),
-                },
-            ),
-            &retry,
+        let mut failed = ended(
+            &first,
+            Outcome::Failed {
+                reason: "boom".into(),
+            },
         );
+        failed.finished_at_us = now_micros();
+        live.attempt_ended(&failed, &retry);
         let entry = live.get("t1").expect("retrying");
         assert_eq!(entry.phase, LivePhase::Retrying);
-        assert_eq!(entry.next_attempt_at_us, Some(1_000 + 100_000));
+        assert_eq!(
+            entry.next_attempt_at_us,
+            Some(failed.finished_at_us + 100_000)
+        );
         assert_eq!(entry.last_reason.as_deref(), Some("boom"));
         assert_eq!(live.counts(), (0, 1));
 
-        // The last attempt failing leaves it running until the final record lands.
+        // The last attempt ending drops the entry: the store answers now.
         let second = assignment(2, 2);
         live.started(&second, 200_000);
+        assert_eq!(live.get("t1").map(|e| e.phase), Some(LivePhase::Running));
         live.attempt_ended(
             &ended(
                 &second,
@@ -329,9 +355,22 @@ mod tests {
             ),
             &retry,
         );
-        assert_eq!(live.get("t1").map(|e| e.phase), Some(LivePhase::Running));
+        assert!(live.get("t1").is_none());
+        // The process that took the task drops it when its outcome is recorded.
+        live.started(&second, 200_000);
         live.finished(["t1"]);
         assert!(live.get("t1").is_none());
+    }
+
+    #[test]
+    fn a_retry_long_due_reads_as_queued() {
+        let live = LiveTasks::new();
+        let first = assignment(1, 3);
+        live.started(&first, 20);
+        // Its attempt ended long ago (timestamps near the epoch).
+        live.attempt_ended(&ended(&first, Outcome::TimedOut), &RetryPolicy::default());
+        assert!(live.get("t1").is_none());
+        assert!(live.all().is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,8 @@ impl PipelineBuilder {
         let config = Arc::new(config);
         let handlers = Arc::new(self.handlers);
         let live = LiveTasks::new();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
         let agents = config
             .rabbitmq
             .as_ref()
@@ -157,6 +160,7 @@ impl PipelineBuilder {
             exporter: Arc::clone(&exporter),
             agents: agents.clone(),
             live: live.clone(),
+            abandon: Arc::clone(&abandon),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -200,6 +204,7 @@ impl PipelineBuilder {
                     store: Arc::clone(&store),
                     stats: Arc::clone(&stats),
                     live: live.clone(),
+                    draining: Arc::clone(&draining),
                     handlers: Arc::clone(&handlers),
                     reservations: reservations.clone(),
                     executors,
@@ -238,6 +243,8 @@ impl PipelineBuilder {
             runtime: Some(runtime),
             handlers,
             live,
+            abandon,
+            draining,
         })
     }
 }
@@ -305,6 +312,10 @@ pub struct RunningPipeline {
     runtime: Option<tokio::runtime::Runtime>,
     handlers: Arc<HandlerRegistry>,
     live: LiveTasks,
+    /// Set when shutdown stops waiting for in-flight work.
+    abandon: Arc<AtomicBool>,
+    /// Set while draining: no new tasks are taken.
+    draining: Arc<AtomicBool>,
 }
 
 impl RunningPipeline {
@@ -439,8 +450,34 @@ impl RunningPipeline {
         true
     }
 
-    /// Stops taking input, lets every accepted task finish, stops the HTTP
-    /// API and the workers, and returns the final counters.
+    /// Starts draining: brokers stop consuming and the HTTP API refuses new
+    /// tasks (`503`), while status, listings and cancels keep working and
+    /// in-flight tasks run on. See [`crate::shutdown`].
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        if let Some(runtime) = &self.runtime {
+            self.brokers.stop_consuming(runtime.handle());
+        }
+    }
+
+    /// Whether every record this process took in has its outcome (nothing
+    /// in flight here).
+    pub fn is_idle(&self) -> bool {
+        self.stats.outcomes() >= self.ingress.records_sent()
+    }
+
+    /// Gives up on in-flight work: [`shutdown`](Self::shutdown) then stops
+    /// the workers without waiting for it. Running handlers are stopped
+    /// (a command's process is killed) and their tasks stay queued in the
+    /// store, so the next start runs them again; broker messages stay
+    /// unacknowledged and are redelivered.
+    pub fn abandon_in_flight(&self) {
+        self.abandon.store(true, Ordering::Release);
+    }
+
+    /// Stops taking input, lets every accepted task finish (unless
+    /// [`abandon_in_flight`](Self::abandon_in_flight) was called), stops the
+    /// HTTP API and the workers, and returns the final counters.
     pub fn shutdown(mut self) -> Result<StatsSnapshot, RuntimeError> {
         self.stop()
     }
@@ -468,6 +505,7 @@ impl RunningPipeline {
             self.brokers.finish(runtime.handle());
         }
         if let Some(runtime) = self.runtime.take() {
+            // Abandoned handlers are dropped here (commands killed with them).
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
         Ok(self.stats.snapshot())

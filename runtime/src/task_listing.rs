@@ -49,38 +49,25 @@ pub struct ListAnswer {
     pub next_cursor: Option<String>,
 }
 
-fn bad_request(reason: String) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_query", reason)
-}
-
-/// Reads `params` into a store query.
-fn query(params: ListParams) -> Result<TaskQuery, Response> {
-    let state = params
-        .state
-        .map(|s| s.parse::<TaskState>())
-        .transpose()
-        .map_err(bad_request)?;
+/// Reads `params` into a store query, or says what is wrong with them.
+fn query(params: ListParams) -> Result<TaskQuery, String> {
+    let state = params.state.map(|s| s.parse::<TaskState>()).transpose()?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(bad_request(format!(
+        return Err(format!(
             "limit must be between 1 and {MAX_PAGE}, not {limit}"
-        )));
+        ));
     }
     let descending = match params.order.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(other) => {
-            return Err(bad_request(format!(
-                "order must be \"asc\" or \"desc\", not {other:?}"
-            )))
-        }
+        Some(other) => return Err(format!("order must be \"asc\" or \"desc\", not {other:?}")),
     };
     let after = params
         .cursor
         .as_deref()
         .map(TaskCursor::from_token)
-        .transpose()
-        .map_err(bad_request)?;
+        .transpose()?;
     Ok(TaskQuery {
         state,
         tenant: params.tenant,
@@ -98,7 +85,8 @@ pub async fn list_tasks(
     live: &LiveTasks,
     params: ListParams,
 ) -> Result<ListAnswer, Response> {
-    let query = query(params)?;
+    let query =
+        query(params).map_err(|reason| error(StatusCode::BAD_REQUEST, "invalid_query", reason))?;
     if let Some(state @ (TaskState::Running | TaskState::Retrying)) = query.state {
         return Ok(live_page(live, &query, state));
     }
