@@ -107,6 +107,12 @@ fn queries_metrics_and_alerts_over_a_running_pipeline() {
     let (hook, alerts) = webhook();
     let pipeline = Pipeline::builder(monitored_config(port, Some(hook)))
         .store(Arc::new(MemoryStore::new()))
+        // Fails at run time, so its completions count as failed.
+        .inline_handler("always-fails", |_task| {
+            Err(tidewater::HandlerFailure::from(
+                "fails by design".to_string(),
+            ))
+        })
         .start()
         .expect("start");
     let http = Http::new();
@@ -114,7 +120,7 @@ fn queries_metrics_and_alerts_over_a_running_pipeline() {
     http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(10));
     let tasks: Vec<String> = (0..10)
         .map(|i| format!(r#"{{"id":"ok-{i}","kind":"noop"}}"#))
-        .chain((0..5).map(|i| format!(r#"{{"id":"bad-{i}","kind":"no-such-kind"}}"#)))
+        .chain((0..5).map(|i| format!(r#"{{"id":"bad-{i}","kind":"always-fails"}}"#)))
         .collect();
     let (status, _) = http.post(
         &format!("{base}/v1/tasks"),
@@ -132,7 +138,7 @@ fn queries_metrics_and_alerts_over_a_running_pipeline() {
                 .find(|r| r["key"]["kind"] == kind && r["key"]["status"] == status)
                 .and_then(|r| r["values"]["count"].as_f64())
         };
-        (count("noop", "succeeded") == Some(10.0) && count("no-such-kind", "failed") == Some(5.0))
+        (count("noop", "succeeded") == Some(10.0) && count("always-fails", "failed") == Some(5.0))
             .then_some(result)
     });
     assert!(result["as_of"].as_u64().is_some(), "{result}");
@@ -190,7 +196,7 @@ fn queries_metrics_and_alerts_over_a_running_pipeline() {
         );
     }
     fired.sort();
-    assert_eq!(fired, ["no-such-kind", "noop"]);
+    assert_eq!(fired, ["always-fails", "noop"]);
     let text = wait_for("alert gauge", || {
         let text = pipeline.metrics_text().expect("render");
         text.contains(r#"tidewater_alert_firing{alert="failures"} 1"#)

@@ -24,6 +24,9 @@
 //! - the control endpoints of [`crate::control_http`]: cancel a task
 //!   (`DELETE /v1/tasks/{id}`), executors joining, heartbeating and
 //!   leaving, reservations.
+//! - the read endpoints of [`crate::inventory_http`]: `GET /v1/executors`,
+//!   `GET /v1/reservations`, `GET /v1/models`.
+//! - the web dashboard of [`crate::ui`] at `/ui/`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -68,7 +71,9 @@ pub struct ApiContext {
     pub handlers: Arc<HandlerRegistry>,
     /// Reservation statuses.
     pub reservations: crate::reservations::ReservationBook,
-    /// Continuous query results and the exporter.
+    /// Executors of this process.
+    pub executors: crate::executor_book::ExecutorBook,
+    /// Continuous query results, the exporter and firing alerts.
     pub monitoring: crate::monitoring::MonitoringApi,
 }
 
@@ -108,6 +113,12 @@ impl HttpServer {
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
             reservations: api.reservations.clone(),
         });
+        let inventory = crate::inventory_http::routes(crate::inventory_http::InventoryApi {
+            executors: api.executors.clone(),
+            reservations: api.reservations.clone(),
+            live: api.live.clone(),
+            store: Arc::clone(&api.store),
+        });
         let monitoring = crate::monitoring::routes(api.monitoring.clone());
         let state = Arc::new(AppState {
             api,
@@ -121,6 +132,8 @@ impl HttpServer {
         });
         let app = router(state)
             .merge(control)
+            .merge(inventory)
+            .merge(crate::ui::routes())
             .merge(monitoring)
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();

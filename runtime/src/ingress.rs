@@ -6,7 +6,7 @@
 //! dataflow input.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -42,7 +42,11 @@ struct Shared {
     /// Records sent into the dataflow (each comes out as one outcome).
     records: AtomicU64,
     first_worker: usize,
+    control_observer: OnceLock<ControlObserver>,
 }
+
+/// Called with each control command as it is submitted.
+pub type ControlObserver = Box<dyn Fn(&ControlCommand) + Send + Sync>;
 
 /// A cloneable handle that feeds records to this process's workers.
 #[derive(Clone)]
@@ -71,6 +75,7 @@ impl Ingress {
             closed: AtomicBool::new(false),
             records: AtomicU64::new(0),
             first_worker,
+            control_observer: OnceLock::new(),
         });
         let inboxes = receivers
             .into_iter()
@@ -146,7 +151,22 @@ impl Ingress {
     /// Sends a control command (cancel, executor join/heartbeat/leave,
     /// reservation); the dataflow broadcasts it to every coordinator.
     pub fn submit_control(&self, command: ControlCommand) -> Result<(), IngressError> {
+        if let (Some(observe), false) = (
+            self.shared.control_observer.get(),
+            self.shared.closed.load(Ordering::Acquire),
+        ) {
+            observe(&command);
+        }
         self.send_to(0, WorkerMessage::Control(command))
+    }
+
+    /// Sets the function that sees every control command submitted (once;
+    /// a later call is ignored). The executor book uses it to follow joins,
+    /// heartbeats and leaves from every source.
+    pub fn observe_control(&self, observer: ControlObserver) {
+        if self.shared.control_observer.set(observer).is_err() {
+            tracing::warn!("a control observer was already set");
+        }
     }
 
     fn send_to(&self, local: usize, message: WorkerMessage) -> Result<(), IngressError> {

@@ -33,12 +33,13 @@ use crate::acks::AckRegistry;
 use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
+use crate::executor_book::ExecutorBook;
 use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::http::{ApiContext, HttpServer};
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::live::LiveTasks;
-use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
+use crate::monitoring::{spawn_alerts, AlertBoard, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
 use crate::stats::{PipelineStats, StatsSnapshot};
@@ -124,6 +125,10 @@ impl PipelineBuilder {
             source,
         })?;
         let (ingress, inboxes) = Ingress::new(local_workers, first_worker);
+        let executors = ExecutorBook::new(config.executor_specs(), now_micros());
+        let observed = executors.clone();
+        ingress.observe_control(Box::new(move |c| observed.observe(c, now_micros())));
+        let alert_board = AlertBoard::new();
         let stats = Arc::new(PipelineStats::default());
         let acks = AckRegistry::default();
         let reservations = ReservationBook::new();
@@ -202,9 +207,11 @@ impl PipelineBuilder {
                     draining: Arc::clone(&draining),
                     handlers: Arc::clone(&handlers),
                     reservations: reservations.clone(),
+                    executors,
                     monitoring: MonitoringApi {
                         queries: queries.clone(),
                         exporter: Arc::clone(&exporter),
+                        alerts: alert_board.clone(),
                     },
                 },
             )?)
@@ -218,6 +225,7 @@ impl PipelineBuilder {
                 queries.clone(),
                 Arc::clone(&exporter),
                 brokers.alert_sinks(),
+                alert_board,
             )
         });
         Ok(RunningPipeline {

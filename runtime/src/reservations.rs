@@ -2,7 +2,8 @@
 //!
 //! Coordinators report what became of each reservation (made, refused,
 //! ended) on a stream broadcast to every worker; the worker's sink writes it
-//! here and `GET /v1/reservations/{id}` reads it.
+//! here and `GET /v1/reservations/{id}` (one) and `GET /v1/reservations`
+//! (all) read it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -45,5 +46,15 @@ impl ReservationBook {
     /// The latest status of reservation `id`.
     pub fn get(&self, id: &str) -> Option<ReservationStatus> {
         self.statuses.read().ok()?.get(id).cloned()
+    }
+
+    /// The latest status of every reservation known, by id.
+    pub fn list(&self) -> Vec<ReservationStatus> {
+        let Ok(book) = self.statuses.read() else {
+            return Vec::new();
+        };
+        let mut all: Vec<ReservationStatus> = book.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
     }
 }

@@ -8,12 +8,14 @@
 //! condition stops holding (or the group disappears). Firing and resolving
 //! emit an [`AlertEvent`] to the log, to the webhook if one is configured,
 //! to every broker sink (the RabbitMQ alerts exchange, routing key
-//! `{alert}.{state}`), and set the `tidewater_alert_firing` gauge.
+//! `{alert}.{state}`), to the [`AlertBoard`] that `GET /v1/alerts` reads,
+//! and set the `tidewater_alert_firing` gauge.
 //!
 //! ```text
 //!  QueryResults ─► evaluate (every 250 ms) ─► AlertEvent ─┬─► log (tracing)
 //!                                                        ├─► webhook (POST JSON)
 //!                                                        ├─► broker sinks (JSON)
+//!                                                        ├─► AlertBoard (API)
 //!                                                        └─► gauge
 //! ```
 
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tidewater_dataflows::monitor::{QueryResults, QuerySpec};
 use tidewater_operators::model::now_micros;
 
-use super::Exporter;
+use super::{AlertBoard, Exporter};
 
 /// How a value is compared with the threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,14 +266,15 @@ impl AlertEvaluator {
 }
 
 /// Evaluates alerts every 250 ms on `runtime` until the returned handle is
-/// aborted, sending events to the log, the webhooks, the broker sinks and
-/// the gauge.
+/// aborted, sending events to the log, the webhooks, the broker sinks, the
+/// board and the gauge.
 pub fn spawn_alerts(
     runtime: &tokio::runtime::Handle,
     rules: Vec<AlertRule>,
     results: QueryResults,
     exporter: Arc<Exporter>,
     sinks: Vec<Arc<dyn AlertSink>>,
+    board: AlertBoard,
 ) -> tokio::task::JoinHandle<()> {
     runtime.spawn(async move {
         let mut evaluator = AlertEvaluator::new(rules);
@@ -280,6 +283,7 @@ pub fn spawn_alerts(
         loop {
             tick.tick().await;
             let events = evaluator.evaluate(&results, now_micros() / 1000);
+            board.apply(&events);
             for event in events {
                 match event.state {
                     AlertState::Firing => tracing::warn!(alert = %event.alert, group = ?event.group, value = ?event.value, threshold = event.threshold, "alert firing"),

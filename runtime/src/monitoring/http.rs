@@ -1,6 +1,7 @@
 //! The monitoring endpoints: `GET /metrics` (Prometheus text format),
 //! `GET /v1/queries` (every query's latest result) and
-//! `GET /v1/queries/{name}` (one, with the epoch it is exact as of).
+//! `GET /v1/queries/{name}` (one, with the epoch it is exact as of) and
+//! `GET /v1/alerts` (alerts firing now, and the latest alert events).
 //!
 //! Query results are gathered on worker 0, so in a multi-process cluster
 //! process 0 serves them.
@@ -15,7 +16,7 @@ use axum::{Json, Router};
 
 use tidewater_dataflows::monitor::QueryResults;
 
-use super::Exporter;
+use super::{AlertBoard, Exporter};
 
 /// What the monitoring endpoints read.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct MonitoringApi {
     pub queries: QueryResults,
     /// The Prometheus exporter.
     pub exporter: Arc<Exporter>,
+    /// Firing alerts.
+    pub alerts: AlertBoard,
 }
 
 /// The monitoring routes, with their state.
@@ -32,6 +35,7 @@ pub fn routes(api: MonitoringApi) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/queries", get(all_queries))
         .route("/v1/queries/{name}", get(one_query))
+        .route("/v1/alerts", get(alerts))
         .with_state(Arc::new(api))
 }
 
@@ -44,6 +48,10 @@ async fn metrics(State(api): State<Arc<MonitoringApi>>) -> Response {
 
 async fn all_queries(State(api): State<Arc<MonitoringApi>>) -> Response {
     Json(api.queries.all()).into_response()
+}
+
+async fn alerts(State(api): State<Arc<MonitoringApi>>) -> Response {
+    Json(api.alerts.view()).into_response()
 }
 
 async fn one_query(State(api): State<Arc<MonitoringApi>>, Path(name): Path<String>) -> Response {
