@@ -79,7 +79,14 @@ async fn writes_batches_once_and_answers_lineage_questions() {
     let base = 1_800_000_000_000_u64;
     let range = (base as i64, (base + 10_000) as i64);
     let completions = vec![
-        completion(&t1, Some(&agent), &[], (&ea, 1), Outcome::Succeeded, base + 1_000),
+        completion(
+            &t1,
+            Some(&agent),
+            &[],
+            (&ea, 1),
+            Outcome::Succeeded,
+            base + 1_000,
+        ),
         completion(
             &t2,
             Some(&agent),
@@ -114,7 +121,11 @@ async fn writes_batches_once_and_answers_lineage_questions() {
         .await
         .expect("count");
     let row = rows.next().await.expect("row").expect("one row");
-    assert_eq!(row.get::<i64>("n").expect("n"), 3, "each attempt is one EXECUTED");
+    assert_eq!(
+        row.get::<i64>("n").expect("n"),
+        3,
+        "each attempt is one EXECUTED"
+    );
 
     // What the agent ran, and which failed.
     let all = graph
@@ -158,7 +169,11 @@ async fn writes_batches_once_and_answers_lineage_questions() {
     assert_eq!(on_a.failed, 1, "the timed-out task counts as failed");
 
     // A task's lineage.
-    let lineage = graph.task_lineage(&t2).await.expect("lineage").expect("known");
+    let lineage = graph
+        .task_lineage(&t2)
+        .await
+        .expect("lineage")
+        .expect("known");
     assert_eq!(lineage.submitted_by.as_deref(), Some(agent.as_str()));
     assert_eq!(lineage.depends_on, [t1.clone()]);
     assert_eq!(lineage.dependents, [t3.clone()]);
@@ -166,10 +181,18 @@ async fn writes_batches_once_and_answers_lineage_questions() {
     assert_eq!(lineage.state.as_deref(), Some("failed"));
     assert_eq!(lineage.executions.len(), 1);
     assert_eq!(lineage.executions[0].executor, eb);
-    let t3_lineage = graph.task_lineage(&t3).await.expect("lineage").expect("known");
+    let t3_lineage = graph
+        .task_lineage(&t3)
+        .await
+        .expect("lineage")
+        .expect("known");
     assert_eq!(t3_lineage.submitted_by, None);
     let mut deps = vec![t1.clone(), t2.clone()];
     deps.sort();
     assert_eq!(t3_lineage.depends_on, deps);
-    assert!(graph.task_lineage(&name("nope")).await.expect("lookup").is_none());
+    assert!(graph
+        .task_lineage(&name("nope"))
+        .await
+        .expect("lookup")
+        .is_none());
 }

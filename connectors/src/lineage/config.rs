@@ -73,7 +73,11 @@ fn default_retry_max_ms() -> u64 {
 
 impl LineageConfig {
     /// A config for `uri` with the default settings.
-    pub fn new(uri: impl Into<String>, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(
+        uri: impl Into<String>,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         LineageConfig {
             enabled: true,
             uri: uri.into(),
@@ -131,13 +135,25 @@ mod tests {
 
         let mut bad = config.clone();
         bad.batch_size = 0;
-        assert_eq!(bad.validate().map_err(|e| e.0), Err("lineage.batch_size".to_string()));
+        assert_eq!(
+            bad.validate().map_err(|e| e.0),
+            Err("lineage.batch_size".to_string())
+        );
         let mut bad = config.clone();
         bad.retry_min_ms = 10_000;
-        assert_eq!(bad.validate().map_err(|e| e.0), Err("lineage.retry_min_ms".to_string()));
+        assert_eq!(
+            bad.validate().map_err(|e| e.0),
+            Err("lineage.retry_min_ms".to_string())
+        );
         let mut bad = config;
         bad.uri = " ".into();
-        assert_eq!(bad.validate().map_err(|e| e.0), Err("lineage.uri".to_string()));
-        assert!(toml::from_str::<LineageConfig>("uri = \"x\"\nuser = \"u\"\npassword = \"p\"\nbatch = 1\n").is_err());
+        assert_eq!(
+            bad.validate().map_err(|e| e.0),
+            Err("lineage.uri".to_string())
+        );
+        assert!(toml::from_str::<LineageConfig>(
+            "uri = \"x\"\nuser = \"u\"\npassword = \"p\"\nbatch = 1\n"
+        )
+        .is_err());
     }
 }
