@@ -48,7 +48,7 @@ fn pyarrow(python: &str, dir: &Path, script: &str) -> String {
 fn completion(i: usize) -> Completion {
     let mut task = Task::new(format!("t-{i:03}"), "sleep", ResourceRequest::cpu(100, 0));
     task.submitted_at_us = 1_800_000_000_000_000 + i as u64 * 1000;
-    task.agent = (i % 2 == 0).then(|| "planner".into());
+    task.agent = i.is_multiple_of(2).then(|| "planner".into());
     task.depends_on = if i > 0 {
         vec![format!("t-{:03}", i - 1).into()]
     } else {
@@ -56,7 +56,12 @@ fn completion(i: usize) -> Completion {
     };
     Completion {
         task,
-        executor: if i % 3 == 0 { "gpu-1" } else { "cpu-1" }.into(),
+        executor: if i.is_multiple_of(3) {
+            "gpu-1"
+        } else {
+            "cpu-1"
+        }
+        .into(),
         shard: 0,
         lease: Lease(0),
         outcome: if i % 5 == 4 {

@@ -175,8 +175,8 @@ async fn writes_batches_once_and_answers_lineage_questions() {
         .expect("lineage")
         .expect("known");
     assert_eq!(lineage.submitted_by.as_deref(), Some(agent.as_str()));
-    assert_eq!(lineage.depends_on, [t1.clone()]);
-    assert_eq!(lineage.dependents, [t3.clone()]);
+    assert_eq!(lineage.depends_on, std::slice::from_ref(&t1));
+    assert_eq!(lineage.dependents, std::slice::from_ref(&t3));
     assert_eq!(lineage.tenant.as_deref(), Some("acme"));
     assert_eq!(lineage.state.as_deref(), Some("failed"));
     assert_eq!(lineage.executions.len(), 1);
