@@ -80,6 +80,7 @@ impl HttpServer {
         let app = router(state)
             .merge(control)
             .merge(crate::monitoring::routes(monitoring))
+            .merge(crate::lineage_http::routes(config))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime

@@ -24,12 +24,14 @@ pub mod http;
 pub mod ingress;
 pub mod kafka_bench;
 pub mod launch;
+pub mod lineage_http;
 pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
 pub mod sources;
 pub mod stats;
+pub mod store_sinks;
 
 pub use config::Config;
 pub use error::{ConfigError, RuntimeError};

@@ -69,6 +69,9 @@ pub struct RollingFile {
     rows_per_file: usize,
     seq: u64,
     journal: Option<Journal>,
+    /// Journals whose last write failed: what they hold up to the failure
+    /// is finished with them, nothing is appended to them again.
+    abandoned: Vec<(PathBuf, String)>,
     finished: Vec<PathBuf>,
 }
 
@@ -94,6 +97,7 @@ impl RollingFile {
             rows_per_file: rows_per_file.max(1),
             seq: 0,
             journal: None,
+            abandoned: Vec::new(),
             finished: Vec::new(),
         };
         file.recover()?;
@@ -111,34 +115,61 @@ impl RollingFile {
     }
 
     /// Journals `batch` (durably: it is fsynced before this returns),
-    /// finishing a file each time one fills up.
+    /// finishing a file each time one fills up. After an error the journal
+    /// being filled is set aside (its rows up to the failure are kept) and
+    /// a retry starts a new one, so a failed write never hides later rows.
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
         let mut offset = 0;
-        let rows_per_file = self.rows_per_file;
         while offset < batch.num_rows() {
-            let journal = self.journal()?;
-            let take = (rows_per_file - journal.rows).min(batch.num_rows() - offset);
-            let part = batch.slice(offset, take);
-            journal.writer.write(&part).map_err(arrow(&journal.path))?;
-            journal.writer.flush().map_err(arrow(&journal.path))?;
-            journal
-                .writer
-                .get_ref()
-                .sync_data()
-                .map_err(io("syncing", &journal.path))?;
-            journal.rows += take;
+            let take = match self.journal_part(batch, offset) {
+                Ok(take) => take,
+                Err(e) => {
+                    if let Some(journal) = self.journal.take() {
+                        self.abandoned.push((journal.path, journal.base));
+                    }
+                    return Err(e);
+                }
+            };
             offset += take;
-            if journal.rows >= rows_per_file {
-                self.roll()?;
+            if self.pending_rows() >= self.rows_per_file {
+                // The rows are journaled (landed) whatever happens here; a
+                // file that cannot be finished now is finished at `finish`.
+                if let Err(e) = self.roll() {
+                    tracing::warn!(error = %e, stream = %self.stream, "export: finishing a full file failed; retried at finish");
+                }
             }
         }
         Ok(())
+    }
+
+    /// Journals as much of `batch` from `offset` as the current file has
+    /// room for; returns how many rows that was.
+    fn journal_part(&mut self, batch: &RecordBatch, offset: usize) -> Result<usize, ExportError> {
+        let rows_per_file = self.rows_per_file;
+        let journal = self.journal()?;
+        let take = (rows_per_file - journal.rows).min(batch.num_rows() - offset);
+        let part = batch.slice(offset, take);
+        journal.writer.write(&part).map_err(arrow(&journal.path))?;
+        journal.writer.flush().map_err(arrow(&journal.path))?;
+        journal
+            .writer
+            .get_ref()
+            .sync_data()
+            .map_err(io("syncing", &journal.path))?;
+        journal.rows += take;
+        Ok(take)
     }
 
     /// Finishes the file being filled, if it has rows.
     pub fn finish(&mut self) -> Result<(), ExportError> {
         if self.journal.is_some() {
             self.roll()?;
+        }
+        while let Some((path, base)) = self.abandoned.pop() {
+            if let Err(e) = self.finish_journal(&path, &base) {
+                self.abandoned.push((path, base));
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -170,9 +201,13 @@ impl RollingFile {
         let Some(mut journal) = self.journal.take() else {
             return Ok(());
         };
-        journal.writer.finish().map_err(arrow(&journal.path))?;
+        let closed = journal.writer.finish().map_err(arrow(&journal.path));
         drop(journal.writer);
-        self.finish_journal(&journal.path, &journal.base)
+        let finished = closed.and_then(|()| self.finish_journal(&journal.path, &journal.base));
+        if finished.is_err() {
+            self.abandoned.push((journal.path, journal.base));
+        }
+        finished
     }
 
     /// Finishes every journal of this stream left in the folder.
