@@ -14,6 +14,7 @@
 //! graph server cannot be reached, `503` with code `lineage`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -31,6 +32,25 @@ use crate::config::Config;
 
 /// Most executions one activity answer lists.
 pub const MAX_LIMIT: usize = 10_000;
+
+/// How long a lineage query may take before it is answered `503` (the
+/// driver keeps retrying some failures for up to a minute by itself).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a graph query with [`QUERY_TIMEOUT`].
+async fn bounded<T>(
+    query: impl std::future::Future<Output = Result<T, LineageError>>,
+) -> Result<T, Response> {
+    match tokio::time::timeout(QUERY_TIMEOUT, query).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(unavailable(&e)),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lineage",
+            format!("the lineage graph did not answer within {QUERY_TIMEOUT:?}"),
+        )),
+    }
+}
 
 struct LineageApi {
     config: Option<LineageConfig>,
@@ -95,14 +115,14 @@ async fn task(State(api): State<Arc<LineageApi>>, Path(id): Path<String>) -> Res
         Ok(graph) => graph,
         Err(response) => return response,
     };
-    match graph.task_lineage(&id).await {
+    match bounded(graph.task_lineage(&id)).await {
         Ok(Some(lineage)) => Json::<TaskLineage>(lineage).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("the lineage graph has no task {id:?}"),
         ),
-        Err(e) => unavailable(&e),
+        Err(response) => response,
     }
 }
 
@@ -143,8 +163,8 @@ async fn activity(api: &LineageApi, subject: Subject, range: Range) -> Response 
         Ok(graph) => graph,
         Err(response) => return response,
     };
-    match graph.activity(&subject, since, until, limit).await {
+    match bounded(graph.activity(&subject, since, until, limit)).await {
         Ok(activity) => Json::<Activity>(activity).into_response(),
-        Err(e) => unavailable(&e),
+        Err(response) => response,
     }
 }
