@@ -34,7 +34,11 @@ fn completions_reach_the_graph_and_the_files() {
     // What the agent ran, and which failed.
     let activity = wait_for_lineage(&http, &base, &run, TASKS as u64, Duration::from_secs(60));
     let expected_failed = (0..TASKS).filter(|i| fails(*i)).count() as u64;
-    assert_eq!(activity["failed"].as_u64(), Some(expected_failed), "{activity}");
+    assert_eq!(
+        activity["failed"].as_u64(),
+        Some(expected_failed),
+        "{activity}"
+    );
     let failed: Vec<&str> = activity["executions"]
         .as_array()
         .expect("executions")
@@ -42,7 +46,10 @@ fn completions_reach_the_graph_and_the_files() {
         .filter(|e| e["outcome"] == "failed")
         .map(|e| e["task"].as_str().expect("task"))
         .collect();
-    let mut expected: Vec<String> = (0..TASKS).filter(|i| fails(*i)).map(|i| task_id(&run, i)).collect();
+    let mut expected: Vec<String> = (0..TASKS)
+        .filter(|i| fails(*i))
+        .map(|i| task_id(&run, i))
+        .collect();
     expected.sort();
     let mut failed_sorted: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
     failed_sorted.sort();
@@ -50,11 +57,15 @@ fn completions_reach_the_graph_and_the_files() {
 
     // An empty time range, and a bad one.
     let (status, empty) = http
-        .get(&format!("{base}/v1/lineage/agents/agent-{run}?since=0&until=1"))
+        .get(&format!(
+            "{base}/v1/lineage/agents/agent-{run}?since=0&until=1"
+        ))
         .expect("answer");
     assert_eq!((status, empty["ran"].as_u64()), (200, Some(0)));
     let (status, _) = http
-        .get(&format!("{base}/v1/lineage/agents/agent-{run}?since=5&until=1"))
+        .get(&format!(
+            "{base}/v1/lineage/agents/agent-{run}?since=5&until=1"
+        ))
         .expect("answer");
     assert_eq!(status, 400);
 
@@ -82,7 +93,10 @@ fn completions_reach_the_graph_and_the_files() {
     assert_eq!(lineage["state"], "succeeded");
     let executions = lineage["executions"].as_array().expect("executions");
     assert_eq!(executions.len(), 1, "{lineage}");
-    assert!(executions[0]["executor"].as_str().expect("executor").starts_with(&format!("x{run}-")));
+    assert!(executions[0]["executor"]
+        .as_str()
+        .expect("executor")
+        .starts_with(&format!("x{run}-")));
     let (status, missing) = http
         .get(&format!("{base}/v1/lineage/tasks/lx{run}-nope"))
         .expect("answer");

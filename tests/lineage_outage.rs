@@ -16,10 +16,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, read_json_lines, spawn_run, Http};
-use lineage_common::{read_export, run_id, services, stop, task_id, tasks_json, wait_for_lineage, write_config};
+use lineage_common::{
+    read_export, run_id, services, stop, task_id, tasks_json, wait_for_lineage, write_config,
+};
 
 fn env_path(name: &str) -> PathBuf {
-    PathBuf::from(std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset: run tests/services/up")))
+    PathBuf::from(
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset: run tests/services/up")),
+    )
 }
 
 fn pid_alive(pid: &str) -> bool {
@@ -33,8 +37,15 @@ fn pid_alive(pid: &str) -> bool {
 
 /// Stops the server (SIGTERM) and waits until it has exited.
 fn stop_server(pid_file: &PathBuf) {
-    let pid = std::fs::read_to_string(pid_file).expect("pid file").trim().to_string();
-    assert!(Command::new("kill").arg(&pid).status().expect("kill").success());
+    let pid = std::fs::read_to_string(pid_file)
+        .expect("pid file")
+        .trim()
+        .to_string();
+    assert!(Command::new("kill")
+        .arg(&pid)
+        .status()
+        .expect("kill")
+        .success());
     let deadline = Instant::now() + Duration::from_secs(60);
     while pid_alive(&pid) {
         assert!(Instant::now() < deadline, "ArcadeDB ({pid}) did not stop");
@@ -46,20 +57,30 @@ fn stop_server(pid_file: &PathBuf) {
 /// `tests/services/down` looks, and waits for its "started" line.
 fn start_server(pid_file: &PathBuf, script: &PathBuf) {
     let log_path = pid_file.with_file_name("arcadedb.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let child = Command::new(script)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
+    // Detached, as `tests/services/up` starts it: the server outlives the test.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"nohup "$0" >"$1" 2>&1 </dev/null & echo $!"#)
+        .arg(script)
+        .arg(&log_path)
+        .output()
         .expect("start ArcadeDB");
-    std::fs::write(pid_file, child.id().to_string()).expect("pid file");
+    assert!(out.status.success(), "starting ArcadeDB: {out:?}");
+    let pid = String::from_utf8(out.stdout)
+        .expect("pid")
+        .trim()
+        .to_string();
+    std::fs::write(pid_file, &pid).expect("pid file");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         if text.contains("ArcadeDB Server started") {
             return;
         }
-        assert!(Instant::now() < deadline, "ArcadeDB did not start again: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "ArcadeDB did not start again: {text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -95,9 +116,15 @@ fn completions_wait_for_the_graph_and_all_land_after_an_outage() {
             .get(&format!("{base}/v1/tasks/{}", task_id(&run, i)))
             .expect("the API stays up during the outage");
         assert_eq!(status, 200, "{record}");
-        assert_eq!(record["state"], "queued", "task {i} was recorded before its graph write: {record}");
+        assert_eq!(
+            record["state"], "queued",
+            "task {i} was recorded before its graph write: {record}"
+        );
     }
-    assert_eq!(read_json_lines(&dir.path().join("data/results.jsonl")).len(), 10);
+    assert_eq!(
+        read_json_lines(&dir.path().join("data/results.jsonl")).len(),
+        10
+    );
     let (status, _) = http
         .get(&format!("{base}/v1/lineage/agents/agent-{run}"))
         .expect("answer");
@@ -107,7 +134,10 @@ fn completions_wait_for_the_graph_and_all_land_after_an_outage() {
     wait_for_lineage(&http, &base, &run, 30, Duration::from_secs(90));
     let deadline = Instant::now() + Duration::from_secs(30);
     while read_json_lines(&dir.path().join("data/results.jsonl")).len() < 30 {
-        assert!(Instant::now() < deadline, "results did not all land after the outage");
+        assert!(
+            Instant::now() < deadline,
+            "results did not all land after the outage"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for i in 0..30 {
@@ -119,5 +149,8 @@ fn completions_wait_for_the_graph_and_all_land_after_an_outage() {
     stop(&mut child);
     let answer = read_export(&services.python, &dir.path().join("data/export"));
     let first = answer.lines().next().expect("summary");
-    assert!(first.starts_with("30 30 2 30 "), "rows, distinct ids, files, experience: {first}");
+    assert!(
+        first.starts_with("30 30 2 30 "),
+        "rows, distinct ids, files, experience: {first}"
+    );
 }

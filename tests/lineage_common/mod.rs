@@ -129,16 +129,28 @@ pub fn tasks_json(run: &str, range: std::ops::Range<usize>) -> String {
 }
 
 /// Polls the agent's activity until it lists `count` executions.
-pub fn wait_for_lineage(http: &Http, base: &str, run: &str, count: u64, timeout: Duration) -> serde_json::Value {
+pub fn wait_for_lineage(
+    http: &Http,
+    base: &str,
+    run: &str,
+    count: u64,
+    timeout: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some((200, answer)) = http.get(&format!("{base}/v1/lineage/agents/agent-{run}")) {
             if answer["ran"].as_u64() == Some(count) {
                 return answer;
             }
-            assert!(Instant::now() < deadline, "the graph has {answer} after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the graph has {answer} after {timeout:?}"
+            );
         } else {
-            assert!(Instant::now() < deadline, "no lineage answer within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no lineage answer within {timeout:?}"
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -187,7 +199,10 @@ pub fn stop(child: &mut std::process::Child) {
             assert!(status.success(), "tidewater exited with {status}");
             return;
         }
-        assert!(Instant::now() < deadline, "tidewater did not stop after SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "tidewater did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
