@@ -76,6 +76,7 @@ fn completion(i: usize) -> Completion {
         exit_code: None,
         output_bytes: i as u64,
         is_final: true,
+        result: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn completion(
         exit_code: None,
         output_bytes: 0,
         is_final: true,
+        result: None,
     }
 }
 

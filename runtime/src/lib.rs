@@ -25,13 +25,16 @@ pub mod ingress;
 pub mod kafka_bench;
 pub mod launch;
 pub mod lineage_http;
+pub mod live;
 pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
+pub mod shutdown;
 pub mod sources;
 pub mod stats;
 pub mod store_sinks;
+pub mod task_listing;
 
 pub use config::Config;
 pub use error::{ConfigError, RuntimeError};

@@ -15,8 +15,11 @@ use tidewater::broker_bench::{run_broker_bench, BrokerBenchOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::config::{ClusterConfig, Config, StoreKind};
 use tidewater::kafka_bench::run_kafka_bench;
+use tidewater::shutdown::{self, Signals};
 use tidewater::sources::feed_json_lines;
 use tidewater::{HandlerOutput, HandlerRegistry, Pipeline};
+
+mod lineage_cmd;
 
 /// Tidewater: a streaming dataflow engine for multi-agent task systems.
 #[derive(Parser)]
@@ -40,6 +43,9 @@ enum Command {
     /// Print a continuous query's latest result from a running pipeline
     /// (HTTP `GET /v1/queries/{name}`); without a name, every query's.
     Query(QueryArgs),
+    /// Ask the lineage graph (HTTP `GET /v1/lineage/...`): a task's lineage,
+    /// or what an agent or executor ran and which of that failed.
+    Lineage(lineage_cmd::LineageArgs),
     /// Benchmark no-op tasks end to end.
     Bench(BenchArgs),
     /// Benchmark continuous metric queries: updates/s, freshness, memory.
@@ -324,6 +330,7 @@ fn main() -> anyhow::Result<()> {
         Command::Submit(args) => submit(args),
         Command::Cancel(args) => cancel(args),
         Command::Query(args) => query(args),
+        Command::Lineage(args) => lineage_cmd::run(args),
         Command::Bench(args) => bench(args),
         Command::BenchQueries(args) => {
             let report = tidewater::bench_queries::run_query_bench(
@@ -473,6 +480,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     config.validate()?;
+    let drain_timeout = Duration::from_millis(config.shutdown.drain_timeout_ms);
     let (part, parts) = match &config.cluster {
         Some(c) => (c.process, c.resolve_addresses()?.len()),
         None => (0, 1),
@@ -492,22 +500,29 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         tracing::info!(records = sent, "input fed");
     }
-    if !args.exit_when_done {
-        let runtime = pipeline.runtime().context("pipeline has no runtime")?;
-        runtime.block_on(tokio::signal::ctrl_c())?;
-        tracing::info!("Ctrl-C: draining and shutting down");
+    if args.exit_when_done {
+        let summary = pipeline.shutdown()?;
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
     }
-    let summary = pipeline.shutdown()?;
-    println!("{}", serde_json::to_string(&summary)?);
+    let runtime = pipeline.runtime().context("pipeline has no runtime")?;
+    let signals = Signals::listen(&runtime)?;
+    signals.wait_for(&runtime, 1);
+    tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    let report = shutdown::drain(pipeline, drain_timeout, Some(&signals))?;
+    println!("{}", serde_json::to_string(&report.stats)?);
     Ok(())
 }
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
-    let handlers = HandlerRegistry::with_builtins(&HandlersConfig {
-        command_allowlist: args.allow_command.clone(),
-        ..HandlersConfig::default()
-    });
+    let handlers = HandlerRegistry::with_builtins(
+        &HandlersConfig {
+            command_allowlist: args.allow_command.clone(),
+            ..HandlersConfig::default()
+        },
+        tidewater_operators::validate::ValidationLimits::default().max_result_bytes,
+    );
     let options = AgentOptions {
         url: args.broker,
         spec,
@@ -549,10 +564,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 .bytes()
                 .map(u64::from)
                 .sum();
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: sum.to_string().len() as u64,
-            })
+            Ok(HandlerOutput::value(sum.into()))
         })
         .start()?;
     let ingress = pipeline.ingress();

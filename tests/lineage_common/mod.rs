@@ -57,7 +57,7 @@ pub fn run_id() -> String {
 }
 
 /// Writes a config with `[lineage]` and `[export]` (both formats) and two
-/// executors `x<run>-0`, `x<run>-1`; sleeps over 1 s fail.
+/// executors `x<run>-0`, `x<run>-1`; the `command` handler may run `false`.
 pub fn write_config(dir: &Path, port: u16, services: &Services, run: &str, extra: &str) -> PathBuf {
     let config = format!(
         r#"
@@ -70,7 +70,7 @@ path = "data/store.redb"
 [sinks]
 results_file = "data/results.jsonl"
 [handlers]
-max_sleep_ms = 1000
+command_allowlist = ["false"]
 [lineage]
 uri = "{uri}"
 user = "{user}"
@@ -99,7 +99,7 @@ memory_mib = 1024
 }
 
 /// Task `i` of run `run`: submitted by agent `agent-<run>`, depending on
-/// task `i - 1`; every tenth fails (its sleep is over the limit).
+/// task `i - 1`; every tenth fails (it runs `false`).
 pub fn task_id(run: &str, i: usize) -> String {
     format!("lx{run}-{i:03}")
 }
@@ -113,14 +113,18 @@ pub fn fails(i: usize) -> bool {
 pub fn tasks_json(run: &str, range: std::ops::Range<usize>) -> String {
     let tasks: Vec<String> = range
         .map(|i| {
-            let ms = if fails(i) { 5000 } else { 5 };
+            let (kind, payload) = if fails(i) {
+                ("command", r#"{"program":"false"}"#)
+            } else {
+                ("sleep", r#"{"ms":5}"#)
+            };
             let deps = if i == 0 {
                 String::new()
             } else {
                 format!(r#""{}""#, task_id(run, i - 1))
             };
             format!(
-                r#"{{"id":"{id}","kind":"sleep","payload":{{"ms":{ms}}},"agent":"agent-{run}","depends_on":[{deps}],"tenant":"t{run}"}}"#,
+                r#"{{"id":"{id}","kind":"{kind}","payload":{payload},"agent":"agent-{run}","depends_on":[{deps}],"tenant":"t{run}"}}"#,
                 id = task_id(run, i)
             )
         })

@@ -93,6 +93,7 @@ mod tests {
             exit_code: Some(3),
             output_bytes: 0,
             is_final: true,
+            result: None,
         };
         let BoltType::List(BoltList { value }) = batch_rows(&[completion]) else {
             panic!("rows are a list");
