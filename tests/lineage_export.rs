@@ -107,15 +107,30 @@ fn completions_reach_the_graph_and_the_files() {
         .args(["lineage", "--url", &base, "task", &id])
         .output()
         .expect("tidewater lineage");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(printed["depends_on"], lineage["depends_on"]);
     let out = std::process::Command::new(common::binary())
-        .args(["lineage", "--url", &base, "agent", &format!("agent-{run}"), "--limit", "3"])
+        .args([
+            "lineage",
+            "--url",
+            &base,
+            "agent",
+            &format!("agent-{run}"),
+            "--limit",
+            "3",
+        ])
         .output()
         .expect("tidewater lineage");
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!((printed["ran"].as_u64(), printed["truncated"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(
+        (printed["ran"].as_u64(), printed["truncated"].as_bool()),
+        (Some(3), Some(true))
+    );
 
     // The files, after a clean stop finishes the last one.
     stop(&mut child);

@@ -96,10 +96,18 @@ pub fn run(args: LineageArgs) -> anyhow::Result<()> {
     let url = match &args.question {
         Question::Task { id } => format!("{base}/v1/lineage/tasks/{}", segment(id)),
         Question::Agent { name, range } => {
-            format!("{base}/v1/lineage/agents/{}{}", segment(name), range.query())
+            format!(
+                "{base}/v1/lineage/agents/{}{}",
+                segment(name),
+                range.query()
+            )
         }
         Question::Executor { id, range } => {
-            format!("{base}/v1/lineage/executors/{}{}", segment(id), range.query())
+            format!(
+                "{base}/v1/lineage/executors/{}{}",
+                segment(id),
+                range.query()
+            )
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -35,3 +35,4 @@ pub use config::LineageConfig;
 pub use error::LineageError;
 pub use graph::LineageGraph;
 pub use query::{Activity, Execution, Subject, TaskLineage};
+pub use schema::WRITE_EXECUTIONS;
