@@ -28,6 +28,7 @@
 
 mod broker_common;
 mod common;
+mod lineage_common;
 
 mod bad_input;
 mod broker_agents;
@@ -42,6 +43,7 @@ mod dashboard;
 mod handlers;
 mod inventory;
 mod learner;
+mod lineage_export;
 mod lifecycle;
 mod monitoring;
 mod pipeline_reference;

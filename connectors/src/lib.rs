@@ -8,9 +8,13 @@
 //! that they acknowledge a delivery only once its outcome is durable.
 #![forbid(missing_docs)]
 
+#[cfg(feature = "columnar")]
+pub mod columnar;
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "neo4j")]
+pub mod lineage;
 pub mod outcome;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use tidewater_connectors::columnar::ExportConfig;
 use tidewater_connectors::kafka::KafkaConfig;
+use tidewater_connectors::lineage::LineageConfig;
 use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
@@ -69,6 +71,15 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// The online learner of run times and failures (`[learner]`).
     pub learner: LearnerSettings,
+    /// The lineage graph in Neo4j (`[lineage]`): every final completion is
+    /// written there before its source is acknowledged. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<LineageConfig>,
+    /// Columnar export to Parquet / Arrow IPC files (`[export]`): every
+    /// final completion is journaled there before its source is
+    /// acknowledged. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportConfig>,
 }
 
 impl Default for Config {
@@ -91,6 +102,8 @@ impl Default for Config {
             rabbitmq: None,
             kafka: None,
             learner: LearnerSettings::default(),
+            lineage: None,
+            export: None,
         }
     }
 }
@@ -388,6 +401,12 @@ impl Config {
             if let Err((key, detail)) = kafka.validate() {
                 return invalid(&key, detail);
             }
+        }
+        if let Some(Err((key, detail))) = self.lineage.as_ref().map(LineageConfig::validate) {
+            return invalid(&key, detail);
+        }
+        if let Some(Err((key, detail))) = self.export.as_ref().map(ExportConfig::validate) {
+            return invalid(&key, detail);
         }
         if self.retry.multiplier < 1.0 {
             return invalid("retry.multiplier", "must be at least 1".into());

@@ -135,6 +135,7 @@ impl HttpServer {
             .merge(inventory)
             .merge(crate::ui::routes())
             .merge(monitoring)
+            .merge(crate::lineage_http::routes(config))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime

@@ -117,6 +117,8 @@ pub struct WorkerContext {
     pub exporter: Arc<Exporter>,
     /// Remote executor agents, when the config enables them.
     pub agents: Option<Arc<AgentHub>>,
+    /// The export and lineage graph final completions must reach first.
+    pub store_sinks: Arc<crate::store_sinks::StoreSinks>,
     /// What runs now and what waits for a retry.
     pub live: LiveTasks,
     /// Set when shutdown gives up on in-flight work: workers then stop
@@ -256,9 +258,15 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
 
         let exporter = Arc::clone(&ctx.exporter);
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
-        let files = Arc::clone(&ctx.files);
+        let (files, store_sinks) = (Arc::clone(&ctx.files), Arc::clone(&ctx.store_sinks));
         let live = ctx.live.clone();
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
+            // The configured export and graph writes land before anything is acknowledged.
+            if let Err(e) = store_sinks.record(finals) {
+                tracing::error!(error = %e, count = finals.len(), "store sinks failed; sources will redeliver");
+                finals.clear();
+                return;
+            }
             match store.record_finished(finals) {
                 Ok(fresh) => {
                     live.finished(finals.iter().map(|c| c.task.id.as_str()));

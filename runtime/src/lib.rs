@@ -23,6 +23,7 @@ pub mod http;
 pub mod ingress;
 pub mod inventory_http;
 pub mod launch;
+pub mod lineage_http;
 pub mod live;
 pub mod monitoring;
 pub mod peers;
@@ -32,6 +33,7 @@ pub mod reservations;
 pub mod shutdown;
 pub mod sources;
 pub mod stats;
+pub mod store_sinks;
 pub mod task_listing;
 pub mod ui;
 

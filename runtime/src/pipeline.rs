@@ -144,6 +144,14 @@ impl PipelineBuilder {
             .as_ref()
             .filter(|r| r.agents)
             .map(|_| Arc::new(AgentHub::default()));
+        let run_name = match &config.cluster {
+            Some(cluster) => format!("{}-p{}", now_micros() / 1000, cluster.process),
+            None => format!("{}", now_micros() / 1000),
+        };
+        let store_sinks = Arc::new(
+            crate::store_sinks::StoreSinks::open(&config, runtime.handle(), &run_name)
+                .map_err(|e| RuntimeError::Store(e.to_string()))?,
+        );
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
             handlers: Arc::clone(&handlers),
@@ -159,6 +167,7 @@ impl PipelineBuilder {
             queries: queries.clone(),
             exporter: Arc::clone(&exporter),
             agents: agents.clone(),
+            store_sinks,
             live: live.clone(),
             abandon: Arc::clone(&abandon),
         });

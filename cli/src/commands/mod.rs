@@ -10,6 +10,7 @@ mod bench_queries;
 mod cancel;
 mod config;
 mod demo;
+mod lineage;
 mod query;
 mod replay;
 mod run;
@@ -32,6 +33,9 @@ pub enum Command {
     /// Print a continuous query's latest result from a running pipeline
     /// (HTTP `GET /v1/queries/{name}`); without a name, every query's.
     Query(query::QueryArgs),
+    /// Ask the lineage graph (HTTP `GET /v1/lineage/...`): a task's lineage,
+    /// or what an agent or executor ran and which of that failed.
+    Lineage(lineage::LineageArgs),
     /// Benchmark no-op tasks end to end.
     Bench(bench::BenchArgs),
     /// Benchmark continuous metric queries: updates/s, freshness, memory.
@@ -57,6 +61,7 @@ impl Command {
         match self {
             Command::Run(args) => run::execute(args),
             Command::Demo(args) => demo::execute(args),
+            Command::Lineage(args) => lineage::execute(args),
             Command::Submit(args) => submit::execute(args),
             Command::Cancel(args) => cancel::execute(args),
             Command::Query(args) => query::execute(args),

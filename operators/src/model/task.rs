@@ -45,6 +45,15 @@ pub struct Task {
     pub submitted_at_us: u64,
     /// Where to acknowledge the source record once the outcome is recorded.
     pub ack: AckToken,
+    /// The agent that submitted it, when the submission names one; the
+    /// lineage graph's `SUBMITTED_BY`.
+    #[serde(default)]
+    pub agent: Option<Name>,
+    /// Tasks whose results this one consumes, as the submitter declares
+    /// them; the lineage graph's `DEPENDS_ON`. Recorded for lineage only:
+    /// placement does not wait for them.
+    #[serde(default)]
+    pub depends_on: Vec<TaskId>,
 }
 
 impl Task {
@@ -65,6 +74,8 @@ impl Task {
             requested_runtime_s: None,
             submitted_at_us: 0,
             ack: AckToken::NONE,
+            agent: None,
+            depends_on: Vec::new(),
         }
     }
 

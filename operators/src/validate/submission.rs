@@ -54,6 +54,12 @@ pub struct TaskSubmission {
     /// The submitter's run-time estimate in seconds.
     #[serde(default)]
     pub requested_runtime_s: Option<u32>,
+    /// The submitting agent's name, for lineage.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Ids of the tasks whose results this one consumes, for lineage.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 /// The resource request as submitted.

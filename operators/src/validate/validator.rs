@@ -89,6 +89,8 @@ impl Validator {
             requested_runtime_s: submission.requested_runtime_s,
             submitted_at_us: now_us,
             ack,
+            agent: submission.agent.map(Name::from),
+            depends_on: submission.depends_on.into_iter().map(Name::from).collect(),
         };
         check_task(&task, &self.limits)?;
         Ok(task)
@@ -101,6 +103,12 @@ pub fn check_task(task: &Task, limits: &ValidationLimits) -> Result<(), RejectRe
     check_name("id", &task.id, limits)?;
     check_name("kind", &task.kind, limits)?;
     check_name("tenant", &task.tenant, limits)?;
+    if let Some(agent) = &task.agent {
+        check_name("agent", agent, limits)?;
+    }
+    for dependency in &task.depends_on {
+        check_name("depends_on", dependency, limits)?;
+    }
     let size = task.payload_bytes();
     if size > limits.max_payload_bytes {
         return Err(RejectReason::Oversize {
