@@ -11,6 +11,8 @@
 pub mod ingest;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mongodb")]
+pub mod mongo_source;
 pub mod outcome;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

@@ -11,11 +11,15 @@
 mod embedded;
 mod error;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
 mod record;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoStore, MongoStoreConfig};
 pub use record::{ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
