@@ -24,7 +24,7 @@ use super::exec::in_transaction;
 use super::working_set::WorkingSet;
 use crate::store::memory::target_key;
 use crate::store::{
-    fingerprint, Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage,
+    Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage,
     TaskQuery, TaskRecord,
 };
 
@@ -71,19 +71,11 @@ pub async fn admit(c: Collections, tasks: std::sync::Arc<Vec<Task>>) -> Result<V
             let mut set = WorkingSet::load(&c, session, tasks.iter().map(|t| t.id.as_str())).await?;
             let mut answers = Vec::with_capacity(tasks.len());
             for task in tasks.iter() {
-                let id = task.id.as_str();
-                match set.get(id) {
-                    Some(existing) if !existing.replaceable_by_admission() => {
-                        answers.push(Admission::Existing {
-                            record: Box::new(existing.record.clone()),
-                            same_body: existing.fingerprint == fingerprint(task),
-                        });
-                    }
-                    _ => {
-                        set.put(StoredTask::accepted(task));
-                        answers.push(Admission::New);
-                    }
+                let admission = StoredTask::admission(set.get(task.id.as_str()), task);
+                if admission.is_new() {
+                    set.put(StoredTask::accepted(task));
                 }
+                answers.push(admission);
             }
             set.write(&c, session).await?;
             Ok(answers)
