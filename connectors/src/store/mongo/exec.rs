@@ -70,11 +70,6 @@ impl Exec {
         })
     }
 
-    /// The runtime's handle, to create the client on.
-    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle().clone())
-    }
-
     /// Runs `future` on the store's runtime and waits for its output.
     pub fn block_on<T, F>(&self, operation: &'static str, future: F) -> Result<T, StoreError>
     where

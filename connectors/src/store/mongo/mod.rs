@@ -66,17 +66,17 @@ impl MongoStore {
         };
         let url = config.url.clone();
         let selection = config.server_selection_timeout;
-        let options = exec
+        // The client's monitors are spawned where it is made: on `exec`.
+        let client = exec
             .block_on("connecting", async move {
                 let mut options = ClientOptions::parse(&url).await?;
                 if options.server_selection_timeout.is_none() {
                     options.server_selection_timeout = Some(selection);
                 }
                 options.app_name.get_or_insert_with(|| "tidewater".into());
-                Ok::<_, mongodb::error::Error>(options)
+                Client::with_options(options)
             })?
             .map_err(|e| open_error(e.to_string()))?;
-        let client = Client::with_options(options).map_err(|e| open_error(e.to_string()))?;
         let collections = Collections::new(client, &config.database);
         let db = collections.db.clone();
         exec.run("creating indexes", Persistence::Bounded, move || {
@@ -191,7 +191,10 @@ impl TaskStore for MongoStore {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod redaction_tests {
     use super::redact;
 
     #[test]

@@ -1,16 +1,19 @@
 //! The tasks one transaction reads, changes and writes back.
 //!
-//! A batch operation loads every task it names with one `find`, applies
-//! the shared transitions of [`crate::store::record`] to them in memory
-//! (in batch order, so two outcomes for one id in a batch behave as in the
-//! other stores), then writes the changed ones with as few `update`
-//! commands as their size allows (each carries many statements; this works
-//! on every MongoDB version, where `bulkWrite` needs 8.0) and adds the
-//! count changes to a counter shard, all in the same transaction.
+//! A batch operation loads every task it names (`find` by `_id`, in chunks:
+//! a short `$in` is fast on every server, a long one is slow on some),
+//! applies the shared transitions of [`crate::store::record`] to them in
+//! memory (in batch order, so two outcomes for one id in a batch behave as
+//! in the other stores), then writes the changed ones with as few commands
+//! as their size allows: one `insert` for the new documents and one
+//! `update` with a statement per changed document (this works on every
+//! MongoDB version, where `bulkWrite` needs 8.0), and adds the count
+//! changes to a counter shard, all in the same transaction.
 //!
-//! Each write is filtered on the state it was read in (a new task is an
-//! upsert that only inserts), so a write that finds its document changed
-//! matches nothing; the transaction is then aborted and made again.
+//! Each update is filtered on the state it was read in, and inserting an
+//! id that appeared meanwhile fails on the unique `_id`, so a write that
+//! finds its document changed aborts the transaction, which is then made
+//! again from what the database holds.
 
 use std::collections::HashMap;
 
@@ -27,8 +30,10 @@ use crate::store::{StoredTask, TaskState};
 /// Largest `update` command sent, in bytes of statements (the server takes
 /// commands up to 16 MiB).
 const MAX_COMMAND_BYTES: usize = 8 << 20;
-/// Most statements in one `update` command.
+/// Most statements or documents in one command.
 const MAX_STATEMENTS: usize = 10_000;
+/// Most ids in one `$in` read.
+const READ_CHUNK: usize = 32;
 
 struct Entry {
     /// The state as read; `None` for a task not in the store.
@@ -60,21 +65,23 @@ impl WorkingSet {
         if ids.is_empty() {
             return Ok(set);
         }
-        let mut cursor = collections
-            .tasks
-            .find(doc! { "_id": { "$in": ids } })
-            .session(&mut *session)
-            .await?;
-        while let Some(document) = cursor.next(&mut *session).await.transpose()? {
-            let stored = stored_task(document)?;
-            set.entries.insert(
-                stored.record.id.clone(),
-                Entry {
-                    original: Some(stored.record.state),
-                    current: stored,
-                    changed: false,
-                },
-            );
+        for chunk in ids.chunks(READ_CHUNK) {
+            let mut cursor = collections
+                .tasks
+                .find(doc! { "_id": { "$in": chunk } })
+                .session(&mut *session)
+                .await?;
+            while let Some(document) = cursor.next(&mut *session).await.transpose()? {
+                let stored = stored_task(document)?;
+                set.entries.insert(
+                    stored.record.id.clone(),
+                    Entry {
+                        original: Some(stored.record.state),
+                        current: stored,
+                        changed: false,
+                    },
+                );
+            }
         }
         Ok(set)
     }
@@ -117,24 +124,32 @@ impl WorkingSet {
     /// transaction.
     pub async fn write(self, collections: &Collections, session: &mut ClientSession) -> Result<(), Failure> {
         let mut delta = self.extra;
-        let mut statements = Vec::new();
+        let mut inserts = Vec::new();
+        let mut updates = Vec::new();
         for entry in self.entries.into_values().filter(|e| e.changed) {
             delta.moved(entry.original, entry.current.record.state);
             let document = task_document(&entry.current)?;
-            let id = entry.current.record.id.clone();
-            statements.push(match entry.original {
-                None => doc! {
-                    "q": { "_id": id },
-                    "u": { "$setOnInsert": document },
-                    "upsert": true,
-                },
-                Some(state) => doc! {
-                    "q": { "_id": id, "state": state_bson(state)? },
-                    "u": document,
-                },
-            });
+            match entry.original {
+                None => inserts.push(document),
+                Some(state) => {
+                    let id = entry.current.record.id.clone();
+                    updates.push(doc! {
+                        "q": { "_id": id, "state": state_bson(state)? },
+                        "u": document,
+                    });
+                }
+            }
         }
-        for chunk in chunks(statements) {
+        for chunk in chunks(inserts) {
+            let expected = chunk.len() as i64;
+            let reply = collections
+                .db
+                .run_command(doc! { "insert": TASKS, "documents": chunk, "ordered": true })
+                .session(&mut *session)
+                .await?;
+            check_reply(&reply, expected)?;
+        }
+        for chunk in chunks(updates) {
             let expected = chunk.len() as i64;
             let reply = collections
                 .db
@@ -161,7 +176,8 @@ fn state_bson(state: TaskState) -> Result<Bson, Failure> {
     bson::to_bson(&state).map_err(|e| super::error::encode("task state", e))
 }
 
-/// Statements split into commands within the size and count bounds.
+/// Statements or documents split into commands within the size and count
+/// bounds.
 fn chunks(statements: Vec<Document>) -> Vec<Vec<Document>> {
     let mut out: Vec<Vec<Document>> = Vec::new();
     let mut bytes = 0;
@@ -183,8 +199,8 @@ fn chunks(statements: Vec<Document>) -> Vec<Vec<Document>> {
     out
 }
 
-/// Checks an `update` reply: no write errors, and every statement matched
-/// or inserted its document.
+/// Checks an `insert` or `update` reply: no write errors, and every
+/// document inserted or statement matched.
 fn check_reply(reply: &Document, expected: i64) -> Result<(), Failure> {
     if let Ok(errors) = reply.get_array("writeErrors") {
         let first = errors.first().and_then(Bson::as_document);
