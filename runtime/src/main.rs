@@ -15,6 +15,7 @@ use tidewater::broker_bench::{run_broker_bench, BrokerBenchOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::config::{ClusterConfig, Config, StoreKind};
 use tidewater::kafka_bench::run_kafka_bench;
+use tidewater::shutdown::{self, Signals};
 use tidewater::sources::feed_json_lines;
 use tidewater::{HandlerOutput, HandlerRegistry, Pipeline};
 
@@ -473,6 +474,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     config.validate()?;
+    let drain_timeout = Duration::from_millis(config.shutdown.drain_timeout_ms);
     let (part, parts) = match &config.cluster {
         Some(c) => (c.process, c.resolve_addresses()?.len()),
         None => (0, 1),
@@ -492,22 +494,29 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         tracing::info!(records = sent, "input fed");
     }
-    if !args.exit_when_done {
-        let runtime = pipeline.runtime().context("pipeline has no runtime")?;
-        runtime.block_on(tokio::signal::ctrl_c())?;
-        tracing::info!("Ctrl-C: draining and shutting down");
+    if args.exit_when_done {
+        let summary = pipeline.shutdown()?;
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
     }
-    let summary = pipeline.shutdown()?;
-    println!("{}", serde_json::to_string(&summary)?);
+    let runtime = pipeline.runtime().context("pipeline has no runtime")?;
+    let signals = Signals::listen(&runtime)?;
+    signals.wait_for(&runtime, 1);
+    tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    let report = shutdown::drain(pipeline, drain_timeout, Some(&signals))?;
+    println!("{}", serde_json::to_string(&report.stats)?);
     Ok(())
 }
 
 fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
-    let handlers = HandlerRegistry::with_builtins(&HandlersConfig {
-        command_allowlist: args.allow_command.clone(),
-        ..HandlersConfig::default()
-    });
+    let handlers = HandlerRegistry::with_builtins(
+        &HandlersConfig {
+            command_allowlist: args.allow_command.clone(),
+            ..HandlersConfig::default()
+        },
+        tidewater_operators::validate::ValidationLimits::default().max_result_bytes,
+    );
     let options = AgentOptions {
         url: args.broker,
         spec,
@@ -549,10 +558,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 .bytes()
                 .map(u64::from)
                 .sum();
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: sum.to_string().len() as u64,
-            })
+            Ok(HandlerOutput::value(sum.into()))
         })
         .start()?;
     let ingress = pipeline.ingress();

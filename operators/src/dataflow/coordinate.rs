@@ -350,6 +350,7 @@ impl CoordinatorState {
             exit_code: None,
             output_bytes: 0,
             is_final: true,
+            result: None,
             task,
         };
         if self.emit_metrics {
@@ -550,6 +551,7 @@ impl CoordinatorState {
                         exit_code: None,
                         output_bytes: 0,
                         is_final: true,
+                        result: None,
                         task,
                     };
                     if self.emit_metrics {
