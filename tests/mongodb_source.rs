@@ -136,14 +136,19 @@ fn inserts_become_tasks_and_a_restart_resumes_after_the_last_accepted() {
 
     let pipeline = start(&url, &database, &tally);
     let store = pipeline.store();
-    wait_for("the 20 tasks inserted while down", Duration::from_secs(60), || {
-        store.counts().map(|c| c.succeeded).unwrap_or(0) >= 100
-    });
+    wait_for(
+        "the 20 tasks inserted while down",
+        Duration::from_secs(60),
+        || store.counts().map(|c| c.succeeded).unwrap_or(0) >= 100,
+    );
     // The repeat and the resumed stream's start ran nothing again.
     std::thread::sleep(Duration::from_millis(300));
     let counts = store.counts().expect("counts");
     assert_eq!(counts.succeeded, 100, "{counts:?}");
-    assert_eq!(counts.rejected, 3, "dead letters are not repeated: {counts:?}");
+    assert_eq!(
+        counts.rejected, 3,
+        "dead letters are not repeated: {counts:?}"
+    );
     pipeline.shutdown().expect("shutdown");
 
     let tally = tally.lock().expect("tally");

@@ -104,13 +104,20 @@ fn the_binary_keeps_tasks_in_mongodb_across_kill_9_restarts() {
     assert!(done >= 6, "only {done} results before the crash");
     child.kill().expect("kill -9");
     child.wait().expect("reap");
-    assert!(finished(&mongo) < TASKS as u64, "the crash came after everything finished");
+    assert!(
+        finished(&mongo) < TASKS as u64,
+        "the crash came after everything finished"
+    );
     child = spawn_run(dir.path(), &config, &[], "run-2.log");
     http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
 
     let done = wait_finished(&mongo, TASKS as u64, Duration::from_secs(60));
     assert_eq!(done, TASKS as u64, "every task finished after the restart");
-    assert_eq!(mongo.count("tasks", doc! {}), TASKS as u64, "one document per task");
+    assert_eq!(
+        mongo.count("tasks", doc! {}),
+        TASKS as u64,
+        "one document per task"
+    );
     for i in 0..TASKS {
         let (status, record) = http
             .get(&format!("{base}/v1/tasks/job-{i}"))
@@ -131,7 +138,9 @@ fn the_binary_keeps_tasks_in_mongodb_across_kill_9_restarts() {
     assert_eq!(status, 202, "{answer}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let record = loop {
-        let (_, record) = http.get(&format!("{base}/v1/tasks/say")).expect("reachable");
+        let (_, record) = http
+            .get(&format!("{base}/v1/tasks/say"))
+            .expect("reachable");
         if record["state"] == "succeeded" || Instant::now() > deadline {
             break record;
         }
@@ -141,7 +150,10 @@ fn the_binary_keeps_tasks_in_mongodb_across_kill_9_restarts() {
     assert_eq!(record["result"]["stdout"], "hello mongo\n", "{record}");
     let stored = mongo.get("tasks", "say").expect("stored");
     assert_eq!(stored.get_str("state").ok(), Some("succeeded"));
-    assert!(stored.get("task_json").is_none(), "finished tasks keep no resumable copy");
+    assert!(
+        stored.get("task_json").is_none(),
+        "finished tasks keep no resumable copy"
+    );
 
     // Listings page through MongoDB by (submitted_at_us, id), with filters.
     let (status, page) = http
@@ -159,7 +171,9 @@ fn the_binary_keeps_tasks_in_mongodb_across_kill_9_restarts() {
             break;
         };
         let (status, next) = http
-            .get(&format!("{base}/v1/tasks?tenant=t1&limit=7&cursor={cursor}"))
+            .get(&format!(
+                "{base}/v1/tasks?tenant=t1&limit=7&cursor={cursor}"
+            ))
             .expect("reachable");
         assert_eq!(status, 200, "{next}");
         page = next;

@@ -16,6 +16,7 @@ use mongodb::bson::doc;
 use mongodb_common::{mongodb_url, server_ctl, unique_database, Mongo};
 use tidewater::config::{Config, StoreKind};
 use tidewater::Pipeline;
+use tidewater_connectors::store::{MongoStore, MongoStoreConfig, TaskStore};
 use tidewater_operators::model::{ResourceRequest, Task};
 
 /// Tasks fed before, during and after the outage (each).
@@ -126,13 +127,15 @@ fn every_final_record_lands_once_across_a_server_restart() {
     assert_eq!(done, total, "every task's final record landed");
     let summary = pipeline.shutdown().expect("shutdown");
     eprintln!("{summary:?}");
-    assert_eq!(mongo.count("tasks", doc! {}), total, "one document per task");
-    let counts = tidewater_connectors::store::MongoStore::open(
-        &tidewater_connectors::store::MongoStoreConfig::new(&url, &database),
-    )
-    .expect("reopen")
-    .counts()
-    .expect("counts");
+    assert_eq!(
+        mongo.count("tasks", doc! {}),
+        total,
+        "one document per task"
+    );
+    let counts = MongoStore::open(&MongoStoreConfig::new(&url, &database))
+        .expect("reopen")
+        .counts()
+        .expect("counts");
     assert_eq!(counts.succeeded, total, "{counts:?}");
     assert_eq!(counts.queued, 0, "{counts:?}");
 }

@@ -75,8 +75,10 @@ impl TaskStore for Recording {
 }
 
 fn task_json(round: usize, i: usize) -> Vec<u8> {
-    format!(r#"{{"id":"r{round}-{i}","kind":"noop","tenant":"acme","resources":{{"cpu_milli":10}}}}"#)
-        .into_bytes()
+    format!(
+        r#"{{"id":"r{round}-{i}","kind":"noop","tenant":"acme","resources":{{"cpu_milli":10}}}}"#
+    )
+    .into_bytes()
 }
 
 /// Tasks per second through a pipeline with `store`.
@@ -122,7 +124,13 @@ fn final_document(round: usize, i: usize, now_us: i64) -> Document {
 }
 
 /// Documents per second written raw, in `batches`; transactional or not.
-async fn raw_rate(client: &Client, database: &str, batches: &[usize], round: usize, transactional: bool) -> f64 {
+async fn raw_rate(
+    client: &Client,
+    database: &str,
+    batches: &[usize],
+    round: usize,
+    transactional: bool,
+) -> f64 {
     let db = client.database(database);
     let tasks = db.collection::<Document>("tasks");
     let counters = db.collection::<Document>("counters");
@@ -131,7 +139,9 @@ async fn raw_rate(client: &Client, database: &str, batches: &[usize], round: usi
     let started = Instant::now();
     let mut next = 0;
     for &size in batches {
-        let documents: Vec<Document> = (next..next + size).map(|i| final_document(round, i, now_us)).collect();
+        let documents: Vec<Document> = (next..next + size)
+            .map(|i| final_document(round, i, now_us))
+            .collect();
         next += size;
         if !transactional {
             tasks.insert_many(documents).await.expect("insert_many");
@@ -139,12 +149,34 @@ async fn raw_rate(client: &Client, database: &str, batches: &[usize], round: usi
         }
         let mut session = client.start_session().await.expect("session");
         let options = TransactionOptions::builder()
-            .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build())
+            .write_concern(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            )
             .build();
-        session.start_transaction().with_options(options).await.expect("start");
-        let ids: Vec<&str> = documents.iter().filter_map(|d| d.get_str("_id").ok()).collect();
-        let mut found = tasks.find(doc! { "_id": { "$in": ids } }).session(&mut session).await.expect("find");
-        while found.next(&mut session).await.transpose().expect("read").is_some() {}
+        session
+            .start_transaction()
+            .with_options(options)
+            .await
+            .expect("start");
+        let ids: Vec<&str> = documents
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok())
+            .collect();
+        let mut found = tasks
+            .find(doc! { "_id": { "$in": ids } })
+            .session(&mut session)
+            .await
+            .expect("find");
+        while found
+            .next(&mut session)
+            .await
+            .transpose()
+            .expect("read")
+            .is_some()
+        {}
         let updates: Vec<Document> = documents
             .into_iter()
             .map(|d| doc! { "q": { "_id": d.get_str("_id").unwrap_or_default() }, "u": { "$setOnInsert": d }, "upsert": true })
@@ -154,7 +186,10 @@ async fn raw_rate(client: &Client, database: &str, batches: &[usize], round: usi
             .await
             .expect("update");
         counters
-            .update_one(doc! { "_id": "states/0" }, doc! { "$inc": { "succeeded": size as i64 } })
+            .update_one(
+                doc! { "_id": "states/0" },
+                doc! { "$inc": { "succeeded": size as i64 } },
+            )
             .upsert(true)
             .session(&mut session)
             .await
@@ -170,20 +205,31 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let url = std::env::var("TIDEWATER_MONGODB_URL").expect("TIDEWATER_MONGODB_URL (eval \"$(tests/services/up)\")");
+    let url = std::env::var("TIDEWATER_MONGODB_URL")
+        .expect("TIDEWATER_MONGODB_URL (eval \"$(tests/services/up)\")");
     let mut args = std::env::args().skip(1);
     let tasks: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let client = runtime.block_on(Client::with_uri_str(&url)).expect("connect");
+    let client = runtime
+        .block_on(Client::with_uri_str(&url))
+        .expect("connect");
     let dir = tempfile::tempdir().expect("tempdir");
 
-    let (mut mongo, mut raw, mut raw_txn, mut embedded, mut memory, mut mean_batch) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut mongo, mut raw, mut raw_txn, mut embedded, mut memory, mut mean_batch) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for round in 0..rounds {
         let database = format!("tw_bench_{}_{round}", std::process::id());
         let store = Arc::new(Recording {
-            inner: Arc::new(MongoStore::open(&MongoStoreConfig::new(&url, &database)).expect("open")),
+            inner: Arc::new(
+                MongoStore::open(&MongoStoreConfig::new(&url, &database)).expect("open"),
+            ),
             batches: Mutex::new(Vec::new()),
         });
         mongo.push(pipeline_rate(store.clone(), tasks, round));
@@ -194,7 +240,11 @@ fn main() {
         let txn_db = format!("{database}_txn");
         raw_txn.push(runtime.block_on(raw_rate(&client, &txn_db, &batches, round, true)));
         let path = dir.path().join(format!("bench-{round}.redb"));
-        embedded.push(pipeline_rate(Arc::new(EmbeddedStore::open(&path).expect("embedded")), tasks, round));
+        embedded.push(pipeline_rate(
+            Arc::new(EmbeddedStore::open(&path).expect("embedded")),
+            tasks,
+            round,
+        ));
         memory.push(pipeline_rate(Arc::new(MemoryStore::new()), tasks, round));
         for name in [database, raw_db, txn_db] {
             let _ = runtime.block_on(client.database(&name).drop());
@@ -205,10 +255,25 @@ fn main() {
         );
     }
     let (m, r, t) = (median(mongo), median(raw), median(raw_txn));
-    println!("tasks per round: {tasks}, rounds: {rounds}, mean batch: {:.1}", median(mean_batch));
+    println!(
+        "tasks per round: {tasks}, rounds: {rounds}, mean batch: {:.1}",
+        median(mean_batch)
+    );
     println!("pipeline, MongoDB store:      {m:>9.0} tasks/s");
-    println!("raw insert_many, same batches:{r:>9.0} docs/s  (pipeline/raw = {:.2})", m / r);
-    println!("raw transactions, same batches:{t:>8.0} docs/s  (pipeline/raw = {:.2})", m / t);
-    println!("pipeline, embedded store:     {:>9.0} tasks/s", median(embedded));
-    println!("pipeline, memory store:       {:>9.0} tasks/s", median(memory));
+    println!(
+        "raw insert_many, same batches:{r:>9.0} docs/s  (pipeline/raw = {:.2})",
+        m / r
+    );
+    println!(
+        "raw transactions, same batches:{t:>8.0} docs/s  (pipeline/raw = {:.2})",
+        m / t
+    );
+    println!(
+        "pipeline, embedded store:     {:>9.0} tasks/s",
+        median(embedded)
+    );
+    println!(
+        "pipeline, memory store:       {:>9.0} tasks/s",
+        median(memory)
+    );
 }

@@ -206,7 +206,10 @@ impl StoreConfig {
         match self.mongodb_url.as_deref() {
             None => return invalid("mongodb_url", "required for the mongodb store"),
             Some(url) if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) => {
-                return invalid("mongodb_url", "must start with mongodb:// or mongodb+srv://")
+                return invalid(
+                    "mongodb_url",
+                    "must start with mongodb:// or mongodb+srv://",
+                )
             }
             Some(_) => {}
         }
@@ -604,7 +607,10 @@ mod tests {
             "test",
         )
         .expect_err("collection");
-        assert!(err.to_string().contains("mongodb_source.collection"), "{err}");
+        assert!(
+            err.to_string().contains("mongodb_source.collection"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -85,9 +85,7 @@ impl OutcomeListener for Listener {
     }
 
     fn rejected(&self, batch: Vec<Rejection>) {
-        let _ = self
-            .settled
-            .send(batch.iter().map(|r| r.ack.tag).collect());
+        let _ = self.settled.send(batch.iter().map(|r| r.ack.tag).collect());
     }
 }
 
@@ -101,8 +99,8 @@ impl MongoSourceHandle {
         config
             .validate()
             .map_err(|(key, detail)| MongoSourceError::Config { key, detail })?;
-        let url =
-            ConnectionString::parse(&config.url).map_err(|e| MongoSourceError::Url(e.to_string()))?;
+        let url = ConnectionString::parse(&config.url)
+            .map_err(|e| MongoSourceError::Url(e.to_string()))?;
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let (watching_tx, watching) = watch::channel(false);
         let (stop, phase) = watch::channel(Phase::Run);

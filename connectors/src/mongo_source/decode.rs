@@ -49,7 +49,8 @@ mod tests {
 
     #[test]
     fn an_explicit_id_wins_and_values_are_plain_json() {
-        let value = json(doc! { "_id": 7, "id": "mine", "kind": "sleep", "payload": { "ms": 5_i64 } });
+        let value =
+            json(doc! { "_id": 7, "id": "mine", "kind": "sleep", "payload": { "ms": 5_i64 } });
         assert_eq!(value["id"], "mine");
         assert_eq!(value["payload"]["ms"], 5);
     }

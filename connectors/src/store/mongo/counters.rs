@@ -94,7 +94,11 @@ pub fn sum(shards: &[Document]) -> StateCounts {
     let field = |name: &str| -> u64 {
         let total: i64 = shards
             .iter()
-            .map(|d| d.get_i64(name).or_else(|_| d.get_i32(name).map(i64::from)).unwrap_or(0))
+            .map(|d| {
+                d.get_i64(name)
+                    .or_else(|_| d.get_i32(name).map(i64::from))
+                    .unwrap_or(0)
+            })
             .sum();
         u64::try_from(total).unwrap_or(0)
     };

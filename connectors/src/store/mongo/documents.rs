@@ -63,9 +63,9 @@ pub fn task_document(entry: &StoredTask) -> Result<Document, Failure> {
         None => None,
         Some(result) => Some(ResultDoc {
             value_json: match &result.value {
-                Some(value) => Some(
-                    serde_json::to_string(value).map_err(|e| encode("task result", e))?,
-                ),
+                Some(value) => {
+                    Some(serde_json::to_string(value).map_err(|e| encode("task result", e))?)
+                }
                 None => None,
             },
             stdout: result.stdout.clone(),
@@ -193,10 +193,7 @@ pub fn model_id(target: ModelTarget, version: u64) -> String {
 pub fn model_document(record: &ModelRecord) -> Result<Document, Failure> {
     let mut document = bson::to_document(record).map_err(|e| encode("model", e))?;
     let version = i64::try_from(record.update.version).map_err(|e| encode("model version", e))?;
-    document.insert(
-        "_id",
-        model_id(record.update.target, record.update.version),
-    );
+    document.insert("_id", model_id(record.update.target, record.update.version));
     document.insert("target", target_key(record.update.target));
     document.insert("version", version);
     Ok(document)

@@ -48,7 +48,10 @@ pub async fn ensure(db: &Database) -> Result<(), Failure> {
         .create_indexes(task_indexes())
         .await?;
     db.collection::<Document>(MODELS)
-        .create_index(index("by_target_version", doc! { "target": 1, "version": 1 }))
+        .create_index(index(
+            "by_target_version",
+            doc! { "target": 1, "version": 1 },
+        ))
         .await?;
     Ok(())
 }

@@ -94,8 +94,9 @@ impl MongoStore {
         T: Send + 'static,
     {
         let c = self.collections.clone();
-        self.exec
-            .run(operation, Persistence::UntilDone, move || attempt(c.clone()))
+        self.exec.run(operation, Persistence::UntilDone, move || {
+            attempt(c.clone())
+        })
     }
 
     fn read<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T, StoreError>
@@ -130,7 +131,9 @@ impl TaskStore for MongoStore {
             return Ok(Vec::new());
         }
         let tasks = Arc::new(tasks.to_vec());
-        self.write("admitting tasks", move |c| ops::admit(c, Arc::clone(&tasks)))
+        self.write("admitting tasks", move |c| {
+            ops::admit(c, Arc::clone(&tasks))
+        })
     }
 
     fn record_finished(&self, completions: &[Completion]) -> Result<Vec<bool>, StoreError> {
@@ -177,7 +180,9 @@ impl TaskStore for MongoStore {
 
     fn put_model(&self, record: &ModelRecord) -> Result<(), StoreError> {
         let record = Arc::new(record.clone());
-        self.write("storing a model", move |c| ops::put_model(c, Arc::clone(&record)))
+        self.write("storing a model", move |c| {
+            ops::put_model(c, Arc::clone(&record))
+        })
     }
 
     fn models(&self, target: ModelTarget) -> Result<Vec<ModelRecord>, StoreError> {
@@ -185,7 +190,9 @@ impl TaskStore for MongoStore {
     }
 
     fn latest_model(&self, target: ModelTarget) -> Result<Option<ModelRecord>, StoreError> {
-        let newest = self.read("reading the latest model", move |c| ops::models(c, target, true))?;
+        let newest = self.read("reading the latest model", move |c| {
+            ops::models(c, target, true)
+        })?;
         Ok(newest.into_iter().next())
     }
 }
@@ -203,6 +210,9 @@ mod redaction_tests {
             redact("mongodb://app:secret@db.example:27017/?tls=true"),
             "mongodb://app:***@db.example:27017/?tls=true"
         );
-        assert_eq!(redact("mongodb://127.0.0.1:27018/"), "mongodb://127.0.0.1:27018/");
+        assert_eq!(
+            redact("mongodb://127.0.0.1:27018/"),
+            "mongodb://127.0.0.1:27018/"
+        );
     }
 }

@@ -24,8 +24,7 @@ use super::exec::in_transaction;
 use super::working_set::WorkingSet;
 use crate::store::memory::target_key;
 use crate::store::{
-    Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage,
-    TaskQuery, TaskRecord,
+    Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage, TaskQuery, TaskRecord,
 };
 
 /// The client and the store's collections (cheap to clone).
@@ -64,11 +63,18 @@ impl Collections {
 }
 
 /// Admits `tasks` in one transaction.
-pub async fn admit(c: Collections, tasks: std::sync::Arc<Vec<Task>>) -> Result<Vec<Admission>, Failure> {
+pub async fn admit(
+    c: Collections,
+    tasks: std::sync::Arc<Vec<Task>>,
+) -> Result<Vec<Admission>, Failure> {
     let client = c.client.clone();
+    // Held until the transaction ends, so no other one of ours shares it.
+    let shard = c.shards.take();
+    let shard_id = shard.id();
     in_transaction(&client, move |session| {
         Box::pin(async move {
-            let mut set = WorkingSet::load(&c, session, tasks.iter().map(|t| t.id.as_str())).await?;
+            let mut set =
+                WorkingSet::load(&c, session, tasks.iter().map(|t| t.id.as_str())).await?;
             let mut answers = Vec::with_capacity(tasks.len());
             for task in tasks.iter() {
                 let admission = StoredTask::admission(set.get(task.id.as_str()), task);
@@ -77,7 +83,7 @@ pub async fn admit(c: Collections, tasks: std::sync::Arc<Vec<Task>>) -> Result<V
                 }
                 answers.push(admission);
             }
-            set.write(&c, session).await?;
+            set.write(&c, session, &shard_id).await?;
             Ok(answers)
         })
     })
@@ -90,6 +96,9 @@ pub async fn finish(
     completions: std::sync::Arc<Vec<Completion>>,
 ) -> Result<Vec<bool>, Failure> {
     let client = c.client.clone();
+    // Held until the transaction ends, so no other one of ours shares it.
+    let shard = c.shards.take();
+    let shard_id = shard.id();
     in_transaction(&client, move |session| {
         Box::pin(async move {
             let ids = completions.iter().map(|c| c.task.id.as_str());
@@ -105,7 +114,7 @@ pub async fn finish(
                     }
                 }
             }
-            set.write(&c, session).await?;
+            set.write(&c, session, &shard_id).await?;
             Ok(fresh)
         })
     })
@@ -114,8 +123,14 @@ pub async fn finish(
 
 /// Dead-letters rejections and marks the tasks they name, in one
 /// transaction.
-pub async fn reject(c: Collections, rejections: std::sync::Arc<Vec<Rejection>>) -> Result<(), Failure> {
+pub async fn reject(
+    c: Collections,
+    rejections: std::sync::Arc<Vec<Rejection>>,
+) -> Result<(), Failure> {
     let client = c.client.clone();
+    // Held until the transaction ends, so no other one of ours shares it.
+    let shard = c.shards.take();
+    let shard_id = shard.id();
     in_transaction(&client, move |session| {
         Box::pin(async move {
             let documents = rejections
@@ -138,7 +153,7 @@ pub async fn reject(c: Collections, rejections: std::sync::Arc<Vec<Rejection>>) 
                 }
             }
             set.extra.dead_lettered(rejections.len());
-            set.write(&c, session).await?;
+            set.write(&c, session, &shard_id).await?;
             Ok(())
         })
     })
@@ -162,7 +177,10 @@ pub async fn get(c: Collections, id: String) -> Result<Option<TaskRecord>, Failu
 pub async fn list(c: Collections, query: TaskQuery) -> Result<TaskPage, Failure> {
     let mut filter = Document::new();
     if let Some(state) = query.state {
-        filter.insert("state", bson::to_bson(&state).map_err(|e| encode("task state", e))?);
+        filter.insert(
+            "state",
+            bson::to_bson(&state).map_err(|e| encode("task state", e))?,
+        );
     }
     if let Some(tenant) = &query.tenant {
         filter.insert("tenant", tenant.as_str());
@@ -174,7 +192,11 @@ pub async fn list(c: Collections, query: TaskQuery) -> Result<TaskPage, Failure>
     if let Some(since) = query.since_us {
         bounds.push(doc! { "submitted_at_us": { "$gte": as_i64(since)? } });
     }
-    if let Some(TaskCursor { submitted_at_us, id }) = &query.after {
+    if let Some(TaskCursor {
+        submitted_at_us,
+        id,
+    }) = &query.after
+    {
         let op = if query.descending { "$lt" } else { "$gt" };
         let at = as_i64(*submitted_at_us)?;
         bounds.push(doc! { "$or": [
@@ -201,7 +223,8 @@ pub async fn list(c: Collections, query: TaskQuery) -> Result<TaskPage, Failure>
 
 /// Tasks without a final outcome, by id.
 pub async fn unfinished(c: Collections) -> Result<Vec<Task>, Failure> {
-    let state = bson::to_bson(&crate::store::TaskState::Queued).map_err(|e| encode("task state", e))?;
+    let state =
+        bson::to_bson(&crate::store::TaskState::Queued).map_err(|e| encode("task state", e))?;
     let mut cursor = c
         .tasks
         .find(doc! { "state": state })
@@ -218,7 +241,12 @@ pub async fn unfinished(c: Collections) -> Result<Vec<Task>, Failure> {
 
 /// The persisted counts.
 pub async fn counts(c: Collections) -> Result<StateCounts, Failure> {
-    let shards: Vec<Document> = c.counters.find(counters::all_shards()).await?.try_collect().await?;
+    let shards: Vec<Document> = c
+        .counters
+        .find(counters::all_shards())
+        .await?
+        .try_collect()
+        .await?;
     Ok(counters::sum(&shards))
 }
 
@@ -249,9 +277,16 @@ pub async fn put_model(c: Collections, record: std::sync::Arc<ModelRecord>) -> R
 }
 
 /// Model versions of `target` by version: all, or the newest only.
-pub async fn models(c: Collections, target: ModelTarget, newest_only: bool) -> Result<Vec<ModelRecord>, Failure> {
+pub async fn models(
+    c: Collections,
+    target: ModelTarget,
+    newest_only: bool,
+) -> Result<Vec<ModelRecord>, Failure> {
     let filter = doc! { "target": target_key(target) };
-    let mut find = c.models.find(filter).sort(doc! { "version": if newest_only { -1 } else { 1 } });
+    let mut find = c
+        .models
+        .find(filter)
+        .sort(doc! { "version": if newest_only { -1 } else { 1 } });
     if newest_only {
         find = find.limit(1);
     }

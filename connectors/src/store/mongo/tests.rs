@@ -131,7 +131,13 @@ fn concurrent_writers_record_each_outcome_once_and_keep_the_counts() {
                 let mut fresh = Vec::new();
                 for batch in mine.chunks(50) {
                     let answers = store.record_finished(batch).expect("finish");
-                    fresh.extend(batch.iter().zip(answers).filter(|(_, f)| *f).map(|(c, _)| c.task.id.to_string()));
+                    fresh.extend(
+                        batch
+                            .iter()
+                            .zip(answers)
+                            .filter(|(_, f)| *f)
+                            .map(|(c, _)| c.task.id.to_string()),
+                    );
                 }
                 fresh
             })
@@ -145,7 +151,11 @@ fn concurrent_writers_record_each_outcome_once_and_keep_the_counts() {
     assert_eq!(firsts.len(), ids.len(), "each outcome is new exactly once");
     assert_eq!(distinct.len(), ids.len());
     let counts = store.counts().expect("counts");
-    assert_eq!((counts.queued, counts.succeeded), (0, ids.len() as u64), "{counts:?}");
+    assert_eq!(
+        (counts.queued, counts.succeeded),
+        (0, ids.len() as u64),
+        "{counts:?}"
+    );
 }
 
 #[test]
@@ -173,10 +183,17 @@ fn records_results_and_counts_survive_reopening_and_read_plainly() {
     assert_eq!(store.unfinished().expect("unfinished"), vec![task("keep")]);
     let record = store.get("done").expect("get").expect("present");
     assert_eq!(record.state, TaskState::Succeeded);
-    assert_eq!(record.result, done("done").result, "any JSON value round-trips");
+    assert_eq!(
+        record.result,
+        done("done").result,
+        "any JSON value round-trips"
+    );
     let counts = store.counts().expect("counts");
     assert_eq!((counts.queued, counts.succeeded), (1, 1));
-    assert_eq!(store.latest_model(ModelTarget::Failure).expect("model"), None);
+    assert_eq!(
+        store.latest_model(ModelTarget::Failure).expect("model"),
+        None
+    );
 
     // The documents are for people and other tools too.
     let stored: Document = scratch

@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use mongodb::bson::{self, doc, Bson, Document};
 use mongodb::ClientSession;
 
+use super::config::TASKS;
 use super::counters::CountDelta;
 use super::documents::{stored_task, task_document};
 use super::error::{Failure, RETRYABLE_CODES};
 use super::ops::Collections;
-use super::config::TASKS;
 use crate::store::{StoredTask, TaskState};
 
 /// Largest `update` command sent, in bytes of statements (the server takes
@@ -93,7 +93,11 @@ impl WorkingSet {
 
     /// Applies `change` to the task with this id, when it is known; a
     /// change that returns `true` is written back.
-    pub fn change(&mut self, id: &str, change: impl FnOnce(&mut StoredTask) -> bool) -> Option<bool> {
+    pub fn change(
+        &mut self,
+        id: &str,
+        change: impl FnOnce(&mut StoredTask) -> bool,
+    ) -> Option<bool> {
         let entry = self.entries.get_mut(id)?;
         let changed = change(&mut entry.current);
         entry.changed |= changed;
@@ -120,9 +124,14 @@ impl WorkingSet {
         }
     }
 
-    /// Writes the changed tasks and the count changes in `session`'s
-    /// transaction.
-    pub async fn write(self, collections: &Collections, session: &mut ClientSession) -> Result<(), Failure> {
+    /// Writes the changed tasks, and the count changes to counter document
+    /// `shard`, in `session`'s transaction.
+    pub async fn write(
+        self,
+        collections: &Collections,
+        session: &mut ClientSession,
+        shard: &str,
+    ) -> Result<(), Failure> {
         let mut delta = self.extra;
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
@@ -159,10 +168,9 @@ impl WorkingSet {
             check_reply(&reply, expected)?;
         }
         if !delta.is_empty() {
-            let shard = collections.shards.take();
             collections
                 .counters
-                .update_one(doc! { "_id": shard.id() }, delta.update())
+                .update_one(doc! { "_id": shard }, delta.update())
                 .upsert(true)
                 .session(&mut *session)
                 .await?;
@@ -218,7 +226,10 @@ fn check_reply(reply: &Document, expected: i64) -> Result<(), Failure> {
     if let Ok(concern) = reply.get_document("writeConcernError") {
         return Err(Failure::Write {
             code: concern.get_i32("code").unwrap_or(0),
-            message: concern.get_str("errmsg").unwrap_or("write concern error").to_string(),
+            message: concern
+                .get_str("errmsg")
+                .unwrap_or("write concern error")
+                .to_string(),
         });
     }
     let n = match reply.get("n") {
