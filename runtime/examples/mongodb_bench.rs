@@ -95,7 +95,6 @@ fn pipeline_rate(store: Arc<dyn TaskStore>, tasks: usize, round: usize) -> f64 {
         .start()
         .expect("start the pipeline");
     let ingress = pipeline.ingress();
-    let stats = pipeline.stats();
     let started = Instant::now();
     for i in 0..tasks {
         ingress
@@ -247,7 +246,7 @@ fn main() {
         ));
         memory.push(pipeline_rate(Arc::new(MemoryStore::new()), tasks, round));
         for name in [database, raw_db, txn_db] {
-            let _ = runtime.block_on(client.database(&name).drop());
+            let _ = runtime.block_on(async { client.database(&name).drop().await });
         }
         eprintln!(
             "round {round}: mongo store {:.0}/s, raw insert_many {:.0}/s, raw transactions {:.0}/s, embedded {:.0}/s, memory {:.0}/s, {} batches (mean {:.1})",
