@@ -29,6 +29,7 @@
 mod broker_common;
 mod common;
 mod lineage_common;
+mod mongodb_common;
 
 mod bad_input;
 mod broker_agents;
@@ -43,10 +44,12 @@ mod dashboard;
 mod handlers;
 mod inventory;
 mod learner;
-mod lineage_export;
 mod lifecycle;
+mod lineage_export;
+mod mongodb_source;
 mod monitoring;
 mod pipeline_reference;
 mod prometheus;
 mod restart;
 mod shutdown;
+mod store_mongodb;

@@ -3,7 +3,6 @@
 //! through the lineage HTTP endpoints, and in Parquet and Arrow IPC files
 //! that pyarrow reads back.
 
-
 use std::time::Duration;
 
 use crate::common::{free_port, spawn_run, Http};

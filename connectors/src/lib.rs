@@ -15,6 +15,8 @@ pub mod ingest;
 pub mod kafka;
 #[cfg(feature = "neo4j")]
 pub mod lineage;
+#[cfg(feature = "mongodb")]
+pub mod mongo_source;
 pub mod outcome;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;

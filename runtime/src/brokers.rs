@@ -5,6 +5,7 @@
 //! ```text
 //!  [rabbitmq] config ─► RabbitMqHandle ─► Ingress (submit_json, source n, packed tag)
 //!  [kafka] config ────► KafkaHandle ────► Ingress (submit_json, source n, offset tag)
+//!  [mongodb_source] ──► MongoSourceHandle ─► store.admit, Ingress (submit_json; bad ones: source n)
 //!                              ▲
 //!  RecordResults / DeadLetter sinks ─► AckRegistry::finished / rejected ─► listener(source n)
 //! ```
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use tidewater_connectors::ingest::{IngressClosed, RecordIngress};
 use tidewater_connectors::kafka::{KafkaContext, KafkaHandle};
+use tidewater_connectors::mongo_source::{MongoSourceContext, MongoSourceHandle};
 use tidewater_connectors::rabbitmq::{AgentEvents, AgentLink, RabbitMqContext, RabbitMqHandle};
 use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::ControlCommand;
@@ -33,6 +35,8 @@ use crate::remote_backend::AgentHub;
 pub const RABBITMQ_FIRST_SOURCE: u16 = 0x100;
 /// Source number of the first consumed Kafka topic (the others follow).
 pub const KAFKA_FIRST_SOURCE: u16 = 0x200;
+/// Source number of the MongoDB change-stream source.
+pub const MONGODB_SOURCE: u16 = 0x300;
 
 /// How long shutdown waits for a connector to flush its last outcomes.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -70,6 +74,7 @@ impl AlertSink for KafkaHandle {
 pub struct Brokers {
     rabbitmq: Option<RabbitMqHandle>,
     kafka: Option<KafkaHandle>,
+    mongodb_source: Option<MongoSourceHandle>,
 }
 
 impl Brokers {
@@ -123,6 +128,21 @@ impl Brokers {
             }
             brokers.kafka = Some(handle);
         }
+        if let Some(source) = &config.mongodb_source {
+            let handle = MongoSourceHandle::start(
+                source.clone(),
+                MongoSourceContext {
+                    ingress: Arc::new(ingress.clone()),
+                    store: Arc::clone(store),
+                    source: MONGODB_SOURCE,
+                    limits: config.limits.clone(),
+                },
+                runtime,
+            )
+            .map_err(|e| RuntimeError::Broker(e.to_string()))?;
+            acks.register_listener(handle.source(), handle.listener());
+            brokers.mongodb_source = Some(handle);
+        }
         Ok(brokers)
     }
 
@@ -148,8 +168,16 @@ impl Brokers {
         self.kafka.as_ref()
     }
 
+    /// The MongoDB change-stream source, when configured.
+    pub fn mongodb_source(&self) -> Option<&MongoSourceHandle> {
+        self.mongodb_source.as_ref()
+    }
+
     /// Stops taking new deliveries.
     pub fn stop_consuming(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(source) = &self.mongodb_source {
+            source.stop_consuming();
+        }
         if let Some(kafka) = &self.kafka {
             let stopped = runtime.block_on(async {
                 tokio::time::timeout(FLUSH_TIMEOUT, kafka.stop_consuming()).await
@@ -171,6 +199,15 @@ impl Brokers {
     /// Publishes and acknowledges the outcomes received so far and closes
     /// the connections. Call after the workers have stopped.
     pub fn finish(&self, runtime: &tokio::runtime::Handle) {
+        if let Some(source) = &self.mongodb_source {
+            let done = runtime
+                .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, source.finish()).await });
+            if done.is_err() {
+                tracing::warn!(
+                    "the MongoDB source did not save its position in time; documents after the last saved one are read again"
+                );
+            }
+        }
         if let Some(kafka) = &self.kafka {
             let done = runtime
                 .block_on(async { tokio::time::timeout(FLUSH_TIMEOUT, kafka.finish()).await });

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tidewater_connectors::columnar::ExportConfig;
 use tidewater_connectors::kafka::KafkaConfig;
 use tidewater_connectors::lineage::LineageConfig;
+use tidewater_connectors::mongo_source::MongoSourceConfig;
 use tidewater_connectors::rabbitmq::RabbitMqConfig;
 use tidewater_dataflows::monitor::{validate_queries, QuerySpec};
 use tidewater_operators::allocate::{AllocatorConfig, POLICY_NAMES};
@@ -69,6 +70,10 @@ pub struct Config {
     /// and dead letters to topics. Absent: no Kafka.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaConfig>,
+    /// The MongoDB change-stream source: documents inserted into a
+    /// collection become tasks. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mongodb_source: Option<MongoSourceConfig>,
     /// The online learner of run times and failures (`[learner]`).
     pub learner: LearnerSettings,
     /// The lineage graph in Neo4j (`[lineage]`): every final completion is
@@ -101,6 +106,7 @@ impl Default for Config {
             alerts: Vec::new(),
             rabbitmq: None,
             kafka: None,
+            mongodb_source: None,
             learner: LearnerSettings::default(),
             lineage: None,
             export: None,
@@ -172,10 +178,19 @@ impl Default for ShutdownConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `embedded` (redb file, the default) or `memory` (nothing survives a restart).
+    /// `embedded` (redb file, the default), `mongodb` (a MongoDB database)
+    /// or `memory` (nothing survives a restart). Also read as `backend`.
+    #[serde(alias = "backend")]
     pub kind: StoreKind,
     /// The embedded database file. In cluster mode each process appends `.p<index>`.
     pub path: PathBuf,
+    /// The MongoDB connection string, for `kind = "mongodb"`
+    /// (`mongodb://host:port/` or `mongodb+srv://...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mongodb_url: Option<String>,
+    /// The MongoDB database holding the store's collections. Processes of
+    /// one cluster share it.
+    pub database: String,
 }
 
 impl Default for StoreConfig {
@@ -183,7 +198,38 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::Embedded,
             path: PathBuf::from("tidewater-data/tidewater.redb"),
+            mongodb_url: None,
+            database: "tidewater".into(),
         }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the MongoDB settings when that store is chosen.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, detail: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("store.{key}"),
+                detail: detail.into(),
+            })
+        };
+        if self.kind != StoreKind::Mongodb {
+            return Ok(());
+        }
+        match self.mongodb_url.as_deref() {
+            None => return invalid("mongodb_url", "required for the mongodb store"),
+            Some(url) if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) => {
+                return invalid(
+                    "mongodb_url",
+                    "must start with mongodb:// or mongodb+srv://",
+                )
+            }
+            Some(_) => {}
+        }
+        if self.database.is_empty() {
+            return invalid("database", "must not be empty");
+        }
+        Ok(())
     }
 }
 
@@ -195,6 +241,8 @@ pub enum StoreKind {
     Embedded,
     /// In memory only.
     Memory,
+    /// A MongoDB database (`mongodb_url`, `database`).
+    Mongodb,
 }
 
 /// Built-in handler settings.
@@ -408,6 +456,12 @@ impl Config {
         if let Some(Err((key, detail))) = self.export.as_ref().map(ExportConfig::validate) {
             return invalid(&key, detail);
         }
+        self.store.validate()?;
+        if let Some(source) = &self.mongodb_source {
+            if let Err((key, detail)) = source.validate() {
+                return invalid(&format!("mongodb_source.{key}"), detail);
+            }
+        }
         if self.retry.multiplier < 1.0 {
             return invalid("retry.multiplier", "must be at least 1".into());
         }
@@ -541,6 +595,41 @@ mod tests {
         let err = Config::from_toml_with_env("[learner]\nlearning_rate = -1.0", [], "test")
             .expect_err("rate");
         assert!(err.to_string().contains("learner.learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn the_mongodb_store_and_source_are_configured_and_checked() {
+        let config = Config::from_toml_with_env(
+            "[store]\nbackend = \"mongodb\"\nmongodb_url = \"mongodb://127.0.0.1:27017/\"\ndatabase = \"td\"\n\n[mongodb_source]\nurl = \"mongodb://127.0.0.1:27017/\"\ndatabase = \"td\"\ncollection = \"submissions\"",
+            [],
+            "test",
+        )
+        .expect("valid");
+        assert_eq!(config.store.kind, StoreKind::Mongodb);
+        assert_eq!(config.store.database, "td");
+        let source = config.mongodb_source.expect("source");
+        assert_eq!(source.collection, "submissions");
+        assert_eq!(source.tokens_collection, "tidewater_resume_tokens");
+        let err = Config::from_toml_with_env("[store]\nkind = \"mongodb\"", [], "test")
+            .expect_err("url required");
+        assert!(err.to_string().contains("store.mongodb_url"), "{err}");
+        let err = Config::from_toml_with_env(
+            "[store]\nkind = \"mongodb\"\nmongodb_url = \"http://x\"",
+            [],
+            "test",
+        )
+        .expect_err("scheme");
+        assert!(err.to_string().contains("mongodb://"), "{err}");
+        let err = Config::from_toml_with_env(
+            "[mongodb_source]\nurl = \"mongodb://h/\"\ndatabase = \"d\"\ncollection = \"\"",
+            [],
+            "test",
+        )
+        .expect_err("collection");
+        assert!(
+            err.to_string().contains("mongodb_source.collection"),
+            "{err}"
+        );
     }
 
     #[test]

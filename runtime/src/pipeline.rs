@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidewater_connectors::store::{Admission, EmbeddedStore, MemoryStore, TaskRecord, TaskStore};
+use tidewater_connectors::store::{
+    Admission, EmbeddedStore, MemoryStore, MongoStore, MongoStoreConfig, TaskRecord, TaskStore,
+};
 use tidewater_operators::model::{now_micros, ControlCommand, Name, RejectReason, Task};
 use tidewater_operators::validate::check_task;
 
@@ -261,6 +263,13 @@ impl PipelineBuilder {
 fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
     match config.store.kind {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        // Processes of a cluster share the database.
+        StoreKind::Mongodb => {
+            let url = config.store.mongodb_url.clone().unwrap_or_default();
+            let store = MongoStore::open(&MongoStoreConfig::new(url, &config.store.database))
+                .map_err(|e| RuntimeError::Store(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
         StoreKind::Embedded => {
             let mut path = config.store.path.clone();
             if let Some(cluster) = &config.cluster {

@@ -13,12 +13,16 @@
 mod embedded;
 mod error;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
 mod query;
 mod record;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoStore, MongoStoreConfig};
 pub use query::{Admission, TaskCursor, TaskPage, TaskQuery};
 pub use record::{fingerprint, ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
 
