@@ -61,10 +61,11 @@ impl Server {
         let deadline = Instant::now() + within;
         loop {
             let record = self.record(id);
-            if record["state"] != "queued" {
+            let live = ["queued", "running", "retrying"];
+            if !live.iter().any(|s| record["state"] == *s) {
                 return record;
             }
-            assert!(Instant::now() < deadline, "{id} still queued: {record}");
+            assert!(Instant::now() < deadline, "{id} not finished: {record}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

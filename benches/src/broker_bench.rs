@@ -370,6 +370,7 @@ fn raw_result(body: &[u8]) -> Vec<u8> {
         exit_code: None,
         output_bytes: 0,
         is_final: true,
+        result: None,
     };
     serde_json::to_vec(&StoredTask::from_completion(&completion).record).unwrap_or_default()
 }

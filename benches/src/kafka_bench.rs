@@ -332,6 +332,7 @@ fn raw_result(body: &[u8]) -> (String, Vec<u8>, String) {
         exit_code: None,
         output_bytes: 0,
         is_final: true,
+        result: None,
     };
     let record = StoredTask::from_completion(&completion).record;
     let key = format!("{}.{}", record.tenant, record.kind);

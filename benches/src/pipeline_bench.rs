@@ -98,7 +98,10 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, String> {
         }]
     };
     let config = Arc::new(config);
-    let handlers = Arc::new(HandlerRegistry::with_builtins(&config.handlers));
+    let handlers = Arc::new(HandlerRegistry::with_builtins(
+        &config.handlers,
+        config.limits.max_result_bytes,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -53,6 +53,7 @@ impl ExecutionBackend for SimulatedBackend {
             exit_code: None,
             output_bytes: 0,
             is_final: false,
+            result: None,
             task: a.task,
         });
     }

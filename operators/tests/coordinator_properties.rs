@@ -212,6 +212,7 @@ fn complete(a: Assignment, outcome: Outcome, now_us: u64) -> Completion {
         exit_code: None,
         output_bytes: 0,
         is_final: false,
+        result: None,
         task: a.task,
     }
 }

@@ -61,6 +61,7 @@ fn done(a: Assignment, outcome: Outcome) -> Feedback {
         exit_code: None,
         output_bytes: 0,
         is_final: false,
+        result: None,
         task: a.task,
     })
 }

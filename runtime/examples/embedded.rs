@@ -22,10 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handler("word-count", |task| async move {
             let text = task.payload.as_deref().unwrap_or_default().to_string();
             let words = text.split_whitespace().count() as u64;
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: words,
-            })
+            Ok(HandlerOutput::value(serde_json::json!({ "words": words })))
         })
         // An inline handler: cheap work done on the dataflow worker itself.
         .inline_handler("uppercase", |task| {
@@ -33,10 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .payload
                 .as_deref()
                 .map_or(0, |p| p.to_uppercase().len());
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: len as u64,
-            })
+            Ok(HandlerOutput::value(serde_json::json!({ "length": len })))
         })
         .start()?;
 

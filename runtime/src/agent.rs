@@ -149,7 +149,11 @@ pub async fn run_agent(
     shutdown: impl Future<Output = ()>,
 ) -> AgentSummary {
     let mut agent = Agent {
-        backend: LocalBackend::new(handlers, tokio::runtime::Handle::current()),
+        backend: LocalBackend::new(
+            handlers,
+            tokio::runtime::Handle::current(),
+            tidewater_operators::validate::ValidationLimits::default().max_result_bytes,
+        ),
         options,
         running: HashMap::new(),
         finished: HashSet::new(),
@@ -213,6 +217,7 @@ impl Agent {
                 finished_at_us: c.finished_at_us,
                 exit_code: c.exit_code,
                 output_bytes: c.output_bytes,
+                result: c.result,
             };
             self.outbox
                 .push((completion, running.reply_to, Some(running.delivery)));

@@ -26,6 +26,8 @@ pub struct LocalBackend {
     runtime: tokio::runtime::Handle,
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
+    /// Most bytes of a result kept (`limits.max_result_bytes`).
+    max_result_bytes: usize,
     activator: Option<Arc<SyncActivator>>,
     in_flight: usize,
     /// How to stop each running asynchronous attempt, by lease.
@@ -33,14 +35,20 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    /// A backend spawning async handlers on `runtime`.
-    pub fn new(handlers: Arc<HandlerRegistry>, runtime: tokio::runtime::Handle) -> Self {
+    /// A backend spawning async handlers on `runtime`, keeping results up
+    /// to `max_result_bytes`.
+    pub fn new(
+        handlers: Arc<HandlerRegistry>,
+        runtime: tokio::runtime::Handle,
+        max_result_bytes: usize,
+    ) -> Self {
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         LocalBackend {
             handlers,
             runtime,
             done_tx,
             done_rx,
+            max_result_bytes,
             activator: None,
             in_flight: 0,
             aborts: HashMap::new(),
@@ -48,15 +56,31 @@ impl LocalBackend {
     }
 }
 
-fn completion(assignment: Assignment, started_at_us: u64, result: HandlerResult) -> Completion {
+fn completion(
+    assignment: Assignment,
+    started_at_us: u64,
+    result: HandlerResult,
+    max_result_bytes: usize,
+) -> Completion {
     let finished_at_us = now_micros();
-    let (outcome, exit_code, output_bytes) = match result {
-        Ok(out) => (Outcome::Succeeded, out.exit_code, out.output_bytes),
+    let (outcome, exit_code, output_bytes, result) = match result {
+        Ok(out) => (
+            Outcome::Succeeded,
+            out.exit_code,
+            out.output_bytes,
+            out.result,
+        ),
         Err(HandlerFailure {
             reason,
             exit_code,
             output_bytes,
-        }) => (Outcome::Failed { reason }, exit_code, output_bytes),
+            result,
+        }) => (
+            Outcome::Failed { reason },
+            exit_code,
+            output_bytes,
+            result.map(|r| *r),
+        ),
     };
     Completion {
         executor: assignment.executor,
@@ -68,6 +92,7 @@ fn completion(assignment: Assignment, started_at_us: u64, result: HandlerResult)
         exit_code,
         output_bytes,
         is_final: false,
+        result: result.map(|r| r.bounded(max_result_bytes)),
         task: assignment.task,
     }
 }
@@ -89,7 +114,12 @@ impl ExecutionBackend for LocalBackend {
         match self.handlers.get(&assignment.task.kind) {
             Some(Handler::Inline(handler)) => {
                 let result = handler(&assignment.task);
-                done.push(completion(assignment, started_at_us, result));
+                done.push(completion(
+                    assignment,
+                    started_at_us,
+                    result,
+                    self.max_result_bytes,
+                ));
             }
             Some(Handler::Async(handler)) => {
                 self.in_flight += 1;
@@ -97,17 +127,18 @@ impl ExecutionBackend for LocalBackend {
                 let timeout = Duration::from_millis(assignment.task.timeout_ms);
                 let tx = self.done_tx.clone();
                 let activator = self.activator.clone();
+                let max_result_bytes = self.max_result_bytes;
                 let (abort_tx, abort_rx) = tokio::sync::oneshot::channel();
                 self.aborts.insert(assignment.lease, abort_tx);
                 self.runtime.spawn(async move {
                     let stopped = |assignment, outcome| {
-                        let mut c = completion(assignment, started_at_us, Ok(Default::default()));
+                        let mut c = completion(assignment, started_at_us, Ok(Default::default()), 0);
                         c.outcome = outcome;
                         c
                     };
                     let finished = tokio::select! {
                         result = tokio::time::timeout(timeout, future) => match result {
-                            Ok(result) => completion(assignment, started_at_us, result),
+                            Ok(result) => completion(assignment, started_at_us, result, max_result_bytes),
                             Err(_elapsed) => stopped(assignment, Outcome::TimedOut),
                         },
                         Ok(reason) = abort_rx => stopped(assignment, match reason {
@@ -131,7 +162,7 @@ impl ExecutionBackend for LocalBackend {
                     assignment.task.kind.as_str(),
                     self.handlers.kinds().join(", ")
                 );
-                done.push(completion(assignment, started_at_us, Err(reason.into())));
+                done.push(completion(assignment, started_at_us, Err(reason.into()), 0));
             }
         }
     }

@@ -37,6 +37,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// Draining on a signal.
+    pub shutdown: ShutdownConfig,
     /// Where task records and results are kept.
     pub store: StoreConfig,
     /// Bounds on submissions.
@@ -80,6 +82,7 @@ impl Default for Config {
             allocator: AllocatorConfig::default(),
             retry: RetryPolicy::default(),
             handlers: HandlersConfig::default(),
+            shutdown: ShutdownConfig::default(),
             executors: vec![ExecutorConfig::default()],
             sinks: SinksConfig::default(),
             metrics: true,
@@ -116,6 +119,11 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Every process's API address in a multi-process cluster, by process
+    /// index (this one included), so that any process answers for every
+    /// task. Empty: `tidewater run` fills it in from the cluster's hosts
+    /// and the port convention (`listen`'s port plus the process index).
+    pub peers: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -124,6 +132,25 @@ impl Default for HttpConfig {
             enabled: true,
             listen: "127.0.0.1:8080".to_string(),
             max_body_bytes: 16 << 20,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// How the process stops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGINT or SIGTERM, how long in-flight tasks may take to finish
+    /// (with the API still up for status and cancels) before what still
+    /// runs is stopped and left queued for the next start, in milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_ms: 30_000,
         }
     }
 }

@@ -24,7 +24,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use tidewater_connectors::store::{TaskState, TaskStore};
+use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::{
     now_micros, ControlCommand, ExecutorSpec, Name, ReservationHolder, ReservationRequest,
 };
@@ -38,6 +38,8 @@ pub struct ControlApi {
     pub ingress: Ingress,
     /// Task records, to answer cancellations of unknown or finished tasks.
     pub store: Arc<dyn TaskStore>,
+    /// Live states, to say what a cancelled task was doing.
+    pub live: crate::live::LiveTasks,
     /// TTL for executors that join without one, ms.
     pub default_heartbeat_ttl_ms: u64,
     /// What became of reservations.
@@ -91,6 +93,9 @@ async fn cancel(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> R
             )
         }
     };
+    let record = record
+        .map(|r| crate::http::overlaid(&api.live, r))
+        .or_else(|| api.live.get(&id).map(|entry| entry.to_record()));
     match record {
         None => answer(
             StatusCode::NOT_FOUND,
@@ -104,12 +109,18 @@ async fn cancel(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> R
                 "state": record.state,
             }),
         ),
-        Some(_) => send(
+        Some(record) => send(
             &api,
             ControlCommand::Cancel {
                 task: Name::from(id.as_str()),
             },
-            serde_json::json!({ "id": id, "state": TaskState::Queued, "cancel": "requested" }),
+            serde_json::json!({
+                "id": id,
+                "state": record.state,
+                "executor": record.executor,
+                "attempts": record.attempts,
+                "cancel": "requested",
+            }),
         ),
     }
 }

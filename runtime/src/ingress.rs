@@ -5,7 +5,7 @@
 //! channels and wakes the worker. Each worker drains its channel into its
 //! dataflow input.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
 
@@ -39,6 +39,8 @@ struct Shared {
     threads: Mutex<Vec<Option<Thread>>>,
     next: AtomicUsize,
     closed: AtomicBool,
+    /// Records sent into the dataflow (each comes out as one outcome).
+    records: AtomicU64,
     first_worker: usize,
 }
 
@@ -67,6 +69,7 @@ impl Ingress {
             threads: Mutex::new(vec![None; workers]),
             next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            records: AtomicU64::new(0),
             first_worker,
         });
         let inboxes = receivers
@@ -123,7 +126,15 @@ impl Ingress {
             source_name: Name::from(source),
             received_at_us: now_micros(),
         };
-        self.send_to(local, WorkerMessage::Record(record))
+        self.send_to(local, WorkerMessage::Record(record))?;
+        self.shared.records.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Records sent into the dataflow so far; each ends as one final
+    /// outcome or one rejection in this process's sinks.
+    pub fn records_sent(&self) -> u64 {
+        self.shared.records.load(Ordering::Acquire)
     }
 
     /// Sends a model update (to the first local worker; the dataflow

@@ -35,6 +35,7 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::handlers::HandlerRegistry;
 use crate::ingress::{WorkerInbox, WorkerMessage};
+use crate::live::{LiveTasks, TrackingBackend};
 use crate::monitoring::Exporter;
 use crate::remote_backend::{AgentHub, RoutingBackend};
 use crate::reservations::ReservationBook;
@@ -116,6 +117,11 @@ pub struct WorkerContext {
     pub exporter: Arc<Exporter>,
     /// Remote executor agents, when the config enables them.
     pub agents: Option<Arc<AgentHub>>,
+    /// What runs now and what waits for a retry.
+    pub live: LiveTasks,
+    /// Set when shutdown gives up on in-flight work: workers then stop
+    /// without waiting for it (it stays queued in the store).
+    pub abandon: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -155,7 +161,11 @@ pub fn pipeline_parts(
                     "coordinator adopted a model version"
                 );
             })),
-        backend: LocalBackend::new(Arc::clone(handlers), runtime.clone()),
+        backend: LocalBackend::new(
+            Arc::clone(handlers),
+            runtime.clone(),
+            config.limits.max_result_bytes,
+        ),
         emit_metrics: config.metrics,
     })
 }
@@ -206,11 +216,16 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         ctx.started_at_us,
     )?;
 
-    // Assignments for agents that joined through the broker go there.
+    // Assignments for agents that joined through the broker go there; the
+    // live table hears of every attempt either way.
     let parts = PipelineParts {
-        backend: RoutingBackend::new(
-            parts.backend,
-            ctx.agents.as_ref().map(|hub| hub.worker_link(index as u32)),
+        backend: TrackingBackend::new(
+            RoutingBackend::new(
+                parts.backend,
+                ctx.agents.as_ref().map(|hub| hub.worker_link(index as u32)),
+            ),
+            ctx.live.clone(),
+            ctx.config.retry.clone(),
         ),
         validator: parts.validator,
         coordinator: parts.coordinator,
@@ -242,9 +257,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         let exporter = Arc::clone(&ctx.exporter);
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
+        let live = ctx.live.clone();
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
             match store.record_finished(finals) {
                 Ok(fresh) => {
+                    live.finished(finals.iter().map(|c| c.task.id.as_str()));
                     // A redelivered or resumed task that had already finished
                     // is acknowledged again but not reported twice.
                     if files.results.is_some() {
@@ -262,9 +279,11 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         });
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
+        let live = ctx.live.clone();
         sink_batches(streams.rejections.probe_with(&probe), "DeadLetter", move |rejections: &mut Vec<Rejection>| {
             match store.record_rejections(rejections) {
                 Ok(()) => {
+                    live.finished(rejections.iter().filter_map(|r| r.task_id.as_deref()));
                     FileSinks::write(&files.dead_letters, rejections);
                     stats.record_rejections(rejections.len());
                     acks.rejected(rejections);
@@ -323,6 +342,14 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
     drop(models_in);
     drop(control_in);
     while !probe.done() {
+        if ctx.abandon.load(std::sync::atomic::Ordering::Acquire) {
+            // Shutdown gave up on in-flight work: drop the dataflow so the
+            // worker stops now; its tasks stay queued in the store.
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+            break;
+        }
         worker.step_or_park(Some(Duration::from_millis(5)));
     }
     Ok(())

@@ -21,12 +21,15 @@ pub mod handlers;
 pub mod http;
 pub mod ingress;
 pub mod launch;
+pub mod live;
 pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
+pub mod shutdown;
 pub mod sources;
 pub mod stats;
+pub mod task_listing;
 
 pub use config::Config;
 pub use error::{ConfigError, RuntimeError};

@@ -21,11 +21,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidewater_connectors::store::{EmbeddedStore, MemoryStore, TaskStore};
-use tidewater_operators::model::{now_micros, ControlCommand, Name, Task};
+use tidewater_connectors::store::{Admission, EmbeddedStore, MemoryStore, TaskRecord, TaskStore};
+use tidewater_operators::model::{now_micros, ControlCommand, Name, RejectReason, Task};
 use tidewater_operators::validate::check_task;
 
 use crate::acks::AckRegistry;
@@ -33,9 +34,10 @@ use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
 use crate::handlers::{HandlerRegistry, HandlerResult};
-use crate::http::HttpServer;
+use crate::http::{ApiContext, HttpServer};
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
+use crate::live::LiveTasks;
 use crate::monitoring::{spawn_alerts, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
@@ -48,7 +50,8 @@ pub struct Pipeline;
 impl Pipeline {
     /// Starts building a pipeline with `config` and the built-in handlers.
     pub fn builder(config: Config) -> PipelineBuilder {
-        let handlers = HandlerRegistry::with_builtins(&config.handlers);
+        let handlers =
+            HandlerRegistry::with_builtins(&config.handlers, config.limits.max_result_bytes);
         PipelineBuilder {
             config,
             handlers,
@@ -127,6 +130,10 @@ impl PipelineBuilder {
         let queries = QueryResults::new(&config.queries);
         let exporter = Arc::new(Exporter::new(&config.queries, queries.clone())?);
         let config = Arc::new(config);
+        let handlers = Arc::new(self.handlers);
+        let live = LiveTasks::new();
+        let abandon = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
         let agents = config
             .rabbitmq
             .as_ref()
@@ -134,7 +141,7 @@ impl PipelineBuilder {
             .map(|_| Arc::new(AgentHub::default()));
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
-            handlers: Arc::new(self.handlers),
+            handlers: Arc::clone(&handlers),
             runtime: runtime.handle().clone(),
             store: Arc::clone(&store),
             stats: Arc::clone(&stats),
@@ -147,6 +154,8 @@ impl PipelineBuilder {
             queries: queries.clone(),
             exporter: Arc::clone(&exporter),
             agents: agents.clone(),
+            live: live.clone(),
+            abandon: Arc::clone(&abandon),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -185,13 +194,18 @@ impl PipelineBuilder {
             Some(HttpServer::start(
                 &runtime,
                 &config,
-                ingress.clone(),
-                Arc::clone(&store),
-                Arc::clone(&stats),
-                reservations.clone(),
-                MonitoringApi {
-                    queries: queries.clone(),
-                    exporter: Arc::clone(&exporter),
+                ApiContext {
+                    ingress: ingress.clone(),
+                    store: Arc::clone(&store),
+                    stats: Arc::clone(&stats),
+                    live: live.clone(),
+                    draining: Arc::clone(&draining),
+                    handlers: Arc::clone(&handlers),
+                    reservations: reservations.clone(),
+                    monitoring: MonitoringApi {
+                        queries: queries.clone(),
+                        exporter: Arc::clone(&exporter),
+                    },
                 },
             )?)
         } else {
@@ -219,6 +233,10 @@ impl PipelineBuilder {
             brokers,
             http,
             runtime: Some(runtime),
+            handlers,
+            live,
+            abandon,
+            draining,
         })
     }
 }
@@ -284,23 +302,66 @@ pub struct RunningPipeline {
     brokers: Brokers,
     http: Option<HttpServer>,
     runtime: Option<tokio::runtime::Runtime>,
+    handlers: Arc<HandlerRegistry>,
+    live: LiveTasks,
+    /// Set when shutdown stops waiting for in-flight work.
+    abandon: Arc<AtomicBool>,
+    /// Set while draining: no new tasks are taken.
+    draining: Arc<AtomicBool>,
 }
 
 impl RunningPipeline {
     /// Submits a task through the in-process API. It is validated in the
     /// dataflow like any other record; invalid tasks are rejected there.
-    /// Its acceptance is recorded first, so a restart resumes it.
+    /// A task no handler could run (unknown kind, bad built-in payload,
+    /// deadline past) is refused at once. Its acceptance is recorded first,
+    /// so a restart resumes it; an id already submitted is not run again.
     pub fn submit(&self, mut task: Task) -> Result<(), SubmitError> {
         if task.submitted_at_us == 0 {
             task.submitted_at_us = now_micros();
         }
         if check_task(&task, &self.config.limits).is_ok() {
-            self.store
-                .record_accepted(std::slice::from_ref(&task))
+            let remote_agents = self.config.rabbitmq.as_ref().is_some_and(|r| r.agents);
+            self.handlers
+                .check(&task, remote_agents)
+                .map_err(SubmitError::Refused)?;
+            let admitted = self
+                .store
+                .admit(std::slice::from_ref(&task))
                 .map_err(|e| SubmitError::Store(e.to_string()))?;
+            if let Some(Admission::Existing { record, same_body }) = admitted.into_iter().next() {
+                return Err(SubmitError::Duplicate { record, same_body });
+            }
         }
         self.ingress.submit_task("api", task)?;
         Ok(())
+    }
+
+    /// The task's record as it stands: its stored record with its live
+    /// state (`running`, `retrying`), and its result once it has one.
+    pub fn task(&self, id: &str) -> Result<Option<TaskRecord>, RuntimeError> {
+        let stored = self
+            .store
+            .get(id)
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
+        Ok(match stored {
+            Some(record) => Some(crate::http::overlaid(&self.live, record)),
+            None => self.live.get(id).map(|entry| entry.to_record()),
+        })
+    }
+
+    /// Waits until task `id` has a final record (its outcome and result),
+    /// or `timeout` passes; returns the record as it then stands.
+    pub fn result(&self, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, RuntimeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record = self.task(id)?;
+            let done = record.as_ref().is_some_and(|r| r.state.is_final());
+            if done || Instant::now() >= deadline {
+                return Ok(record);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// A continuous query's latest result.
@@ -381,8 +442,34 @@ impl RunningPipeline {
         true
     }
 
-    /// Stops taking input, lets every accepted task finish, stops the HTTP
-    /// API and the workers, and returns the final counters.
+    /// Starts draining: brokers stop consuming and the HTTP API refuses new
+    /// tasks (`503`), while status, listings and cancels keep working and
+    /// in-flight tasks run on. See [`crate::shutdown`].
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        if let Some(runtime) = &self.runtime {
+            self.brokers.stop_consuming(runtime.handle());
+        }
+    }
+
+    /// Whether every record this process took in has its outcome (nothing
+    /// in flight here).
+    pub fn is_idle(&self) -> bool {
+        self.stats.outcomes() >= self.ingress.records_sent()
+    }
+
+    /// Gives up on in-flight work: [`shutdown`](Self::shutdown) then stops
+    /// the workers without waiting for it. Running handlers are stopped
+    /// (a command's process is killed) and their tasks stay queued in the
+    /// store, so the next start runs them again; broker messages stay
+    /// unacknowledged and are redelivered.
+    pub fn abandon_in_flight(&self) {
+        self.abandon.store(true, Ordering::Release);
+    }
+
+    /// Stops taking input, lets every accepted task finish (unless
+    /// [`abandon_in_flight`](Self::abandon_in_flight) was called), stops the
+    /// HTTP API and the workers, and returns the final counters.
     pub fn shutdown(mut self) -> Result<StatsSnapshot, RuntimeError> {
         self.stop()
     }
@@ -410,6 +497,7 @@ impl RunningPipeline {
             self.brokers.finish(runtime.handle());
         }
         if let Some(runtime) = self.runtime.take() {
+            // Abandoned handlers are dropped here (commands killed with them).
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
         Ok(self.stats.snapshot())
@@ -435,4 +523,15 @@ pub enum SubmitError {
     /// Recording the acceptance failed.
     #[error("store: {0}")]
     Store(String),
+    /// No handler could ever run the task.
+    #[error("refused: {0}")]
+    Refused(RejectReason),
+    /// A task with this id was already submitted; it is not run again.
+    #[error("task {:?} was already submitted (state {}){}", record.id, record.state.as_str(), if *same_body { "" } else { " with a different body" })]
+    Duplicate {
+        /// The existing record.
+        record: Box<TaskRecord>,
+        /// Whether the earlier submission asked for the same.
+        same_body: bool,
+    },
 }

@@ -153,6 +153,7 @@ impl RemoteSide {
             exit_code: remote.exit_code,
             output_bytes: remote.output_bytes,
             is_final: false,
+            result: remote.result,
             task: assignment.task,
         }
     }
@@ -234,6 +235,7 @@ impl ExecutionBackend for RoutingBackend {
                             finished_at_us: now_micros(),
                             exit_code: None,
                             output_bytes: 0,
+                            result: None,
                         },
                     );
                     remote.synthesized.push(c);

@@ -16,6 +16,9 @@ pub struct PipelineStats {
     timed_out: AtomicU64,
     cancelled: AtomicU64,
     rejected: AtomicU64,
+    /// Outcomes (finals and rejections) of records that went through the
+    /// dataflow, to tell when everything sent in has come out.
+    outcomes: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
 }
 
@@ -49,6 +52,7 @@ impl Default for PipelineStats {
             timed_out: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            outcomes: AtomicU64::new(0),
             latency_us: Mutex::new(new_histogram()),
         }
     }
@@ -82,11 +86,25 @@ impl PipelineStats {
         self.cancelled.fetch_add(cancelled, Ordering::Relaxed);
         self.finished
             .fetch_add(finals.len() as u64, Ordering::Release);
+        self.outcomes
+            .fetch_add(finals.len() as u64, Ordering::Release);
     }
 
-    /// Counts rejections.
+    /// Counts rejections that came out of the dataflow.
     pub fn record_rejections(&self, count: usize) {
         self.rejected.fetch_add(count as u64, Ordering::Release);
+        self.outcomes.fetch_add(count as u64, Ordering::Release);
+    }
+
+    /// Counts records refused before they entered the dataflow (HTTP
+    /// answers them at once).
+    pub fn record_refusals(&self, count: usize) {
+        self.rejected.fetch_add(count as u64, Ordering::Release);
+    }
+
+    /// Outcomes of records that went through the dataflow so far.
+    pub fn outcomes(&self) -> u64 {
+        self.outcomes.load(Ordering::Acquire)
     }
 
     /// Tasks with a final outcome so far.

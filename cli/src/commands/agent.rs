@@ -10,6 +10,7 @@ use clap::Args;
 use tidewater::agent::{parse_capacity, run_agent, AgentOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::HandlerRegistry;
+use tidewater_operators::validate::ValidationLimits;
 
 /// Arguments of `tidewater agent`.
 #[derive(Args)]
@@ -49,10 +50,13 @@ pub struct AgentArgs {
 /// Runs the agent until Ctrl-C.
 pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
     let spec = parse_capacity(&args.id, &args.capacity, &args.gpu_model)?;
-    let handlers = HandlerRegistry::with_builtins(&HandlersConfig {
-        command_allowlist: args.allow_command.clone(),
-        ..HandlersConfig::default()
-    });
+    let handlers = HandlerRegistry::with_builtins(
+        &HandlersConfig {
+            command_allowlist: args.allow_command.clone(),
+            ..HandlersConfig::default()
+        },
+        ValidationLimits::default().max_result_bytes,
+    );
     let options = AgentOptions {
         url: args.broker,
         spec,

@@ -42,10 +42,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
                 .bytes()
                 .map(u64::from)
                 .sum();
-            Ok(HandlerOutput {
-                exit_code: None,
-                output_bytes: sum.to_string().len() as u64,
-            })
+            Ok(HandlerOutput::value(sum.into()))
         })
         .start()?;
     let ingress = pipeline.ingress();

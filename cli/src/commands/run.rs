@@ -1,6 +1,8 @@
-//! `tidewater run`: the pipeline with a config file, serving until Ctrl-C
-//! (or, with `--exit-when-done`, until the `--input` file is fed and every
-//! task has finished); prints the run's summary as one JSON line.
+//! `tidewater run`: the pipeline with a config file, serving until SIGINT
+//! or SIGTERM, then draining (`shutdown.drain_timeout_ms`; a second signal
+//! stops at once), or, with `--exit-when-done`, until the `--input` file is
+//! fed and every task has finished; prints the run's summary as one JSON
+//! line.
 //!
 //! `--process`/`--processes`/`--hostfile` put the process in a timely
 //! cluster; each process then serves HTTP on the configured port plus its
@@ -11,7 +13,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use std::time::Duration;
+
 use tidewater::config::{ClusterConfig, Config};
+use tidewater::shutdown::{self, Signals};
 use tidewater::sources::feed_json_lines;
 use tidewater::Pipeline;
 
@@ -44,6 +49,7 @@ pub struct RunArgs {
 /// Runs the pipeline until it is told to stop, then prints its summary.
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
+    let drain_timeout = Duration::from_millis(config.shutdown.drain_timeout_ms);
     let (part, parts) = match &config.cluster {
         Some(c) => (c.process, c.resolve_addresses()?.len()),
         None => (0, 1),
@@ -63,13 +69,17 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         };
         tracing::info!(records = sent, "input fed");
     }
-    if !args.exit_when_done {
-        let runtime = pipeline.runtime().context("pipeline has no runtime")?;
-        runtime.block_on(tokio::signal::ctrl_c())?;
-        tracing::info!("Ctrl-C: draining and shutting down");
+    if args.exit_when_done {
+        let summary = pipeline.shutdown()?;
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
     }
-    let summary = pipeline.shutdown()?;
-    println!("{}", serde_json::to_string(&summary)?);
+    let runtime = pipeline.runtime().context("pipeline has no runtime")?;
+    let signals = Signals::listen(&runtime)?;
+    signals.wait_for(&runtime, 1);
+    tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
+    let report = shutdown::drain(pipeline, drain_timeout, Some(&signals))?;
+    println!("{}", serde_json::to_string(&report.stats)?);
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 
 use tidewater_operators::model::Rejection;
 
-use crate::store::{TaskRecord, TaskState};
+use crate::store::TaskRecord;
 
 /// Header with the rejection's reason, in words.
 pub const REASON_HEADER: &str = "x-tidewater-reason";
@@ -62,14 +62,7 @@ pub fn result_key(record: &TaskRecord) -> String {
 }
 
 fn state_word(record: &TaskRecord) -> &'static str {
-    match record.state {
-        TaskState::Queued => "queued",
-        TaskState::Succeeded => "succeeded",
-        TaskState::Failed => "failed",
-        TaskState::TimedOut => "timed_out",
-        TaskState::Cancelled => "cancelled",
-        TaskState::Rejected => "rejected",
-    }
+    record.state.as_str()
 }
 
 fn result_headers(record: &TaskRecord, correlation_id: Option<&str>) -> Vec<(String, String)> {
@@ -180,6 +173,7 @@ mod tests {
             exit_code: None,
             output_bytes: 0,
             is_final: true,
+            result: None,
         })
         .record
     }

@@ -110,6 +110,7 @@ pub fn undeliverable(work: &AgentWork, why: &str) -> Option<RemoteCompletion> {
         finished_at_us: now,
         exit_code: None,
         output_bytes: 0,
+        result: None,
     })
 }
 

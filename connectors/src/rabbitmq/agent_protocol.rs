@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use tidewater_operators::model::{
-    AbortReason, Assignment, ControlCommand, ExecutorId, ExecutorSpec, Lease, Outcome,
+    AbortReason, Assignment, ControlCommand, ExecutorId, ExecutorSpec, Lease, Outcome, TaskResult,
 };
 
 /// The queue an agent consumes its work from: named after the
@@ -132,6 +132,9 @@ pub struct RemoteCompletion {
     pub exit_code: Option<i32>,
     /// Output size in bytes.
     pub output_bytes: u64,
+    /// What the handler returned, bounded by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
 }
 
 #[cfg(test)]

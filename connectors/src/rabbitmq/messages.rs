@@ -58,15 +58,7 @@ fn result_properties(record: &TaskRecord, correlation_id: Option<&str>) -> Basic
 }
 
 fn state_word(record: &TaskRecord) -> &'static str {
-    use crate::store::TaskState;
-    match record.state {
-        TaskState::Queued => "queued",
-        TaskState::Succeeded => "succeeded",
-        TaskState::Failed => "failed",
-        TaskState::TimedOut => "timed_out",
-        TaskState::Cancelled => "cancelled",
-        TaskState::Rejected => "rejected",
-    }
+    record.state.as_str()
 }
 
 /// A result for the results exchange, or `None` when no results exchange is
@@ -178,6 +170,7 @@ mod tests {
             exit_code: None,
             output_bytes: 0,
             is_final: true,
+            result: None,
         })
         .record
     }

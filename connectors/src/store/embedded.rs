@@ -6,17 +6,29 @@
 //! so an outcome is on disk before its source is acknowledged. Values are
 //! JSON: readable when debugging, and the records are small next to the
 //! fsync that dominates a commit.
+//!
+//! Beside the records, the same transaction keeps the listing indexes
+//! (by acceptance time, and by state, tenant and kind, each ordered by
+//! `(submitted_at_us, id)`) and the counters by state, so listings page in
+//! flat time and counts are read, not computed. A database written before
+//! the indexes existed is indexed once when opened.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
 use super::memory::target_key;
-use super::{ModelRecord, StateCounts, StoreError, StoredTask, TaskRecord, TaskStore};
+use super::{
+    Admission, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage, TaskQuery,
+    TaskRecord, TaskStore,
+};
 
 /// Task id → [`StoredTask`].
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -26,6 +38,19 @@ const UNFINISHED: TableDefinition<&str, ()> = TableDefinition::new("unfinished")
 const REJECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("rejections");
 /// `target/version` → [`ModelRecord`].
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+/// `(submitted_at_us, id)` of every task.
+const BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("tasks_by_time");
+/// `(field, value, submitted_at_us, id)` for the filters: field `s` (state),
+/// `t` (tenant), `k` (kind).
+const BY_FIELD: TableDefinition<(&str, &str, u64, &str), ()> =
+    TableDefinition::new("tasks_by_field");
+/// The [`StateCounts`], as one JSON value under `counts`; `indexed` marks a
+/// database whose indexes are complete.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const STATE: &str = "s";
+const TENANT: &str = "t";
+const KIND: &str = "k";
 
 /// A store in one redb file.
 pub struct EmbeddedStore {
@@ -50,40 +75,139 @@ fn model_key(target: ModelTarget, version: u64) -> String {
     format!("{}/{version:020}", target_key(target))
 }
 
+macro_rules! db {
+    ($op:expr, $e:expr) => {
+        $e.map_err(|e| StoreError::db($op)(e.into()))?
+    };
+}
+
+/// The tables a task write touches, open in one transaction.
+struct TaskTables<'txn> {
+    op: &'static str,
+    tasks: Table<'txn, &'static str, &'static [u8]>,
+    unfinished: Table<'txn, &'static str, ()>,
+    by_time: Table<'txn, (u64, &'static str), ()>,
+    by_field: Table<'txn, (&'static str, &'static str, u64, &'static str), ()>,
+    meta: Table<'txn, &'static str, &'static [u8]>,
+    counts: StateCounts,
+}
+
+impl<'txn> TaskTables<'txn> {
+    fn open(txn: &'txn WriteTransaction, op: &'static str) -> Result<Self, StoreError> {
+        let meta = db!(op, txn.open_table(META));
+        let counts = match db!(op, meta.get("counts")) {
+            Some(bytes) => decode(bytes.value(), "counts")?,
+            None => StateCounts::default(),
+        };
+        Ok(TaskTables {
+            op,
+            tasks: db!(op, txn.open_table(TASKS)),
+            unfinished: db!(op, txn.open_table(UNFINISHED)),
+            by_time: db!(op, txn.open_table(BY_TIME)),
+            by_field: db!(op, txn.open_table(BY_FIELD)),
+            meta,
+            counts,
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
+        let op = self.op;
+        match db!(op, self.tasks.get(id)) {
+            Some(bytes) => Ok(Some(decode(bytes.value(), id)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `entry` over `before` (the entry it replaces, if any),
+    /// moving its index entries and counters.
+    fn put(&mut self, entry: &StoredTask, before: Option<&StoredTask>) -> Result<(), StoreError> {
+        let op = self.op;
+        let r = &entry.record;
+        if let Some(old) = before {
+            self.unindex(&old.record)?;
+        }
+        let bytes = encode(entry, "task")?;
+        db!(op, self.tasks.insert(r.id.as_str(), bytes.as_slice()));
+        if entry.task.is_some() {
+            db!(op, self.unfinished.insert(r.id.as_str(), ()));
+        } else {
+            db!(op, self.unfinished.remove(r.id.as_str()));
+        }
+        self.index(r)?;
+        self.counts
+            .moved(before.map(|old| old.record.state), r.state);
+        Ok(())
+    }
+
+    fn index(&mut self, r: &TaskRecord) -> Result<(), StoreError> {
+        let op = self.op;
+        let (at, id) = (r.submitted_at_us, r.id.as_str());
+        db!(op, self.by_time.insert((at, id), ()));
+        for (field, value) in fields(r) {
+            db!(op, self.by_field.insert((field, value, at, id), ()));
+        }
+        Ok(())
+    }
+
+    fn unindex(&mut self, r: &TaskRecord) -> Result<(), StoreError> {
+        let op = self.op;
+        let (at, id) = (r.submitted_at_us, r.id.as_str());
+        db!(op, self.by_time.remove((at, id)));
+        for (field, value) in fields(r) {
+            db!(op, self.by_field.remove((field, value, at, id)));
+        }
+        Ok(())
+    }
+
+    /// Saves the counters; call once before the transaction commits.
+    fn close(mut self) -> Result<(), StoreError> {
+        let op = self.op;
+        let bytes = encode(&self.counts, "counters")?;
+        db!(op, self.meta.insert("counts", bytes.as_slice()));
+        Ok(())
+    }
+}
+
+/// The filter index entries of a record.
+fn fields(r: &TaskRecord) -> [(&'static str, &str); 3] {
+    [
+        (STATE, r.state.as_str()),
+        (TENANT, r.tenant.as_str()),
+        (KIND, r.kind.as_str()),
+    ]
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        const OP: &str = "initialising";
         let db = Database::create(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| StoreError::db("initialising")(e.into()))?;
-        {
-            let init = |e: redb::TableError| StoreError::db("initialising")(e.into());
-            txn.open_table(TASKS).map_err(init)?;
-            txn.open_table(UNFINISHED).map_err(init)?;
-            txn.open_table(REJECTIONS).map_err(init)?;
-            txn.open_table(MODELS).map_err(init)?;
-        }
-        txn.commit()
-            .map_err(|e| StoreError::db("initialising")(e.into()))?;
-        Ok(EmbeddedStore { db })
+        let store = EmbeddedStore { db };
+        store.write(OP, |txn| {
+            db!(OP, txn.open_table(REJECTIONS));
+            db!(OP, txn.open_table(MODELS));
+            let indexed = db!(OP, db!(OP, txn.open_table(META)).get("indexed")).is_some();
+            let mut tables = TaskTables::open(txn, OP)?;
+            if !indexed {
+                reindex(&mut tables, txn)?;
+            }
+            db!(OP, tables.meta.insert("indexed", [1u8].as_slice()));
+            tables.close()
+        })?;
+        Ok(store)
     }
 
     fn write<R>(
         &self,
         operation: &'static str,
-        body: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
+        body: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| StoreError::db(operation)(e.into()))?;
+        let txn = db!(operation, self.db.begin_write());
         let result = body(&txn)?;
-        txn.commit()
-            .map_err(|e| StoreError::db(operation)(e.into()))?;
+        db!(operation, txn.commit());
         Ok(result)
     }
 
@@ -92,66 +216,114 @@ impl EmbeddedStore {
         operation: &'static str,
         body: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| StoreError::db(operation)(e.into()))?;
+        let txn = db!(operation, self.db.begin_read());
         body(&txn)
+    }
+
+    /// A write of task records: `body` runs with the task tables open, and
+    /// the counters are saved before the commit.
+    fn write_tasks<R>(
+        &self,
+        operation: &'static str,
+        body: impl FnOnce(&mut TaskTables<'_>, &WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.write(operation, |txn| {
+            let mut tables = TaskTables::open(txn, operation)?;
+            let result = body(&mut tables, txn)?;
+            tables.close()?;
+            Ok(result)
+        })
     }
 }
 
-macro_rules! db {
-    ($op:expr, $e:expr) => {
-        $e.map_err(|e| StoreError::db($op)(e.into()))?
+/// Reads the records behind index `keys` (in listing order; `None` ends
+/// the walk) into a page for `query`.
+fn walk(
+    keys: impl Iterator<Item = Result<Option<TaskCursor>, StoreError>>,
+    tasks: &redb::ReadOnlyTable<&str, &[u8]>,
+    query: &TaskQuery,
+) -> Result<TaskPage, StoreError> {
+    const OP: &str = "listing tasks";
+    let mut page = Vec::with_capacity(query.limit + 1);
+    for key in keys {
+        let Some(cursor) = key? else { break };
+        if !query.is_past_start(&cursor) {
+            continue;
+        }
+        if let Some(bytes) = db!(OP, tasks.get(cursor.id.as_str())) {
+            let record = decode::<StoredTask>(bytes.value(), &cursor.id)?.record;
+            if query.matches(&record) {
+                page.push(record);
+                if page.len() > query.limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(TaskPage::from_overfull(page, query.limit))
+}
+
+/// Builds the indexes and counters of a database written before they
+/// existed, from its records and dead letters.
+fn reindex(tables: &mut TaskTables<'_>, txn: &WriteTransaction) -> Result<(), StoreError> {
+    let op = tables.op;
+    let mut records = Vec::new();
+    for entry in db!(op, tables.tasks.iter()) {
+        let (id, bytes) = db!(op, entry);
+        // A record that does not decode stays unindexed; reading it reports
+        // the corruption with its key, and the rest of the store opens.
+        match decode::<StoredTask>(bytes.value(), id.value()) {
+            Ok(stored) => records.push(stored.record),
+            Err(e) => tracing::warn!(error = %e, "not indexing a corrupt task record"),
+        }
+    }
+    let mut counts = StateCounts {
+        rejected: db!(op, db!(op, txn.open_table(REJECTIONS)).len()),
+        ..StateCounts::default()
     };
+    for record in &records {
+        tables.index(record)?;
+        counts.add(record.state);
+    }
+    tables.counts = counts;
+    Ok(())
 }
 
 impl TaskStore for EmbeddedStore {
-    fn record_accepted(&self, tasks: &[Task]) -> Result<Vec<bool>, StoreError> {
-        const OP: &str = "recording accepted tasks";
-        self.write(OP, |txn| {
-            let mut table = db!(OP, txn.open_table(TASKS));
-            let mut unfinished = db!(OP, txn.open_table(UNFINISHED));
-            let mut fresh = Vec::with_capacity(tasks.len());
+    fn admit(&self, tasks: &[Task]) -> Result<Vec<Admission>, StoreError> {
+        self.write_tasks("admitting tasks", |tables, _| {
+            let mut answers = Vec::with_capacity(tasks.len());
             for task in tasks {
-                let id = task.id.as_str();
-                if db!(OP, table.get(id)).is_some() {
-                    fresh.push(false);
-                    continue;
+                let existing = tables.get(task.id.as_str())?;
+                let admission = StoredTask::admission(existing.as_ref(), task);
+                if admission.is_new() {
+                    tables.put(&StoredTask::accepted(task), existing.as_ref())?;
                 }
-                let bytes = encode(&StoredTask::accepted(task), "task")?;
-                db!(OP, table.insert(id, bytes.as_slice()));
-                db!(OP, unfinished.insert(id, ()));
-                fresh.push(true);
+                answers.push(admission);
             }
-            Ok(fresh)
+            Ok(answers)
         })
     }
 
     fn record_finished(&self, completions: &[Completion]) -> Result<Vec<bool>, StoreError> {
-        const OP: &str = "recording results";
-        self.write(OP, |txn| {
-            let mut table = db!(OP, txn.open_table(TASKS));
-            let mut unfinished = db!(OP, txn.open_table(UNFINISHED));
+        self.write_tasks("recording results", |tables, _| {
             let mut fresh = Vec::with_capacity(completions.len());
             for c in completions {
-                let id = c.task.id.as_str();
-                let existing: Option<StoredTask> = match db!(OP, table.get(id)) {
-                    Some(bytes) => Some(decode(bytes.value(), id)?),
-                    None => None,
-                };
-                let (entry, changed) = match existing {
-                    Some(mut entry) => {
+                let existing = tables.get(c.task.id.as_str())?;
+                let changed = match &existing {
+                    Some(old) => {
+                        let mut entry = old.clone();
                         let changed = entry.finish(c);
-                        (entry, changed)
+                        if changed {
+                            tables.put(&entry, Some(old))?;
+                        }
+                        changed
                     }
-                    None => (StoredTask::from_completion(c), true),
+                    None => {
+                        tables.put(&StoredTask::from_completion(c), None)?;
+                        true
+                    }
                 };
-                if changed {
-                    let bytes = encode(&entry, "task")?;
-                    db!(OP, table.insert(id, bytes.as_slice()));
-                    db!(OP, unfinished.remove(id));
-                }
                 fresh.push(changed);
             }
             Ok(fresh)
@@ -165,6 +337,75 @@ impl TaskStore for EmbeddedStore {
             match db!(OP, table.get(id)) {
                 Some(bytes) => Ok(Some(decode::<StoredTask>(bytes.value(), id)?.record)),
                 None => Ok(None),
+            }
+        })
+    }
+
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        const OP: &str = "listing tasks";
+        self.read(OP, |txn| {
+            let tasks = db!(OP, txn.open_table(TASKS));
+            let since = query.since_us.unwrap_or(0);
+            // Where the walk starts: just at the cursor (skipped as already
+            // listed), else at the oldest or the newest possible key.
+            let (at, id) = match (&query.after, query.descending) {
+                (Some(after), _) => (after.submitted_at_us, after.id.as_str()),
+                (None, false) => (since, ""),
+                (None, true) => (u64::MAX, ""),
+            };
+            // Walk the most selective index the query names.
+            let filter = query
+                .state
+                .map(|s| (STATE, s.as_str().to_string()))
+                .or_else(|| query.tenant.clone().map(|t| (TENANT, t)))
+                .or_else(|| query.kind.clone().map(|k| (KIND, k)));
+            match filter {
+                Some((field, value)) => {
+                    let index = db!(OP, txn.open_table(BY_FIELD));
+                    let value = value.as_str();
+                    let range = if query.descending {
+                        db!(
+                            OP,
+                            index.range((field, value, since, "")..=(field, value, at, id))
+                        )
+                    } else {
+                        db!(OP, index.range((field, value, at, id)..))
+                    };
+                    let keys = range.map(|entry| {
+                        let (key, _) = db!(OP, entry);
+                        let (f, v, at, id) = key.value();
+                        Ok((f == field && v == value).then(|| TaskCursor {
+                            submitted_at_us: at,
+                            id: id.to_string(),
+                        }))
+                    });
+                    if query.descending {
+                        walk(keys.rev(), &tasks, query)
+                    } else {
+                        walk(keys, &tasks, query)
+                    }
+                }
+                None => {
+                    let index = db!(OP, txn.open_table(BY_TIME));
+                    let range = if query.descending {
+                        db!(OP, index.range((since, "")..=(at, id)))
+                    } else {
+                        db!(OP, index.range((at, id)..))
+                    };
+                    let keys = range.map(|entry| {
+                        let (key, _) = db!(OP, entry);
+                        let (at, id) = key.value();
+                        Ok(Some(TaskCursor {
+                            submitted_at_us: at,
+                            id: id.to_string(),
+                        }))
+                    });
+                    if query.descending {
+                        walk(keys.rev(), &tasks, query)
+                    } else {
+                        walk(keys, &tasks, query)
+                    }
+                }
             }
         })
     }
@@ -196,18 +437,11 @@ impl TaskStore for EmbeddedStore {
     fn counts(&self) -> Result<StateCounts, StoreError> {
         const OP: &str = "counting tasks";
         self.read(OP, |txn| {
-            let table = db!(OP, txn.open_table(TASKS));
-            let rejections = db!(OP, txn.open_table(REJECTIONS));
-            let mut counts = StateCounts {
-                rejected: db!(OP, rejections.len()),
-                ..Default::default()
-            };
-            for entry in db!(OP, table.iter()) {
-                let (id, bytes) = db!(OP, entry);
-                let stored: StoredTask = decode(bytes.value(), id.value())?;
-                counts.add(stored.record.state);
+            let meta = db!(OP, txn.open_table(META));
+            match db!(OP, meta.get("counts")) {
+                Some(bytes) => decode(bytes.value(), "counts"),
+                None => Ok(StateCounts::default()),
             }
-            Ok(counts)
         })
     }
 
@@ -216,10 +450,8 @@ impl TaskStore for EmbeddedStore {
         if rejections.is_empty() {
             return Ok(());
         }
-        self.write(OP, |txn| {
+        self.write_tasks(OP, |tables, txn| {
             let mut table = db!(OP, txn.open_table(REJECTIONS));
-            let mut tasks = db!(OP, txn.open_table(TASKS));
-            let mut unfinished = db!(OP, txn.open_table(UNFINISHED));
             let first = match db!(OP, table.last()) {
                 Some((key, _)) => key.value() + 1,
                 None => 0,
@@ -227,19 +459,18 @@ impl TaskStore for EmbeddedStore {
             for (seq, r) in (first..).zip(rejections) {
                 let bytes = encode(r, "rejection")?;
                 db!(OP, table.insert(seq, bytes.as_slice()));
+                tables.counts.rejected += 1;
                 let Some(id) = r.task_id.as_deref() else {
                     continue;
                 };
-                let existing: Option<StoredTask> = match db!(OP, tasks.get(id)) {
-                    Some(bytes) => Some(decode(bytes.value(), id)?),
-                    None => None,
-                };
-                if let Some(mut entry) = existing {
-                    if entry.reject(r.reason.to_string()) {
-                        let bytes = encode(&entry, "task")?;
-                        db!(OP, tasks.insert(id, bytes.as_slice()));
-                        db!(OP, unfinished.remove(id));
+                match tables.get(id)? {
+                    Some(old) => {
+                        let mut entry = old.clone();
+                        if entry.reject(r.reason.to_string()) {
+                            tables.put(&entry, Some(&old))?;
+                        }
                     }
+                    None => tables.put(&StoredTask::rejected(r, id), None)?,
                 }
             }
             Ok(())

@@ -1,11 +1,14 @@
 //! An in-memory store: the same behaviour as the embedded one, nothing kept.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
-use super::{ModelRecord, StateCounts, StoreError, StoredTask, TaskRecord, TaskStore};
+use super::{
+    Admission, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage, TaskQuery,
+    TaskRecord, TaskStore,
+};
 
 /// Rejections kept in memory at most.
 const MAX_REJECTIONS: usize = 100_000;
@@ -13,9 +16,25 @@ const MAX_REJECTIONS: usize = 100_000;
 #[derive(Default)]
 struct Inner {
     tasks: HashMap<String, StoredTask>,
+    /// Every task id in listing order.
+    order: BTreeSet<TaskCursor>,
+    counts: StateCounts,
     rejections: VecDeque<Rejection>,
-    rejected_total: u64,
     models: BTreeMap<(String, u64), ModelRecord>,
+}
+
+impl Inner {
+    /// Stores `entry`, keeping the order index and the counters.
+    fn put(&mut self, entry: StoredTask) {
+        let cursor = TaskCursor::of(&entry.record);
+        let before = self.tasks.get(&entry.record.id).map(|old| {
+            self.order.remove(&TaskCursor::of(&old.record));
+            old.record.state
+        });
+        self.counts.moved(before, entry.record.state);
+        self.order.insert(cursor);
+        self.tasks.insert(entry.record.id.clone(), entry);
+    }
 }
 
 /// A store that keeps everything in memory.
@@ -46,16 +65,16 @@ pub(crate) fn target_key(target: ModelTarget) -> &'static str {
 }
 
 impl TaskStore for MemoryStore {
-    fn record_accepted(&self, tasks: &[Task]) -> Result<Vec<bool>, StoreError> {
+    fn admit(&self, tasks: &[Task]) -> Result<Vec<Admission>, StoreError> {
         let mut inner = self.lock()?;
         Ok(tasks
             .iter()
-            .map(|task| match inner.tasks.entry(task.id.to_string()) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(StoredTask::accepted(task));
-                    true
+            .map(|task| {
+                let admission = StoredTask::admission(inner.tasks.get(task.id.as_str()), task);
+                if admission.is_new() {
+                    inner.put(StoredTask::accepted(task));
                 }
+                admission
             })
             .collect())
     }
@@ -64,20 +83,56 @@ impl TaskStore for MemoryStore {
         let mut inner = self.lock()?;
         Ok(completions
             .iter()
-            .map(|c| match inner.tasks.get_mut(c.task.id.as_str()) {
-                Some(entry) => entry.finish(c),
-                None => {
-                    inner
-                        .tasks
-                        .insert(c.task.id.to_string(), StoredTask::from_completion(c));
-                    true
+            .map(|c| {
+                let mut entry = match inner.tasks.get(c.task.id.as_str()) {
+                    Some(entry) => entry.clone(),
+                    None => {
+                        inner.put(StoredTask::from_completion(c));
+                        return true;
+                    }
+                };
+                let changed = entry.finish(c);
+                if changed {
+                    inner.put(entry);
                 }
+                changed
             })
             .collect())
     }
 
     fn get(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         Ok(self.lock()?.tasks.get(id).map(|e| e.record.clone()))
+    }
+
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let inner = self.lock()?;
+        let matching = |cursor: &&TaskCursor| {
+            query.is_past_start(cursor)
+                && inner
+                    .tasks
+                    .get(&cursor.id)
+                    .is_some_and(|e| query.matches(&e.record))
+        };
+        let record = |cursor: &TaskCursor| inner.tasks[&cursor.id].record.clone();
+        let tasks: Vec<TaskRecord> = if query.descending {
+            inner
+                .order
+                .iter()
+                .rev()
+                .filter(matching)
+                .take(query.limit + 1)
+                .map(record)
+                .collect()
+        } else {
+            inner
+                .order
+                .iter()
+                .filter(matching)
+                .take(query.limit + 1)
+                .map(record)
+                .collect()
+        };
+        Ok(TaskPage::from_overfull(tasks, query.limit))
     }
 
     fn unfinished(&self) -> Result<Vec<Task>, StoreError> {
@@ -92,34 +147,28 @@ impl TaskStore for MemoryStore {
     }
 
     fn counts(&self) -> Result<StateCounts, StoreError> {
-        let inner = self.lock()?;
-        let mut counts = StateCounts {
-            rejected: inner.rejected_total,
-            ..Default::default()
-        };
-        inner
-            .tasks
-            .values()
-            .for_each(|e| counts.add(e.record.state));
-        Ok(counts)
+        Ok(self.lock()?.counts.clone())
     }
 
     fn record_rejections(&self, rejections: &[Rejection]) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         for r in rejections {
-            if let Some(entry) = r
-                .task_id
-                .as_ref()
-                .and_then(|id| inner.tasks.get_mut(id.as_str()))
-            {
-                entry.reject(r.reason.to_string());
+            if let Some(id) = r.task_id.as_deref() {
+                match inner.tasks.get(id).cloned() {
+                    Some(mut entry) => {
+                        if entry.reject(r.reason.to_string()) {
+                            inner.put(entry);
+                        }
+                    }
+                    None => inner.put(StoredTask::rejected(r, id)),
+                }
             }
             if inner.rejections.len() == MAX_REJECTIONS {
                 inner.rejections.pop_front();
             }
             inner.rejections.push_back(r.clone());
+            inner.counts.rejected += 1;
         }
-        inner.rejected_total += rejections.len() as u64;
         Ok(())
     }
 

@@ -4,28 +4,33 @@
 //! (so a restart can resume it), records its final outcome when the result
 //! sink receives it (only then is the source acknowledged), and dead-letters
 //! rejections. [`TaskStore`] is the interface; [`EmbeddedStore`] (a redb file)
-//! is the default, [`MemoryStore`] serves benchmarks and tests. Both apply
-//! the same transitions from [`record`], so they behave identically:
-//! acceptance is idempotent by task id and the first final outcome wins.
+//! is the default, [`MemoryStore`] serves benchmarks and tests. All stores
+//! apply the same transitions from [`record`], so they behave identically:
+//! admission is idempotent by task id (a second submission finds the first,
+//! see [`Admission`]), the first final outcome wins, counts by state are
+//! kept as counters, and listings page through indexes ([`TaskQuery`]).
 
 mod embedded;
 mod error;
 mod memory;
+mod query;
 mod record;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use record::{ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
+pub use query::{Admission, TaskCursor, TaskPage, TaskQuery};
+pub use record::{fingerprint, ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
 /// A store of task records, results, dead letters and model versions.
 pub trait TaskStore: Send + Sync {
-    /// Records tasks as accepted (state `queued`), in one transaction.
-    /// Returns, per task, whether it was new; an id already known is left
-    /// untouched.
-    fn record_accepted(&self, tasks: &[Task]) -> Result<Vec<bool>, StoreError>;
+    /// Admits tasks (state `queued`), in one durable transaction. Returns,
+    /// per task, whether it was new; an id already known is left untouched
+    /// and its record returned, unless all it held was a rejection, which a
+    /// new submission replaces.
+    fn admit(&self, tasks: &[Task]) -> Result<Vec<Admission>, StoreError>;
 
     /// Records final outcomes, in one durable transaction. Returns, per
     /// completion, whether it was newly recorded: the first final outcome for
@@ -35,13 +40,18 @@ pub trait TaskStore: Send + Sync {
     /// The record of one task.
     fn get(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
 
+    /// A page of task records matching `query`.
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+
     /// Tasks accepted but without a final outcome, to resume after a restart.
     fn unfinished(&self) -> Result<Vec<Task>, StoreError>;
 
-    /// Tasks by state, and rejections.
+    /// Tasks by state, and rejections: kept as counters, so this is cheap
+    /// and survives restarts.
     fn counts(&self) -> Result<StateCounts, StoreError>;
 
-    /// Dead-letters rejections.
+    /// Dead-letters rejections; a rejection naming a task id also marks
+    /// that task `rejected` (recording it if it was never accepted).
     fn record_rejections(&self, rejections: &[Rejection]) -> Result<(), StoreError>;
 
     /// The most recent `limit` rejections, oldest first.

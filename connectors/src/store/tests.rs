@@ -1,12 +1,13 @@
-//! The same behavioural suite against both stores, a reopen test for the
-//! embedded one, and a property test of the transitions.
+//! The same behavioural suite against every store ([`behaves`] and
+//! [`lists_in_pages`], which other stores' tests call too), a reopen test
+//! for the embedded one, and a property test of the transitions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use tidewater_operators::model::{
     AckToken, Completion, GpuRequest, Lease, ModelTarget, ModelUpdate, Name, Outcome, RejectReason,
-    Rejection, ResourceRequest, Task,
+    Rejection, ResourceRequest, Task, TaskResult,
 };
 
 use super::*;
@@ -42,6 +43,7 @@ fn done(id: &str, outcome: Outcome) -> Completion {
         exit_code: Some(0),
         output_bytes: 7,
         is_final: true,
+        result: None,
     }
 }
 
@@ -73,13 +75,33 @@ fn model(target: ModelTarget, version: u64) -> ModelRecord {
     }
 }
 
-fn behaves(store: &dyn TaskStore) {
+fn fresh(answers: Vec<Admission>) -> Vec<bool> {
+    answers.iter().map(Admission::is_new).collect()
+}
+
+/// The behaviour every store shares: admission, outcomes, rejections,
+/// counters and the model registry.
+pub(crate) fn behaves(store: &dyn TaskStore) {
     assert_eq!(
-        store
-            .record_accepted(&[task("a"), task("b"), task("a")])
-            .expect("accept"),
+        fresh(
+            store
+                .admit(&[task("a"), task("b"), task("a")])
+                .expect("accept")
+        ),
         vec![true, true, false]
     );
+    // A repeated submission finds the first, and says whether it is the same.
+    let mut changed = task("b");
+    changed.priority = 7;
+    match &store.admit(&[task("b"), changed]).expect("again")[..] {
+        [Admission::Existing {
+            record,
+            same_body: true,
+        }, Admission::Existing {
+            same_body: false, ..
+        }] => assert_eq!(record.state, TaskState::Queued),
+        other => panic!("unexpected admissions {other:?}"),
+    }
     assert_eq!(
         store.get("a").expect("get").expect("present").state,
         TaskState::Queued
@@ -89,7 +111,8 @@ fn behaves(store: &dyn TaskStore) {
         vec![task("a"), task("b")]
     );
 
-    let first = done("a", Outcome::Succeeded);
+    let mut first = done("a", Outcome::Succeeded);
+    first.result = Some(TaskResult::value(serde_json::json!({ "answer": 42 })));
     let second = done(
         "a",
         Outcome::Failed {
@@ -110,9 +133,13 @@ fn behaves(store: &dyn TaskStore) {
         ),
         (Some("e1"), 7, Some(0))
     );
+    assert_eq!(
+        record.result.and_then(|r| r.value),
+        Some(serde_json::json!({ "answer": 42 }))
+    );
     assert_eq!(store.unfinished().expect("unfinished"), vec![task("b")]);
     assert_eq!(
-        store.record_accepted(&[task("a")]).expect("re-accept"),
+        fresh(store.admit(&[task("a")]).expect("re-accept")),
         vec![false]
     );
 
@@ -133,9 +160,7 @@ fn behaves(store: &dyn TaskStore) {
         .record_rejections(&[rejection(1), rejection(2), rejection(3)])
         .expect("reject");
     // A rejection naming an accepted task closes its record.
-    store
-        .record_accepted(&[task("infeasible")])
-        .expect("accept");
+    store.admit(&[task("infeasible")]).expect("accept");
     let mut closing = rejection(4);
     closing.task_id = Some(Name::from("infeasible"));
     store
@@ -151,16 +176,30 @@ fn behaves(store: &dyn TaskStore) {
     );
     assert_eq!(
         store.rejections(2).expect("rejections"),
-        vec![rejection(3), closing]
+        vec![rejection(3), closing.clone()]
+    );
+    // A rejection naming a task never accepted records it as rejected, and
+    // a later submission with that id replaces the rejection.
+    let mut refused = rejection(5);
+    refused.task_id = Some(Name::from("refused"));
+    store.record_rejections(&[refused]).expect("reject");
+    let record = store.get("refused").expect("get").expect("present");
+    assert_eq!(
+        (record.state, record.reason.as_deref()),
+        (TaskState::Rejected, Some("malformed JSON: bad 5"))
+    );
+    assert_eq!(
+        fresh(store.admit(&[task("refused")]).expect("admit")),
+        vec![true]
     );
     let counts = store.counts().expect("counts");
     assert_eq!(
         counts,
         StateCounts {
-            queued: 1,
+            queued: 2,
             succeeded: 1,
             timed_out: 1,
-            rejected: 4,
+            rejected: 5,
             ..Default::default()
         }
     );
@@ -186,15 +225,124 @@ fn behaves(store: &dyn TaskStore) {
     );
 }
 
+/// Listings: order, filters, paging in both directions, and cursors that
+/// survive the records changing state.
+pub(crate) fn lists_in_pages(store: &dyn TaskStore) {
+    let tasks: Vec<Task> = (0..25)
+        .map(|n| {
+            let mut t = task(&format!("p{n:02}"));
+            t.submitted_at_us = 1_000 + n / 2; // pairs share a time: ids break ties
+            t.tenant = Name::from(if n % 3 == 0 { "acme" } else { "globex" });
+            t.kind = Name::from(if n % 2 == 0 { "sleep" } else { "noop" });
+            t
+        })
+        .collect();
+    store.admit(&tasks).expect("admit");
+    let finished: Vec<Completion> = (0..25)
+        .step_by(4)
+        .map(|n| {
+            let mut c = done(&format!("p{n:02}"), Outcome::Succeeded);
+            c.task = tasks[n].clone();
+            c
+        })
+        .collect();
+    store.record_finished(&finished).expect("finish");
+
+    let ids = |query: &TaskQuery| -> Vec<String> {
+        let mut query = query.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = store.list(&query).expect("list");
+            assert!(page.tasks.len() <= query.limit);
+            out.extend(page.tasks.into_iter().map(|r| r.id));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return out,
+            }
+        }
+    };
+    let expected = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..25)
+            .filter(|n| keep(*n))
+            .map(|n| format!("p{n:02}"))
+            .collect()
+    };
+    let all = TaskQuery {
+        limit: 4,
+        ..TaskQuery::default()
+    };
+    assert_eq!(ids(&all), expected(&|_| true));
+    let mut newest_first = expected(&|_| true);
+    newest_first.reverse();
+    assert_eq!(
+        ids(&TaskQuery {
+            descending: true,
+            ..all.clone()
+        }),
+        newest_first
+    );
+    assert_eq!(
+        ids(&TaskQuery {
+            state: Some(TaskState::Succeeded),
+            ..all.clone()
+        }),
+        expected(&|n| n % 4 == 0)
+    );
+    assert_eq!(
+        ids(&TaskQuery {
+            state: Some(TaskState::Queued),
+            tenant: Some("acme".into()),
+            ..all.clone()
+        }),
+        expected(&|n| n % 4 != 0 && n % 3 == 0)
+    );
+    assert_eq!(
+        ids(&TaskQuery {
+            kind: Some("noop".into()),
+            since_us: Some(1_006),
+            descending: true,
+            ..all.clone()
+        }),
+        {
+            let mut v = expected(&|n| n % 2 == 1 && n >= 12);
+            v.reverse();
+            v
+        }
+    );
+    // A cursor taken before a record changes state still continues the walk.
+    let first = store.list(&all).expect("list");
+    store
+        .record_finished(&[{
+            let mut c = done("p05", Outcome::Cancelled);
+            c.task = tasks[5].clone();
+            c
+        }])
+        .expect("cancel");
+    let rest = ids(&TaskQuery {
+        after: first.next.clone(),
+        ..all.clone()
+    });
+    assert_eq!(rest, expected(&|n| n >= 4));
+    assert_eq!(
+        first.next.map(|c| TaskCursor::from_token(&c.to_token())),
+        Some(Ok(TaskCursor {
+            submitted_at_us: 1_001,
+            id: "p03".into()
+        }))
+    );
+}
+
 #[test]
 fn memory_store_behaves() {
     behaves(&MemoryStore::new());
+    lists_in_pages(&MemoryStore::new());
 }
 
 #[test]
 fn embedded_store_behaves() {
     let dir = tempfile::tempdir().expect("tempdir");
     behaves(&EmbeddedStore::open(&dir.path().join("t.redb")).expect("open"));
+    lists_in_pages(&EmbeddedStore::open(&dir.path().join("l.redb")).expect("open"));
 }
 
 #[test]
@@ -203,9 +351,7 @@ fn embedded_store_survives_reopen() {
     let path = dir.path().join("t.redb");
     {
         let store = EmbeddedStore::open(&path).expect("open");
-        store
-            .record_accepted(&[task("keep"), task("done")])
-            .expect("accept");
+        store.admit(&[task("keep"), task("done")]).expect("accept");
         store
             .record_finished(&[done("done", Outcome::Succeeded)])
             .expect("finish");
@@ -227,6 +373,16 @@ fn embedded_store_survives_reopen() {
     assert_eq!(
         store.latest_model(ModelTarget::RunTime).expect("latest"),
         Some(model(ModelTarget::RunTime, 4))
+    );
+    // Counters are kept, not recomputed.
+    assert_eq!(
+        store.counts().expect("counts"),
+        StateCounts {
+            queued: 1,
+            succeeded: 1,
+            rejected: 1,
+            ..Default::default()
+        }
     );
     // Sequence numbers continue after a reopen.
     store.record_rejections(&[rejection(6)]).expect("reject");
@@ -274,7 +430,7 @@ proptest! {
         for op in &ops {
             match op {
                 Op::Accept(n) => {
-                    let fresh = store.record_accepted(&[task(&format!("t{n}"))]).expect("accept")[0];
+                    let fresh = store.admit(&[task(&format!("t{n}"))]).expect("accept")[0].is_new();
                     prop_assert_eq!(fresh, !accepted.contains(n) && !finished.contains(n));
                     accepted.insert(*n);
                 }
@@ -290,5 +446,6 @@ proptest! {
         prop_assert_eq!(unfinished, expected);
         let counts = store.counts().expect("counts");
         prop_assert_eq!(counts.succeeded as usize, finished.len());
+        prop_assert_eq!(counts.queued as usize, accepted.difference(&finished).count());
     }
 }

@@ -287,6 +287,7 @@ impl CoordinatorState {
             exit_code: None,
             output_bytes: 0,
             is_final: true,
+            result: None,
             task,
         };
         if self.emit_metrics {
@@ -487,6 +488,7 @@ impl CoordinatorState {
                         exit_code: None,
                         output_bytes: 0,
                         is_final: true,
+                        result: None,
                         task,
                     };
                     if self.emit_metrics {

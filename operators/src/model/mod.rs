@@ -28,7 +28,7 @@ mod work;
 
 pub use ack::{AckToken, RecordBody, SourceRecord};
 pub use assignment::{Assignment, Lease};
-pub use completion::{Completion, Outcome};
+pub use completion::{Completion, Outcome, TaskResult};
 pub use control::{
     ControlCommand, ReservationHolder, ReservationRequest, ReservationState, ReservationStatus,
 };

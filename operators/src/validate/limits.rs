@@ -17,6 +17,10 @@ pub struct ValidationLimits {
     pub max_attempts: u16,
     /// Longest accepted task id, kind or tenant, in bytes.
     pub max_name_bytes: usize,
+    /// Most bytes of a handler's output kept as the task's result (a
+    /// command's stdout and stderr tails together, or an in-process
+    /// handler's JSON value); longer output is cut and marked truncated.
+    pub max_result_bytes: usize,
 }
 
 impl Default for ValidationLimits {
@@ -26,6 +30,7 @@ impl Default for ValidationLimits {
             max_timeout_ms: 7 * 24 * 3_600_000,
             max_attempts: 100,
             max_name_bytes: 128,
+            max_result_bytes: 64 * 1024,
         }
     }
 }
