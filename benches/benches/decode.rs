@@ -18,12 +18,14 @@ const WRONG_TYPE: &str = r#"{"id":"job-43","kind":5,"resources":{"cpu_milli":100
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
-    for (name, record) in [
-        ("minimal", MINIMAL),
-        ("typical", TYPICAL),
-        ("wrong_type", WRONG_TYPE),
+    for (name, record, valid) in [
+        ("minimal", MINIMAL, true),
+        ("typical", TYPICAL, true),
+        ("wrong_type", WRONG_TYPE, false),
     ] {
         let mut validator = Validator::new(ValidationLimits::default(), 0, 1);
+        let decoded = validator.decode(record.as_bytes(), AckToken::NONE, 0);
+        assert_eq!(decoded.is_ok(), valid, "{name}: {decoded:?}");
         group.throughput(Throughput::Bytes(record.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::config::KafkaConfig;
 use super::error::KafkaError;
@@ -125,6 +125,33 @@ pub async fn create_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
         }
     }
     Ok(())
+}
+
+pub(super) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(facility, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(facility, "librdkafka: {message}"),
+    }
+}
+
+/// The producer's context: logs to tracing.
+pub(super) struct ProducerContext;
+
+impl ClientContext for ProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_to_tracing(level, facility, message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka producer error");
+    }
 }
 
 #[cfg(test)]

@@ -35,11 +35,14 @@
 mod clients;
 mod config;
 mod connector;
+mod consumer;
 mod error;
+mod handle;
 pub mod messages;
 mod offsets;
+mod outcomes;
 
 pub use config::{KafkaConfig, RESERVED_PROPERTIES};
-pub use connector::{KafkaContext, KafkaHandle};
 pub use error::KafkaError;
+pub use handle::{KafkaContext, KafkaHandle};
 pub use offsets::{Commit, Consumed, InFlight, Offsets};

@@ -30,15 +30,18 @@
 mod agent_link;
 pub mod agent_protocol;
 mod config;
-mod connector;
+mod connection;
 mod error;
+mod handle;
 pub mod messages;
+mod outcomes;
 mod pending;
+mod session;
 mod tag;
 mod topology;
 
 pub use agent_link::{undeliverable, AgentEvents, AgentLink};
 pub use config::{BindingConfig, ExchangeConfig, ExchangeType, QueueConfig, RabbitMqConfig};
-pub use connector::{RabbitMqContext, RabbitMqHandle};
 pub use error::{redact_url, RabbitMqError};
+pub use handle::{RabbitMqContext, RabbitMqHandle};
 pub use tag::DeliveryRef;

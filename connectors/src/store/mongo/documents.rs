@@ -59,18 +59,15 @@ struct ResultDoc {
 /// The document of a stored task.
 pub fn task_document(entry: &StoredTask) -> Result<Document, Failure> {
     let r = &entry.record;
-    let result = match &r.result {
-        None => None,
-        Some(result) => Some(ResultDoc {
-            value_json: match &result.value {
-                Some(value) => Some(value.as_str().to_string()),
-                None => None,
-            },
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            truncated: result.truncated,
-        }),
-    };
+    let result = r.result.as_ref().map(|result| ResultDoc {
+        value_json: result
+            .value
+            .as_ref()
+            .map(|value| value.as_str().to_string()),
+        stdout: result.stdout.clone(),
+        stderr: result.stderr.clone(),
+        truncated: result.truncated,
+    });
     let task_json = match &entry.task {
         Some(task) => Some(serde_json::to_string(task).map_err(|e| encode("task", e))?),
         None => None,
