@@ -227,6 +227,22 @@ fn results_are_kept_bounded_and_returned() {
         ),
         "{record}"
     );
+    // `tidewater submit --wait` waits for the result and prints it.
+    let out = std::process::Command::new(crate::common::binary())
+        .args(["submit", "--url", &s.base, "--wait", "--json"])
+        .arg(r#"{"id":"cli","kind":"command","payload":{"program":"sh","args":["-c","echo from-cli"]}}"#)
+        .output()
+        .expect("tidewater submit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a record");
+    assert_eq!(last["state"], "succeeded", "{stdout}");
+    assert_eq!(last["result"]["stdout"], "from-cli\n", "{stdout}");
     // The library API returns the same.
     let record = s
         .pipeline

@@ -1,9 +1,12 @@
-//! `tidewater submit [FILE|-] [--json TASK]`: send tasks to a running
-//! pipeline, `POST /v1/tasks`. A file holds a JSON object, a JSON array, or
-//! JSON lines; JSON lines go as one batch (an array).
+//! `tidewater submit [FILE|-] [--json TASK] [--wait]`: send tasks to a
+//! running pipeline, `POST /v1/tasks`. A file holds a JSON object, a JSON
+//! array, or JSON lines; JSON lines go as one batch (an array). With
+//! `--wait`, it then follows each accepted task (`GET /v1/tasks/{id}`) until
+//! it ends and prints its final record, result included, as a JSON line.
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -22,6 +25,12 @@ pub struct SubmitArgs {
     /// A task given inline as JSON.
     #[arg(long)]
     json: Option<String>,
+    /// Wait for the accepted tasks to end and print their final records.
+    #[arg(long)]
+    wait: bool,
+    /// Longest wait with `--wait`, in milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    wait_timeout_ms: u64,
 }
 
 /// Submits the tasks and prints the API's answer; fails unless it is a
@@ -45,6 +54,54 @@ pub fn execute(args: SubmitArgs) -> anyhow::Result<()> {
     println!("{text}");
     if !status.is_success() {
         bail!("{url} answered {status}");
+    }
+    if args.wait {
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        wait_for(&client, &accepted_ids(&answer), args.wait_timeout_ms)?;
+    }
+    Ok(())
+}
+
+/// The ids an answer says were accepted (one task or a batch).
+fn accepted_ids(answer: &serde_json::Value) -> Vec<String> {
+    let ids = match answer.get("accepted") {
+        Some(accepted) => accepted.as_array().cloned().unwrap_or_default(),
+        None => answer.get("id").cloned().into_iter().collect(),
+    };
+    ids.iter()
+        .filter_map(|id| id.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Polls each task until its record is final, printing it then; fails if
+/// `timeout_ms` passes first.
+fn wait_for(client: &ApiClient, ids: &[String], timeout_ms: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let mut pending: Vec<&String> = ids.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for id in pending {
+            let url = client.url(&format!("/v1/tasks/{id}"));
+            let (status, text) = client.send(Method::GET, &url, None)?;
+            let record: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let state = record["state"].as_str().unwrap_or_default();
+            if status.is_success() && !["queued", "running", "retrying"].contains(&state) {
+                println!("{}", serde_json::to_string(&record)?);
+            } else {
+                still.push(id);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} task(s) still not finished after {timeout_ms} ms",
+                pending.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
