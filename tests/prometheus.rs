@@ -90,6 +90,12 @@ fn prometheus_scrapes_the_pipeline_and_promql_gives_the_expected_values() {
     }];
     let _pipeline = Pipeline::builder(config)
         .store(Arc::new(MemoryStore::new()))
+        // Fails at run time, so its completions count as failed.
+        .inline_handler("always-fails", |_task| {
+            Err(tidewater::HandlerFailure::from(
+                "fails by design".to_string(),
+            ))
+        })
         .start()
         .expect("start");
     let http = Http::new();
@@ -124,7 +130,7 @@ fn prometheus_scrapes_the_pipeline_and_promql_gives_the_expected_values() {
 
     let tasks: Vec<String> = (0..12)
         .map(|i| format!(r#"{{"id":"ok-{i}","kind":"noop","tenant":"acme"}}"#))
-        .chain((0..4).map(|i| format!(r#"{{"id":"bad-{i}","kind":"no-such-kind"}}"#)))
+        .chain((0..4).map(|i| format!(r#"{{"id":"bad-{i}","kind":"always-fails"}}"#)))
         .collect();
     let (status, _) = http.post(
         &format!("{base}/v1/tasks"),
