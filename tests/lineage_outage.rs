@@ -116,8 +116,9 @@ fn completions_wait_for_the_graph_and_all_land_after_an_outage() {
             .get(&format!("{base}/v1/tasks/{}", task_id(&run, i)))
             .expect("the API stays up during the outage");
         assert_eq!(status, 200, "{record}");
-        assert_eq!(
-            record["state"], "queued",
+        // Not final: queued, or running/retrying while its attempt is live.
+        assert!(
+            ["queued", "running", "retrying"].contains(&record["state"].as_str().unwrap_or("")),
             "task {i} was recorded before its graph write: {record}"
         );
     }
