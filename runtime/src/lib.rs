@@ -12,21 +12,17 @@
 
 pub mod acks;
 pub mod agent;
+pub mod api;
 pub mod backend;
 pub mod brokers;
 pub mod config;
-pub mod control_http;
 pub mod error;
 pub mod executor_book;
 pub mod handlers;
-pub mod http;
 pub mod ingress;
-pub mod inventory_http;
 pub mod launch;
-pub mod lineage_http;
 pub mod live;
 pub mod monitoring;
-pub mod peers;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
@@ -34,8 +30,6 @@ pub mod shutdown;
 pub mod sources;
 pub mod stats;
 pub mod store_sinks;
-pub mod task_listing;
-pub mod ui;
 
 pub use config::Config;
 pub use error::{ConfigError, RuntimeError};

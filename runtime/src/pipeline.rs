@@ -37,7 +37,7 @@ use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
 use crate::executor_book::ExecutorBook;
 use crate::handlers::{HandlerRegistry, HandlerResult};
-use crate::http::{ApiContext, HttpServer};
+use crate::api::{ApiContext, HttpServer};
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::live::LiveTasks;
@@ -371,7 +371,7 @@ impl RunningPipeline {
             .get(id)
             .map_err(|e| RuntimeError::Store(e.to_string()))?;
         Ok(match stored {
-            Some(record) => Some(crate::http::overlaid(&self.live, record)),
+            Some(record) => Some(crate::api::tasks::overlaid(&self.live, record)),
             None => self.live.get(id).map(|entry| entry.to_record()),
         })
     }

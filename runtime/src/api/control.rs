@@ -41,7 +41,7 @@ pub struct ControlApi {
     /// Live states, to say what a cancelled task was doing.
     pub live: crate::live::LiveTasks,
     /// The cluster's other processes, for tasks taken in elsewhere.
-    pub peers: crate::peers::Peers,
+    pub peers: super::peers::Peers,
     /// TTL for executors that join without one, ms.
     pub default_heartbeat_ttl_ms: u64,
     /// What became of reservations.
@@ -85,7 +85,7 @@ async fn cancel(
     // The command reaches every coordinator of the cluster; the record may
     // live in another process's store.
     let record =
-        match crate::http::cluster_record(&api.store, &api.live, &api.peers, &headers, &id).await {
+        match super::tasks::cluster_record(&api.store, &api.live, &api.peers, &headers, &id).await {
             Ok(record) => record,
             Err(failed) => return failed,
         };

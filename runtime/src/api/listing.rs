@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use tidewater_connectors::store::{TaskCursor, TaskQuery, TaskRecord, TaskState, TaskStore};
 
-use crate::http::{error, overlaid, with_store};
+use super::responses::{error, with_store};
+use super::tasks::overlaid;
 use crate::live::LiveTasks;
 
 /// Records on a page unless `limit` says otherwise.

@@ -1,0 +1,166 @@
+//! Reading tasks back: `GET /v1/tasks/{id}` (the record with its live
+//! state, `running` or `retrying`, from [`LiveTasks`], and its result),
+//! `GET /v1/tasks` (a page of records, see [`super::listing`]) and
+//! `GET /v1/stats` (run counters with the store's counts by state).
+//!
+//! In a multi-process cluster, lookups and listings answer for every task
+//! wherever it was taken in, asking the other processes ([`super::peers`])
+//! when this one cannot settle them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use tidewater_connectors::store::{TaskCursor, TaskRecord, TaskStore};
+
+use super::listing::{list_tasks, ListAnswer, ListParams};
+use super::peers::{self, Peers};
+use super::responses::{error, with_store};
+use super::server::AppState;
+use crate::live::LiveTasks;
+
+/// `record` with the live state of its task, if it has one here.
+pub(crate) fn overlaid(live: &LiveTasks, mut record: TaskRecord) -> TaskRecord {
+    if let Some(entry) = live.get(&record.id) {
+        entry.overlay(&mut record);
+    }
+    record
+}
+
+/// The record of task `id` as this process knows it: its store's record
+/// with the live state here, or only the live state.
+pub(crate) async fn local_record(
+    store: &Arc<dyn TaskStore>,
+    live: &LiveTasks,
+    id: &str,
+) -> Result<Option<TaskRecord>, Response> {
+    let lookup = id.to_string();
+    let stored = with_store(store, move |store| store.get(&lookup)).await?;
+    Ok(match stored {
+        Some(record) => Some(overlaid(live, record)),
+        None => live.get(id).map(|entry| entry.to_record()),
+    })
+}
+
+/// The record of task `id` in the whole cluster: this process's when it
+/// settles the question (a final record, or a live attempt here), else the
+/// most advanced of every process's. Peer requests answer locally.
+pub(crate) async fn cluster_record(
+    store: &Arc<dyn TaskStore>,
+    live: &LiveTasks,
+    peers: &Peers,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Option<TaskRecord>, Response> {
+    let local = local_record(store, live, id).await?;
+    let settled = local
+        .as_ref()
+        .is_some_and(|r| r.state.is_final() || peers::progress(r) > 0);
+    if settled || peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
+        return Ok(local);
+    }
+    let remote = peers.task(id).await;
+    Ok(peers::most_advanced(local.into_iter().chain(remote)))
+}
+
+pub(crate) async fn get_task(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let found = cluster_record(
+        &state.api.store,
+        &state.api.live,
+        &state.peers,
+        &headers,
+        &id,
+    )
+    .await;
+    match found {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task with id {id:?}"),
+        ),
+        Err(failed) => failed,
+    }
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let limit = params.limit();
+    let descending = params.is_descending();
+    let mut page = match list_tasks(&state.api.store, &state.api.live, params).await {
+        Ok(page) => page,
+        Err(failed) => return failed,
+    };
+    if state.peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
+        return Json(page).into_response();
+    }
+    // Every process lists from the same cursor; the merged page is the
+    // first `limit` of all, and the cursor is global (acceptance time, id).
+    let others = match state.peers.pages(raw.as_deref().unwrap_or("")).await {
+        Ok(others) => others,
+        Err(reason) => return error(StatusCode::BAD_GATEWAY, "peer", reason),
+    };
+    let mut more = page.next_cursor.is_some();
+    let mut tasks = std::mem::take(&mut page.tasks);
+    for other in others {
+        more |= other.next_cursor.is_some();
+        tasks.extend(other.tasks);
+    }
+    tasks.sort_by(|a, b| {
+        let order = (a.submitted_at_us, &a.id).cmp(&(b.submitted_at_us, &b.id));
+        if descending {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    tasks.dedup_by(|b, a| {
+        let same = a.id == b.id;
+        if same && peers::progress(b) > peers::progress(a) {
+            std::mem::swap(a, b);
+        }
+        same
+    });
+    more |= tasks.len() > limit;
+    tasks.truncate(limit);
+    let next_cursor = if more {
+        tasks.last().map(|r| TaskCursor::of(r).to_token())
+    } else {
+        None
+    };
+    Json(ListAnswer { tasks, next_cursor }).into_response()
+}
+
+pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let counts = match with_store(&state.api.store, |store| store.counts()).await {
+        Ok(counts) => counts,
+        Err(failed) => return failed,
+    };
+    let (running, retrying) = state.api.live.counts();
+    let mut body = match serde_json::to_value(state.api.stats.snapshot()) {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    body["store"] = serde_json::json!({
+        "queued": counts.queued.saturating_sub(running + retrying),
+        "running": running,
+        "retrying": retrying,
+        "succeeded": counts.succeeded,
+        "failed": counts.failed,
+        "timed_out": counts.timed_out,
+        "cancelled": counts.cancelled,
+        "rejected": counts.rejected,
+    });
+    Json(body).into_response()
+}
