@@ -32,12 +32,12 @@ use tidewater_operators::model::{now_micros, ControlCommand, Name, RejectReason,
 use tidewater_operators::validate::check_task;
 
 use crate::acks::AckRegistry;
+use crate::api::{ApiContext, HttpServer};
 use crate::brokers::Brokers;
 use crate::config::{Config, StoreKind};
 use crate::error::RuntimeError;
 use crate::executor_book::ExecutorBook;
 use crate::handlers::{HandlerRegistry, HandlerResult};
-use crate::api::{ApiContext, HttpServer};
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::live::LiveTasks;
