@@ -18,15 +18,11 @@ use tidewater::HandlerRegistry;
 #[derive(Args)]
 pub struct AgentArgs {
     /// AMQP URI of the broker the pipeline uses.
-    #[arg(
-        long,
-        env = "TIDEWATER_AMQP_URL",
-        required_unless_present = "http",
-        conflicts_with = "http"
-    )]
+    #[arg(long, env = "TIDEWATER_AMQP_URL", required_unless_present = "http")]
     broker: Option<String>,
     /// Base URL of the pipeline's HTTP API: join and pull work over HTTP
-    /// instead of the broker.
+    /// instead of the broker (it wins over `--broker` and
+    /// `TIDEWATER_AMQP_URL`).
     #[arg(long)]
     http: Option<String>,
     /// This executor's id (unique in the cluster).
