@@ -227,7 +227,7 @@ fn requests_with_a_reply_to_header_get_their_result_there() {
     let replies = format!("{}.replies", t.tasks);
     kafka.create_topic(&replies, 1);
     let (pipeline, _store) = start(connector_config(&kafka, &t), 1 << 20);
-    let bodies: Vec<Vec<u8>> = (0..20).map(|i| reply_task(i)).collect();
+    let bodies: Vec<Vec<u8>> = (0..20).map(reply_task).collect();
     let correlations: Vec<String> = (0..20).map(|i| format!("req-{i}")).collect();
     kafka.produce(
         &t.tasks,
