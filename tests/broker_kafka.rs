@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker_common::kafka::{kafka_config, Kafka, Produced};
-use crate::broker_common::{alerts, bad_input, service, task_json, unique};
+use crate::broker_common::{alerts, bad_input, reply_task, service, task_json, unique};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::kafka::KafkaConfig;
@@ -204,6 +204,11 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         store.rejections(100).expect("rejections").len(),
         cases.len()
     );
+    for id in bad_input::NEVER_RUNNABLE {
+        let record = store.get(id).expect("get").expect("recorded");
+        assert_eq!(record.state, TaskState::Rejected, "{id}: {record:?}");
+        assert!(record.reason.is_some(), "{id}: {record:?}");
+    }
     pipeline.shutdown().expect("shutdown");
     assert_eq!(
         kafka.committed(&t.group, &t.tasks, 1),
@@ -222,12 +227,7 @@ fn requests_with_a_reply_to_header_get_their_result_there() {
     let replies = format!("{}.replies", t.tasks);
     kafka.create_topic(&replies, 1);
     let (pipeline, _store) = start(connector_config(&kafka, &t), 1 << 20);
-    let bodies: Vec<Vec<u8>> = (0..20)
-        .map(|i| {
-            let kind = if i == 7 { "no-such-kind" } else { "noop" };
-            task_json(&format!("rpc-{i}"), kind, "acme")
-        })
-        .collect();
+    let bodies: Vec<Vec<u8>> = (0..20).map(reply_task).collect();
     let correlations: Vec<String> = (0..20).map(|i| format!("req-{i}")).collect();
     kafka.produce(
         &t.tasks,
@@ -252,7 +252,7 @@ fn requests_with_a_reply_to_header_get_their_result_there() {
             m.header("x-tidewater-correlation-id"),
             Some(format!("req-{n}").as_str())
         );
-        let expected = if n == "7" { "failed" } else { "succeeded" };
+        let expected = if n == "7" { "timed_out" } else { "succeeded" };
         assert_eq!(record["state"], expected, "{record}");
     }
     // Results go to the results topic as well.

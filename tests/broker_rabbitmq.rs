@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker_common::{alerts, bad_input, service, task_json, unique, Amqp};
+use crate::broker_common::{alerts, bad_input, reply_task, service, task_json, unique, Amqp};
 use lapin::BasicProperties;
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
@@ -180,6 +180,11 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         s.store.rejections(100).expect("rejections").len(),
         cases.len()
     );
+    for id in bad_input::NEVER_RUNNABLE {
+        let record = s.store.get(id).expect("get").expect("recorded");
+        assert_eq!(record.state, TaskState::Rejected, "{id}: {record:?}");
+        assert!(record.reason.is_some(), "{id}: {record:?}");
+    }
     s.pipeline.shutdown().expect("shutdown");
     assert_eq!(
         s.amqp.ready(&s.queue),
@@ -197,9 +202,8 @@ fn requests_with_reply_to_get_their_result_there() {
     let reply_queue = s.amqp.reply_queue();
     let bodies: Vec<(Vec<u8>, BasicProperties)> = (0..20)
         .map(|i| {
-            let kind = if i == 7 { "no-such-kind" } else { "noop" };
             (
-                task_json(&format!("rpc-{i}"), kind, "acme"),
+                reply_task(i),
                 BasicProperties::default()
                     .with_reply_to(reply_queue.as_str().into())
                     .with_correlation_id(format!("req-{i}").into()),
@@ -220,7 +224,7 @@ fn requests_with_reply_to_get_their_result_there() {
             m.correlation_id.as_deref(),
             Some(format!("req-{n}").as_str())
         );
-        let expected = if n == "7" { "failed" } else { "succeeded" };
+        let expected = if n == "7" { "timed_out" } else { "succeeded" };
         assert_eq!(record["state"], expected, "{record}");
     }
     // Results go to the results exchange as well.

@@ -244,6 +244,24 @@ fn any_process_answers_for_a_task_taken_in_by_another() {
             .expect("reachable");
         assert_eq!(page["tasks"][0]["id"], "long", "{page}");
         assert_eq!(page["next_cursor"], serde_json::Value::Null, "{page}");
+        // Its record lives in process 1's store, its attempt runs on
+        // process 0: both list it running, with its executor.
+        assert_eq!(page["tasks"][0]["state"], "running", "{base}: {page}");
+        assert!(page["tasks"][0]["executor"].is_string(), "{page}");
+        let (_, running) = http
+            .get(&format!("{base}/v1/tasks?state=running"))
+            .expect("reachable");
+        let ids: Vec<&str> = running["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["long"], "{base}: {running}");
+        let (_, queued) = http
+            .get(&format!("{base}/v1/tasks?state=queued"))
+            .expect("reachable");
+        assert_eq!(queued["tasks"], serde_json::json!([]), "{base}: {queued}");
     }
     // A cancel on process 0 reaches the task that process 1 took in.
     let (status, answer) = http.delete(&format!("{p0}/v1/tasks/long"));

@@ -2,7 +2,6 @@
 //! wherever they are, and executors that join, go silent (declared lost,
 //! their task re-run elsewhere... or when they come back) and leave.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,32 +139,34 @@ fn a_silent_executor_is_declared_lost_and_its_task_runs_again_when_one_joins() {
         "queued",
         "lost after 400 ms, re-queued, nowhere to run"
     );
-    // A second agent joins and keeps heartbeating: the task runs there.
-    let join = r#"{"id":"agent-2","cpu_milli":8000,"memory_mib":8192,"heartbeat_ttl_ms":400}"#;
-    let (status, _) = s.http.post(&format!("{}/v1/executors", s.base), join);
-    assert_eq!(status, 202);
-    let alive = Arc::new(AtomicBool::new(true));
-    let beats = {
-        let (alive, url) = (
-            Arc::clone(&alive),
-            format!("{}/v1/executors/agent-2/heartbeat", s.base),
-        );
-        std::thread::spawn(move || {
-            let http = Http::new();
-            while alive.load(Ordering::Relaxed) {
-                let (status, _) = http.post(&url, "");
-                assert_eq!(status, 202);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    let record = s.final_record("big", Duration::from_secs(10));
-    alive.store(false, Ordering::Relaxed);
-    beats.join().expect("heartbeats");
+    // A second agent joins over HTTP, keeps heartbeating and claims its
+    // work (a real `tidewater agent --http`): the task runs there.
+    let mut agent = std::process::Command::new(binary())
+        .args([
+            "agent",
+            "--http",
+            &s.base,
+            "--id",
+            "agent-2",
+            "--capacity",
+            "cpu=8000,memory=8192",
+            "--heartbeat-ms",
+            "100",
+            "--ttl-ms",
+            "400",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    let record = s.final_record("big", Duration::from_secs(20));
     assert_eq!(record["state"], "succeeded", "{record}");
     assert_eq!(record["attempts"], 2, "{record}");
     assert_eq!(record["executor"], "agent-2", "{record}");
-    // agent-2 leaves; a task only it could hold now waits instead of running there.
+    // agent-2 leaves; a task only agent-1 (lost, it may join again) or
+    // agent-2 could hold now waits for an executor instead of running.
+    let _ = agent.kill();
+    let _ = agent.wait();
     let (status, _) = s.http.delete(&format!("{}/v1/executors/agent-2", s.base));
     assert_eq!(status, 202);
     std::thread::sleep(Duration::from_millis(100));
@@ -173,8 +174,14 @@ fn a_silent_executor_is_declared_lost_and_its_task_runs_again_when_one_joins() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         s.record("after-leave")["state"],
-        "rejected",
-        "no executor can ever hold it now"
+        "queued",
+        "waits for an executor to join"
+    );
+    // What no executor, lost or not, could ever hold is refused.
+    s.submit(r#"{"id":"never","kind":"noop","resources":{"cpu_milli":64000}}"#);
+    assert_eq!(
+        s.final_record("never", Duration::from_secs(5))["state"],
+        "rejected"
     );
 }
 

@@ -42,6 +42,7 @@ mod configs;
 mod control;
 mod dashboard;
 mod handlers;
+mod http_agents;
 mod inventory;
 mod learner;
 mod lifecycle;

@@ -183,6 +183,69 @@ fn a_lost_executor_releases_its_capacity_and_its_tasks_run_again() {
 }
 
 #[test]
+fn a_task_only_a_lost_executor_could_hold_waits_for_one_to_join_until_its_deadline() {
+    let mut c = coordinator(
+        vec![ExecutorSpec::cpu("static", 1000, 1000)],
+        BTreeMap::new(),
+    );
+    let mut out = CoordinatorOutputs::default();
+    let join = || ControlCommand::Join {
+        executor: ExecutorSpec::cpu("agent", 4000, 4000),
+        heartbeat_ttl_ms: Some(1000),
+    };
+    c.on_control(join(), T0, &mut out);
+    // The agent goes silent and is lost; nothing else can hold 3000 milli-CPU.
+    c.tick(T0 + 2_000_000, &mut out);
+    assert!(c.allocator().registry().get("agent").is_none());
+    // Submitted now, the tasks wait instead of being refused.
+    let mut late = task("late", "x", ResourceRequest::cpu(3000, 100));
+    late.deadline_ms = Some((T0 + 3_000_000) / 1000);
+    c.on_task(late, T0 + 2_000_000, &mut out);
+    c.on_task(
+        task("patient", "x", ResourceRequest::cpu(3000, 100)),
+        T0 + 2_000_000,
+        &mut out,
+    );
+    // What no executor, lost or not, could ever hold is still refused.
+    c.on_task(
+        task("huge", "x", ResourceRequest::cpu(64_000, 100)),
+        T0 + 2_000_000,
+        &mut out,
+    );
+    c.tick(T0 + 2_000_000, &mut out);
+    let refused: Vec<_> = out.rejections.drain(..).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].task_id.as_ref().map(|n| n.as_str()),
+        Some("huge")
+    );
+    assert!(runs(&mut out).is_empty());
+    // The waiting task's deadline is a wake-up; past it, it is refused
+    // with the reason, while the one without a deadline keeps waiting.
+    assert_eq!(c.next_wakeup_us(), Some(T0 + 3_001_000));
+    c.tick(T0 + 3_001_000, &mut out);
+    let refused: Vec<_> = out.rejections.drain(..).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].task_id.as_ref().map(|n| n.as_str()),
+        Some("late")
+    );
+    assert_eq!(
+        refused[0].reason,
+        RejectReason::Infeasible {
+            detail: "deadline passed waiting for an executor".into()
+        }
+    );
+    // An executor joins: the patient task runs on it.
+    c.on_control(join(), T0 + 4_000_000, &mut out);
+    c.tick(T0 + 4_000_000, &mut out);
+    let placed = runs(&mut out);
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].task.id, "patient");
+    assert_eq!(placed[0].executor, "agent");
+}
+
+#[test]
 fn a_leaving_executor_takes_no_new_work_and_is_removed_when_drained() {
     let mut c = coordinator(
         vec![

@@ -153,7 +153,13 @@ pub fn pipeline_parts(
         .collect();
     let allocator = ShardAllocator::new(index as u32, local, feasibility, &config.allocator)?;
     Ok(PipelineParts {
-        validator: Validator::new(config.limits.clone(), index, started_at_us),
+        // What can never run is refused at intake, from every source, by
+        // the same check as HTTP submissions.
+        validator: Validator::new(config.limits.clone(), index, started_at_us).with_admission({
+            let handlers = Arc::clone(handlers);
+            let remote_agents = config.rabbitmq.as_ref().is_some_and(|r| r.agents);
+            Arc::new(move |task| handlers.check(task, remote_agents))
+        }),
         coordinator: CoordinatorState::new(allocator, config.retry.clone(), config.metrics)
             .on_model_adopted(Box::new(move |update| {
                 tracing::debug!(

@@ -12,6 +12,7 @@
 
 pub mod acks;
 pub mod agent;
+pub mod agent_http;
 pub mod api;
 pub mod backend;
 pub mod brokers;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod executor_book;
 pub mod handlers;
+pub mod http_agents;
 pub mod ingress;
 pub mod launch;
 pub mod live;

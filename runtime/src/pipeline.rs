@@ -141,11 +141,10 @@ impl PipelineBuilder {
         let live = LiveTasks::new();
         let abandon = Arc::new(AtomicBool::new(false));
         let draining = Arc::new(AtomicBool::new(false));
-        let agents = config
-            .rabbitmq
-            .as_ref()
-            .filter(|r| r.agents)
-            .map(|_| Arc::new(AgentHub::default()));
+        // Remote executors: agents over the broker, and executors that
+        // join over HTTP and pull their work.
+        let agents = (config.http.enabled || config.rabbitmq.as_ref().is_some_and(|r| r.agents))
+            .then(|| Arc::new(AgentHub::default()));
         let run_name = match &config.cluster {
             Some(cluster) => format!("{}-p{}", now_micros() / 1000, cluster.process),
             None => format!("{}", now_micros() / 1000),
@@ -219,6 +218,7 @@ impl PipelineBuilder {
                     handlers: Arc::clone(&handlers),
                     reservations: reservations.clone(),
                     executors,
+                    agents: agents.clone(),
                     monitoring: MonitoringApi {
                         queries: queries.clone(),
                         exporter: Arc::clone(&exporter),

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  Execute ─► RoutingBackend::start ─┬─ executor joined over the broker? ─► AgentLink ─► agent
+//!                                    ├─ executor joined over HTTP? ─► HttpWorkBoard ◄─ claim ─ agent
 //!                                    └─ otherwise ─► LocalBackend (handlers on tokio)
-//!  agent completions ─► AgentHub (by worker) ─► RoutingBackend::poll ─► Execute
+//!  agent completions (broker, or HTTP outcome) ─► AgentHub (by worker) ─► RoutingBackend::poll ─► Execute
 //! ```
 //!
 //! [`AgentHub`] is shared by a process's workers: it learns which executors
@@ -28,6 +29,7 @@ use tidewater_operators::model::{
 };
 
 use crate::backend::LocalBackend;
+use crate::http_agents::HttpWorkBoard;
 
 /// One worker's mailbox for agent completions.
 struct WorkerMailbox {
@@ -39,6 +41,8 @@ struct WorkerMailbox {
 #[derive(Default)]
 pub struct AgentHub {
     agents: RwLock<HashSet<ExecutorId>>,
+    /// Executors that joined over HTTP and pull their work.
+    http: HttpWorkBoard,
     mailboxes: Mutex<HashMap<u32, WorkerMailbox>>,
     link: OnceLock<AgentLink>,
 }
@@ -51,12 +55,18 @@ impl AgentHub {
         }
     }
 
-    /// Whether `executor` is a remote agent.
+    /// Whether `executor` is a remote agent (over the broker or HTTP).
     pub fn is_agent(&self, executor: &ExecutorId) -> bool {
         self.agents
             .read()
             .map(|agents| agents.contains(executor))
             .unwrap_or(false)
+            || self.http.is_registered(executor)
+    }
+
+    /// The board of executors that joined over HTTP.
+    pub fn http_board(&self) -> &HttpWorkBoard {
+        &self.http
     }
 
     /// The remote half of worker `worker`'s backend.
@@ -89,6 +99,9 @@ impl AgentHub {
     }
 
     fn send(&self, work: AgentWork) {
+        if self.http.push(work.clone()) {
+            return;
+        }
         let delivered = self.link.get().is_some_and(|link| link.send(work.clone()));
         if !delivered {
             if let Some(c) = undeliverable(&work, "the agent link is not running") {
@@ -221,6 +234,10 @@ impl ExecutionBackend for RoutingBackend {
             }
             AbortReason::ExecutorLost => {
                 if let Some(assignment) = remote.running.remove(&lease) {
+                    remote
+                        .hub
+                        .http
+                        .forget(&assignment.executor, remote.worker, lease);
                     let started_at_us = assignment.assigned_at_us;
                     let c = RemoteSide::completion(
                         assignment,

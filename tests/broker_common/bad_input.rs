@@ -50,8 +50,33 @@ pub fn cases() -> Vec<BadCase> {
             "resources.cpu_milli",
         ),
         case("oversize", oversize.as_bytes(), "over the limit"),
+        // Well formed, but never runnable: refused at intake with its id.
+        case(
+            "invalid_value",
+            br#"{"id":"never-kind","kind":"no-such-kind"}"#,
+            "no handler for kind",
+        ),
+        case(
+            "invalid_value",
+            br#"{"id":"never-program","kind":"command","payload":{"program":"rm","args":["-rf","/"]}}"#,
+            "command_allowlist",
+        ),
+        case(
+            "wrong_type",
+            br#"{"id":"never-sleep","kind":"sleep","payload":{"seconds":1}}"#,
+            "sleep payload must be",
+        ),
+        case(
+            "deadline_passed",
+            br#"{"id":"never-late","kind":"noop","deadline_ms":1000}"#,
+            "deadline passed",
+        ),
     ]
 }
+
+/// Ids of the cases that are well formed but can never run: each must read
+/// back `rejected` with its reason.
+pub const NEVER_RUNNABLE: [&str; 4] = ["never-kind", "never-program", "never-sleep", "never-late"];
 
 /// An empty record (a Kafka message without a value).
 pub fn empty() -> BadCase {

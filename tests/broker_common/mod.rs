@@ -400,6 +400,18 @@ fn to_message(delivery: &lapin::message::Delivery) -> Message {
 }
 
 /// A task as JSON with the given id (a no-op unless `kind` says otherwise).
+/// Task `rpc-{i}` of the reply-to scenarios: a no-op, except task 7, which
+/// ends `timed_out` at run time (a sleep past its timeout), so that a task
+/// that ran and did not succeed gets its reply too.
+pub fn reply_task(i: usize) -> Vec<u8> {
+    if i == 7 {
+        br#"{"id":"rpc-7","kind":"sleep","tenant":"acme","payload":{"ms":5000},"timeout_ms":50}"#
+            .to_vec()
+    } else {
+        task_json(&format!("rpc-{i}"), "noop", "acme")
+    }
+}
+
 pub fn task_json(id: &str, kind: &str, tenant: &str) -> Vec<u8> {
     format!(r#"{{"id":"{id}","kind":"{kind}","tenant":"{tenant}","resources":{{"cpu_milli":10}}}}"#)
         .into_bytes()

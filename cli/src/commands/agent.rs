@@ -1,6 +1,8 @@
 //! `tidewater agent`: a remote executor that joins a pipeline over
-//! RabbitMQ, heartbeats through the control exchange and runs the tasks
-//! assigned to it with the built-in handlers, until Ctrl-C; prints its
+//! RabbitMQ (`--broker`: heartbeats through the control exchange, work
+//! through its queue) or over the pipeline's HTTP API (`--http`: joins,
+//! heartbeats, claims its work and reports outcomes by HTTP), and runs the
+//! tasks placed on it with the built-in handlers, until Ctrl-C; prints its
 //! summary as one JSON line.
 
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use tidewater::agent::{parse_capacity, run_agent, AgentOptions};
+use tidewater::agent_http::{run_http_agent, HttpAgentOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::HandlerRegistry;
 
@@ -15,8 +18,13 @@ use tidewater::HandlerRegistry;
 #[derive(Args)]
 pub struct AgentArgs {
     /// AMQP URI of the broker the pipeline uses.
-    #[arg(long, env = "TIDEWATER_AMQP_URL")]
-    broker: String,
+    #[arg(long, env = "TIDEWATER_AMQP_URL", required_unless_present = "http")]
+    broker: Option<String>,
+    /// Base URL of the pipeline's HTTP API: join and pull work over HTTP
+    /// instead of the broker (it wins over `--broker` and
+    /// `TIDEWATER_AMQP_URL`).
+    #[arg(long)]
+    http: Option<String>,
     /// This executor's id (unique in the cluster).
     #[arg(long)]
     id: String,
@@ -38,7 +46,7 @@ pub struct AgentArgs {
     /// The pipeline's assignments exchange (`rabbitmq.assignments_exchange`).
     #[arg(long, default_value = "tidewater.assignments")]
     assignments_exchange: String,
-    /// Most assignments delivered at once.
+    /// Most assignments delivered (broker) or held (HTTP) at once.
     #[arg(long, default_value_t = 256)]
     prefetch: u16,
     /// Programs the `command` handler may run (repeatable).
@@ -56,24 +64,43 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
         },
         tidewater::Config::default().limits.max_result_bytes,
     );
-    let options = AgentOptions {
-        url: args.broker,
-        spec,
-        heartbeat_ms: args.heartbeat_ms,
-        ttl_ms: args.ttl_ms,
-        control_exchange: args.control_exchange,
-        assignments_exchange: args.assignments_exchange,
-        prefetch: args.prefetch,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(run_agent(options, Arc::new(handlers), async {
+    let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    }));
+    };
+    let handlers = Arc::new(handlers);
+    let summary = match (args.http, args.broker) {
+        (Some(url), _) => runtime.block_on(run_http_agent(
+            HttpAgentOptions {
+                url,
+                spec,
+                heartbeat_ms: args.heartbeat_ms,
+                ttl_ms: args.ttl_ms,
+                max_running: usize::from(args.prefetch.max(1)),
+            },
+            handlers,
+            ctrl_c,
+        )),
+        (None, Some(url)) => runtime.block_on(run_agent(
+            AgentOptions {
+                url,
+                spec,
+                heartbeat_ms: args.heartbeat_ms,
+                ttl_ms: args.ttl_ms,
+                control_exchange: args.control_exchange,
+                assignments_exchange: args.assignments_exchange,
+                prefetch: args.prefetch,
+            },
+            handlers,
+            ctrl_c,
+        )),
+        (None, None) => anyhow::bail!("give --broker or --http"),
+    };
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }

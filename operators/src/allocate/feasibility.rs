@@ -14,6 +14,10 @@ const MEMO_LIMIT: usize = 4096;
 pub struct FeasibilityIndex {
     shards: Vec<Vec<ExecutorState>>,
     memo: HashMap<ResourceRequest, Vec<u32>>,
+    /// Executors declared lost (no heartbeat within their TTL): they may
+    /// join again, so a task only they could hold waits instead of being
+    /// refused. Cleared of an executor when it joins again or leaves.
+    lost: Vec<ExecutorState>,
 }
 
 impl FeasibilityIndex {
@@ -31,6 +35,7 @@ impl FeasibilityIndex {
         FeasibilityIndex {
             shards,
             memo: HashMap::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -49,6 +54,7 @@ impl FeasibilityIndex {
 
     /// Adds an executor that joined at run time.
     pub fn add(&mut self, shard: u32, spec: ExecutorSpec) {
+        self.lost.retain(|e| e.spec.id != spec.id);
         if let Some(list) = self.shards.get_mut(shard as usize) {
             list.push(ExecutorState::new(spec));
             self.memo.clear();
@@ -60,7 +66,28 @@ impl FeasibilityIndex {
         for list in &mut self.shards {
             list.retain(|e| e.spec.id != id);
         }
+        self.lost.retain(|e| e.spec.id != id);
         self.memo.clear();
+    }
+
+    /// Removes an executor declared lost, remembering it as one that may
+    /// join again (see [`lost_could_hold`](Self::lost_could_hold)).
+    pub fn mark_lost(&mut self, id: &str) {
+        for list in &mut self.shards {
+            if let Some(at) = list.iter().position(|e| e.spec.id == id) {
+                let executor = list.remove(at);
+                self.lost.retain(|e| e.spec.id != id);
+                self.lost.push(ExecutorState::new(executor.spec));
+            }
+        }
+        self.memo.clear();
+    }
+
+    /// Whether an executor that was lost (and has not joined again or left
+    /// since) could hold `req` when empty: a task that only such an
+    /// executor could hold waits for one to join.
+    pub fn lost_could_hold(&self, req: &ResourceRequest) -> bool {
+        self.lost.iter().any(|e| e.could_ever_fit(req))
     }
 
     /// Shards with at least one executor that could hold `req` when empty.

@@ -111,23 +111,36 @@ fn decode_one(
     };
     match body {
         RecordBody::Json(bytes) => {
-            validator
+            let task = validator
                 .decode(&bytes, ack, received_at_us)
                 .map_err(|reason| Rejection {
                     reason,
                     task_id: None,
+                    source_name: source_name.clone(),
+                    excerpt: excerpt(&bytes),
+                    ack,
+                    at_us: now_us,
+                })?;
+            // Well formed, but can it ever run? Refused with its id, so
+            // that it reads back `rejected`.
+            match validator.admit(&task) {
+                Ok(()) => Ok(task),
+                Err(reason) => Err(Rejection {
+                    reason,
+                    task_id: Some(task.id.clone()),
                     source_name,
                     excerpt: excerpt(&bytes),
                     ack,
                     at_us: now_us,
-                })
+                }),
+            }
         }
         RecordBody::Task(mut task) => {
             task.ack = ack;
             if task.submitted_at_us == 0 {
                 task.submitted_at_us = received_at_us;
             }
-            match check_task(&task, validator.limits()) {
+            match check_task(&task, validator.limits()).and_then(|()| validator.admit(&task)) {
                 Ok(()) => Ok(*task),
                 Err(reason) => Err(Rejection {
                     reason,

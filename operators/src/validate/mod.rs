@@ -11,4 +11,4 @@ mod validator;
 
 pub use limits::{ValidationLimits, DEFAULT_TIMEOUT_MS};
 pub use submission::{ResourcesSubmission, TaskSubmission};
-pub use validator::{check_task, Validator};
+pub use validator::{check_task, AdmissionCheck, Validator};

@@ -4,13 +4,31 @@ use crate::model::{AckToken, GpuRequest, Name, RejectReason, Task, GPU_MILLI_PER
 
 use super::{TaskSubmission, ValidationLimits, DEFAULT_TIMEOUT_MS};
 
+/// A check of a well-formed task against what the runtime can run (a
+/// handler for its kind, its payload's shape, the command allowlist, its
+/// deadline), applied by the `Decode` operator to every task from every
+/// source, so that what can never run is rejected at intake.
+pub type AdmissionCheck = std::sync::Arc<dyn Fn(&Task) -> Result<(), RejectReason> + Send + Sync>;
+
 /// Decodes and validates task records for one worker. It generates ids for
 /// submissions without one, unique per worker and process start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Validator {
     limits: ValidationLimits,
     id_prefix: String,
     next_id: u64,
+    admission: Option<AdmissionCheck>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("limits", &self.limits)
+            .field("id_prefix", &self.id_prefix)
+            .field("next_id", &self.next_id)
+            .field("admission", &self.admission.is_some())
+            .finish()
+    }
 }
 
 impl Validator {
@@ -21,6 +39,7 @@ impl Validator {
             limits,
             id_prefix: format!("t{started_at_us:x}w{worker_index}-"),
             next_id: 0,
+            admission: None,
         }
     }
 
@@ -31,6 +50,22 @@ impl Validator {
             limits,
             id_prefix: format!("t{started_at_us:x}{source}-"),
             next_id: 0,
+            admission: None,
+        }
+    }
+
+    /// This validator, with `check` applied to every decoded task by
+    /// [`admit`](Self::admit).
+    pub fn with_admission(mut self, check: AdmissionCheck) -> Self {
+        self.admission = Some(check);
+        self
+    }
+
+    /// Applies the admission check, if any, to a well-formed task.
+    pub fn admit(&self, task: &Task) -> Result<(), RejectReason> {
+        match &self.admission {
+            Some(check) => check(task),
+            None => Ok(()),
         }
     }
 

@@ -10,26 +10,39 @@
 //!   "gpu_model", "custom", "labels", "heartbeat_ttl_ms"}` (an executor as
 //!   in the config file, plus its heartbeat TTL).
 //! - `POST /v1/executors/{id}/heartbeat`, `DELETE /v1/executors/{id}` (leave).
+//! - `POST /v1/executors/{id}/claim?wait_ms=&max=`: an executor that joined
+//!   over HTTP takes the work placed on it (`{"work": [AgentWork...]}`:
+//!   runs with their tasks and payloads, and aborts), waiting up to
+//!   `wait_ms` (default 10 s, at most 60 s) for the first; 404 if it did
+//!   not join over HTTP.
+//! - `POST /v1/executors/{id}/tasks/{task}/outcome`: it reports how a
+//!   claimed run ended (a `RemoteCompletion`); 409 if that run is not open
+//!   (already reported, or given up because the executor was declared lost
+//!   and the task retried elsewhere).
 //! - `POST /v1/reservations`: `{"id", "tenant" | "task", "resources",
 //!   "expires_in_ms"}`; `GET /v1/reservations/{id}` (active, refused or
 //!   ended, with the executor holding it); `DELETE /v1/reservations/{id}`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use tidewater_connectors::rabbitmq::agent_protocol::RemoteCompletion;
+use tidewater_connectors::rabbitmq::AgentEvents;
 use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::{
     now_micros, ControlCommand, ExecutorSpec, Name, ReservationHolder, ReservationRequest,
 };
 use tidewater_operators::validate::ResourcesSubmission;
 
+use crate::http_agents::OutcomeRefused;
 use crate::ingress::Ingress;
 
 /// What the control endpoints need.
@@ -46,6 +59,8 @@ pub struct ControlApi {
     pub default_heartbeat_ttl_ms: u64,
     /// What became of reservations.
     pub reservations: crate::reservations::ReservationBook,
+    /// Remote executors: those joining here pull their work from its board.
+    pub agents: Option<Arc<crate::remote_backend::AgentHub>>,
 }
 
 /// The control routes, with their state.
@@ -55,6 +70,8 @@ pub fn routes(api: ControlApi) -> Router {
         .route("/v1/executors", post(join))
         .route("/v1/executors/{id}", delete(leave))
         .route("/v1/executors/{id}/heartbeat", post(heartbeat))
+        .route("/v1/executors/{id}/claim", post(claim))
+        .route("/v1/executors/{id}/tasks/{task}/outcome", post(outcome))
         .route("/v1/reservations", post(reserve))
         .route(
             "/v1/reservations/{id}",
@@ -165,6 +182,10 @@ async fn join(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) -> Re
     let ttl = request
         .heartbeat_ttl_ms
         .unwrap_or(api.default_heartbeat_ttl_ms);
+    // Before the join takes effect, so that no placement on it runs here.
+    if let Some(hub) = &api.agents {
+        hub.http_board().register(&Name::from(id.as_str()));
+    }
     send(
         &api,
         ControlCommand::Join {
@@ -173,6 +194,94 @@ async fn join(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) -> Re
         },
         serde_json::json!({ "id": id, "heartbeat_ttl_ms": ttl }),
     )
+}
+
+/// How long a claim waits for work by default, and at most, ms.
+const CLAIM_WAIT_MS: u64 = 10_000;
+const CLAIM_WAIT_MAX_MS: u64 = 60_000;
+
+/// The query of a claim.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimQuery {
+    wait_ms: Option<u64>,
+    max: Option<usize>,
+}
+
+async fn claim(
+    State(api): State<Arc<ControlApi>>,
+    Path(id): Path<String>,
+    Query(query): Query<ClaimQuery>,
+) -> Response {
+    let Some(hub) = &api.agents else {
+        return not_joined(&id);
+    };
+    let wait = Duration::from_millis(
+        query
+            .wait_ms
+            .unwrap_or(CLAIM_WAIT_MS)
+            .min(CLAIM_WAIT_MAX_MS),
+    );
+    let max = query.max.unwrap_or(64);
+    match hub
+        .http_board()
+        .claim(&Name::from(id.as_str()), max, wait)
+        .await
+    {
+        Some(work) => Json(serde_json::json!({ "work": work })).into_response(),
+        None => not_joined(&id),
+    }
+}
+
+fn not_joined(id: &str) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({
+            "code": "not_found",
+            "reason": format!("executor {id:?} did not join over HTTP"),
+        }),
+    )
+}
+
+async fn outcome(
+    State(api): State<Arc<ControlApi>>,
+    Path((id, task)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(hub) = &api.agents else {
+        return not_joined(&id);
+    };
+    let mut completion: RemoteCompletion = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "code": "invalid", "reason": e.to_string() }),
+            )
+        }
+    };
+    let executor = Name::from(id.as_str());
+    match hub
+        .http_board()
+        .settle(&executor, &task, completion.worker, completion.lease)
+    {
+        Ok(()) => {
+            completion.executor = executor;
+            hub.completed(completion);
+            answer(
+                StatusCode::OK,
+                serde_json::json!({ "id": task, "executor": id, "outcome": "recorded" }),
+            )
+        }
+        Err(refused @ OutcomeRefused::UnknownExecutor(_)) => answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "code": "not_found", "reason": refused.to_string() }),
+        ),
+        Err(refused) => answer(
+            StatusCode::CONFLICT,
+            serde_json::json!({ "code": "not_open", "reason": refused.to_string() }),
+        ),
+    }
 }
 
 async fn heartbeat(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {

@@ -47,6 +47,11 @@ impl ListParams {
         self.limit.unwrap_or(DEFAULT_PAGE)
     }
 
+    /// The state filter asked for, as given.
+    pub fn state_word(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+
     /// Whether newest first was asked for.
     pub fn is_descending(&self) -> bool {
         self.order.as_deref() == Some("desc")

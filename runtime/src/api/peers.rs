@@ -12,6 +12,8 @@
 //!  GET /v1/tasks/{id} ──► store + live here ──settled──► answer
 //!                              │ not settled
 //!                              └─► every peer (x-tidewater-local) ─► most advanced record
+//!  GET /v1/tasks ──► page here + every peer's page and live attempts ─► merged page, each
+//!                    record with its live state wherever its attempt runs
 //! ```
 
 use std::time::Duration;
@@ -40,6 +42,11 @@ pub struct PeerPage {
     pub tasks: Vec<TaskRecord>,
     /// Whether the peer has more after this page.
     pub next_cursor: Option<String>,
+    /// The tasks the peer's executors run (or retry) now, wherever their
+    /// records live: a record on the merged page that is not final takes
+    /// its live state from here.
+    #[serde(default)]
+    pub live: Vec<TaskRecord>,
 }
 
 impl Peers {

@@ -56,6 +56,8 @@ pub struct ApiContext {
     pub executors: crate::executor_book::ExecutorBook,
     /// Continuous query results, the exporter and firing alerts.
     pub monitoring: crate::monitoring::MonitoringApi,
+    /// Remote executors, for those that join over HTTP and pull their work.
+    pub agents: Option<Arc<crate::remote_backend::AgentHub>>,
 }
 
 /// What every handler of this server reads: the context, the validator
@@ -95,6 +97,7 @@ impl HttpServer {
             peers: peers.clone(),
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
             reservations: api.reservations.clone(),
+            agents: api.agents.clone(),
         });
         let inventory = inventory::routes(inventory::InventoryApi {
             executors: api.executors.clone(),

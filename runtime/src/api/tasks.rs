@@ -7,6 +7,7 @@
 //! wherever it was taken in, asking the other processes ([`super::peers`])
 //! when this one cannot settle them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, RawQuery, State};
@@ -14,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use tidewater_connectors::store::{TaskCursor, TaskRecord, TaskStore};
+use tidewater_connectors::store::{TaskCursor, TaskRecord, TaskState, TaskStore};
 
 use super::listing::{list_tasks, ListAnswer, ListParams};
 use super::peers::{self, Peers};
@@ -98,13 +99,32 @@ pub(crate) async fn list(
 ) -> Response {
     let limit = params.limit();
     let descending = params.is_descending();
+    let params_state = params.state_word().map(str::to_string);
     let mut page = match list_tasks(&state.api.store, &state.api.live, params).await {
         Ok(page) => page,
         Err(failed) => return failed,
     };
-    if state.peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
+    if state.peers.is_empty() {
         return Json(page).into_response();
     }
+    if headers.contains_key(peers::LOCAL_ONLY) {
+        // A peer merges this page; it also needs what runs here, since
+        // records of tasks taken in elsewhere are not on this page.
+        let live: Vec<TaskRecord> = state
+            .api
+            .live
+            .all()
+            .iter()
+            .map(|entry| entry.to_record())
+            .collect();
+        return Json(serde_json::json!({
+            "tasks": page.tasks,
+            "next_cursor": page.next_cursor,
+            "live": live,
+        }))
+        .into_response();
+    }
+    let wanted = params_state.as_deref().map(str::parse::<TaskState>);
     // Every process lists from the same cursor; the merged page is the
     // first `limit` of all, and the cursor is global (acceptance time, id).
     let others = match state.peers.pages(raw.as_deref().unwrap_or("")).await {
@@ -113,9 +133,39 @@ pub(crate) async fn list(
     };
     let mut more = page.next_cursor.is_some();
     let mut tasks = std::mem::take(&mut page.tasks);
+    // What runs anywhere in the cluster: here, and on every peer.
+    let mut live_elsewhere: HashMap<String, TaskRecord> = state
+        .api
+        .live
+        .all()
+        .iter()
+        .map(|entry| (entry.id.clone(), entry.to_record()))
+        .collect();
     for other in others {
         more |= other.next_cursor.is_some();
         tasks.extend(other.tasks);
+        live_elsewhere.extend(other.live.into_iter().map(|r| (r.id.clone(), r)));
+    }
+    // A record taken in by one process whose attempt runs on another
+    // process's executor shows that attempt's state.
+    if !live_elsewhere.is_empty() {
+        for record in &mut tasks {
+            if let Some(live) = live_elsewhere.get(&record.id) {
+                if !record.state.is_final() && peers::progress(live) > peers::progress(record) {
+                    record.state = live.state;
+                    record.executor = live.executor.clone();
+                    record.attempts = live.attempts;
+                    record.started_at_us = live.started_at_us;
+                    record.next_attempt_at_us = live.next_attempt_at_us;
+                    if live.reason.is_some() {
+                        record.reason = live.reason.clone();
+                    }
+                }
+            }
+        }
+        if let Some(Ok(wanted)) = wanted {
+            tasks.retain(|record| record.state == wanted);
+        }
     }
     tasks.sort_by(|a, b| {
         let order = (a.submitted_at_us, &a.id).cmp(&(b.submitted_at_us, &b.id));

@@ -68,6 +68,14 @@ impl ShardAllocator {
         if self.feasibility.capable_shards(&task.resources).is_empty()
             && !self.reservations.iter().any(|r| r.serves(&task))
         {
+            if self.feasibility.lost_could_hold(&task.resources) {
+                // Only lost executors could hold it: wait for one to join
+                // (again) until its deadline.
+                self.waiting_for_executor
+                    .insert(task.id.clone(), task.deadline_ms);
+                self.enqueue(task);
+                return;
+            }
             let reason = RejectReason::Infeasible {
                 detail: self.feasibility.explain(&task.resources),
             };
@@ -163,7 +171,12 @@ impl ShardAllocator {
             let Some((task, seq)) = self.queue.pop_entry(|t| tenants.weighted_share(t)) else {
                 break;
             };
-            if let Some(reason) = expired(&task, now_us) {
+            if let Some(mut reason) = expired(&task, now_us) {
+                if self.waiting_for_executor.remove(&task.id).is_some() {
+                    reason = RejectReason::Infeasible {
+                        detail: WAITED_FOR_EXECUTOR.to_string(),
+                    };
+                }
                 self.finished(&task, out);
                 out.push(Decision::Reject { task, reason });
                 continue;
@@ -275,6 +288,8 @@ impl ShardAllocator {
                 None => return Some(task),
             }
         } else if capable.is_empty() {
+            self.waiting_for_executor
+                .insert(task.id.clone(), task.deadline_ms);
             return Some(task);
         } else {
             let shard = capable[self.forward_cursor % capable.len()];
@@ -290,6 +305,9 @@ impl ShardAllocator {
         } else {
             self.foreign_admitted.remove(&task.id)
         };
+        if !self.waiting_for_executor.is_empty() {
+            self.waiting_for_executor.remove(&task.id);
+        }
         out.push(Decision::Forward {
             task,
             shard,
@@ -334,6 +352,9 @@ impl ShardAllocator {
         );
     }
 }
+
+/// Why a task that waited for an executor to join was refused.
+pub const WAITED_FOR_EXECUTOR: &str = "deadline passed waiting for an executor";
 
 /// The executor class predictions are made for while a task waits (its
 /// executor is not known yet).

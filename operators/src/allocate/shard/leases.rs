@@ -39,6 +39,9 @@ impl ShardAllocator {
         if !self.moved_by_summary.is_empty() {
             self.moved_by_summary.remove(&task.id);
         }
+        if !self.waiting_for_executor.is_empty() {
+            self.waiting_for_executor.remove(&task.id);
+        }
         self.capacity_version += 1;
         self.next_lease += 1;
         let lease = Lease(self.next_lease);
@@ -132,6 +135,9 @@ impl ShardAllocator {
     pub fn finished(&mut self, task: &Task, out: &mut Vec<Decision>) {
         if !self.moved_by_summary.is_empty() {
             self.moved_by_summary.remove(&task.id);
+        }
+        if !self.waiting_for_executor.is_empty() {
+            self.waiting_for_executor.remove(&task.id);
         }
         if self.admitted.is_empty() && self.foreign_admitted.is_empty() {
             return;

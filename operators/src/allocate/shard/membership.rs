@@ -70,7 +70,7 @@ impl ShardAllocator {
     /// dropped. Also lets reservations lapse.
     pub fn expire(&mut self, now_us: u64, out: &mut Vec<Decision>) {
         for (id, entry) in self.registry.expire(now_us) {
-            self.feasibility.remove(&id);
+            self.feasibility.mark_lost(&id);
             if entry.owner != self.shard {
                 continue;
             }
@@ -114,6 +114,12 @@ impl ShardAllocator {
             .collect();
         for id in lapsed {
             self.end_reservation(&id, "expired", now_us, out);
+        }
+        // Tasks waiting for an executor to join are looked at every tick,
+        // so that one that joined on another shard or a passed deadline is
+        // seen.
+        if !self.waiting_for_executor.is_empty() {
+            self.dirty = true;
         }
     }
 }

@@ -177,6 +177,9 @@ pub struct ShardAllocator {
     reservations: Vec<Reservation>,
     /// Tasks that moved here by summary and have not run since.
     moved_by_summary: HashSet<TaskId>,
+    /// Tasks queued because only executors that were lost could hold them:
+    /// they wait for one to join until their deadline (ms, kept here).
+    waiting_for_executor: HashMap<TaskId, Option<u64>>,
     /// The latest capacity summary of every other shard.
     peer_summaries: Vec<Option<CapacitySummary>>,
     /// Bumped whenever this shard's free capacity changes.
@@ -255,6 +258,7 @@ impl ShardAllocator {
             foreign_admitted: HashMap::default(),
             reservations: Vec::new(),
             moved_by_summary: HashSet::default(),
+            waiting_for_executor: HashMap::default(),
             peer_summaries: Vec::new(),
             capacity_version: 1,
             published_version: 0,
@@ -329,9 +333,16 @@ impl ShardAllocator {
             .map(|(l, _)| Lease(*l))
     }
 
-    /// When the next reservation lapses, microseconds since the Unix epoch.
+    /// When the next reservation lapses or the deadline of a task waiting
+    /// for an executor to join passes, microseconds since the Unix epoch.
     pub fn next_expiry_us(&self) -> Option<u64> {
-        self.reservations.iter().map(|r| r.expires_at_us).min()
+        let reservations = self.reservations.iter().map(|r| r.expires_at_us);
+        let waiting = self
+            .waiting_for_executor
+            .values()
+            .flatten()
+            .map(|deadline_ms| deadline_ms.saturating_add(1).saturating_mul(1000));
+        reservations.chain(waiting).min()
     }
 
     fn capacity(&self) -> Usage {
