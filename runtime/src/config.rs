@@ -191,6 +191,11 @@ pub struct StoreConfig {
     /// The MongoDB database holding the store's collections. Processes of
     /// one cluster share it.
     pub database: String,
+    /// Encryption at rest of payloads, results and dead letters in the
+    /// embedded and MongoDB stores: `active` key id and `keys.<id>` =
+    /// `{ file = "..." }` or `{ env = "VAR" }` (64 hex digits each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<tidewater_connectors::store::EncryptionConfig>,
 }
 
 impl Default for StoreConfig {
@@ -200,6 +205,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("tidewater-data/tidewater.redb"),
             mongodb_url: None,
             database: "tidewater".into(),
+            encryption: None,
         }
     }
 }

@@ -84,11 +84,14 @@ async fn cancel(
 ) -> Response {
     // The command reaches every coordinator of the cluster; the record may
     // live in another process's store.
-    let record =
-        match super::tasks::cluster_record(&api.store, &api.live, &api.peers, &headers, &id).await {
-            Ok(record) => record,
-            Err(failed) => return failed,
-        };
+    let record = match super::tasks::cluster_record(
+        &api.store, &api.live, &api.peers, &headers, &id,
+    )
+    .await
+    {
+        Ok(record) => record,
+        Err(failed) => return failed,
+    };
     match record {
         None => answer(
             StatusCode::NOT_FOUND,

@@ -22,9 +22,7 @@ pub(crate) fn error(status: StatusCode, code: &str, reason: String) -> Response 
 /// Runs a store call off the async threads, mapping its failures to answers.
 pub(crate) async fn with_store<R: Send + 'static>(
     store: &Arc<dyn TaskStore>,
-    call: impl FnOnce(&dyn TaskStore) -> Result<R, StoreError>
-        + Send
-        + 'static,
+    call: impl FnOnce(&dyn TaskStore) -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, Response> {
     let store = Arc::clone(store);
     match tokio::task::spawn_blocking(move || call(store.as_ref())).await {
