@@ -604,6 +604,34 @@ mod tests {
     }
 
     #[test]
+    fn store_encryption_keys_are_read_from_the_config() {
+        use tidewater_connectors::store::KeySource;
+        let config = Config::from_toml_with_env(
+            "[store.encryption]\nactive = \"k2\"\nkeys.k1 = { file = \"/etc/k1.key\" }\nkeys.k2 = { env = \"STORE_KEY\" }",
+            [],
+            "test",
+        )
+        .expect("valid");
+        let encryption = config.store.encryption.expect("encryption");
+        assert_eq!(encryption.active, "k2");
+        assert_eq!(
+            encryption.keys.get("k1"),
+            Some(&KeySource::File("/etc/k1.key".into()))
+        );
+        assert_eq!(
+            encryption.keys.get("k2"),
+            Some(&KeySource::Env("STORE_KEY".into()))
+        );
+        let err = Config::from_toml_with_env(
+            "[store.encryption]\nactive = \"k\"\nkeys.k = { url = \"x\" }",
+            [],
+            "test",
+        )
+        .expect_err("unknown source");
+        assert!(err.to_string().contains("url"), "{err}");
+    }
+
+    #[test]
     fn the_mongodb_store_and_source_are_configured_and_checked() {
         let config = Config::from_toml_with_env(
             "[store]\nbackend = \"mongodb\"\nmongodb_url = \"mongodb://127.0.0.1:27017/\"\ndatabase = \"td\"\n\n[mongodb_source]\nurl = \"mongodb://127.0.0.1:27017/\"\ndatabase = \"td\"\ncollection = \"submissions\"",
