@@ -2,7 +2,9 @@
 //! `tidewater agent` process joins the pipeline through the control
 //! exchange and runs the tasks only it can hold; an agent killed with
 //! SIGKILL is declared lost when its heartbeats stop, and its task is
-//! re-queued and completed on another agent.
+//! re-queued and completed on another agent. With `rabbitmq.agent_tokens`,
+//! an agent with its right token runs tasks, and one with a wrong or no
+//! token is refused: it is told and exits, and never gets work.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +29,15 @@ struct Setup {
 /// A pipeline whose only local executor is too small for the tests' tasks
 /// (cpu 3000), with agents enabled on exchanges unique to the test.
 fn setup(url: &str, name: &str) -> Setup {
+    setup_with_tokens(url, name, std::collections::BTreeMap::new())
+}
+
+/// [`setup`], admitting only the agents in `tokens` (id → token).
+fn setup_with_tokens(
+    url: &str,
+    name: &str,
+    tokens: std::collections::BTreeMap<String, String>,
+) -> Setup {
     let prefix = unique(name);
     let control = format!("{prefix}.control");
     let assignments = format!("{prefix}.assignments");
@@ -44,6 +55,7 @@ fn setup(url: &str, name: &str) -> Setup {
     config.retry.initial_backoff_ms = 10;
     let mut rabbitmq = RabbitMqConfig::new(url);
     rabbitmq.agents = true;
+    rabbitmq.agent_tokens = tokens;
     rabbitmq.control_exchange = control.clone();
     rabbitmq.assignments_exchange = assignments.clone();
     rabbitmq.results_exchange = format!("{prefix}.results");
@@ -66,8 +78,13 @@ fn setup(url: &str, name: &str) -> Setup {
 
 impl Setup {
     fn agent(&self, id: &str) -> AgentProcess {
+        self.agent_with_token(id, None)
+    }
+
+    fn agent_with_token(&self, id: &str, token: Option<&str>) -> AgentProcess {
         let log = std::fs::File::create(self.dir.path().join(format!("{id}.log"))).expect("log");
-        Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["agent", "--broker", &self.url, "--id", id])
             .args([
                 "--capacity",
@@ -78,13 +95,15 @@ impl Setup {
             .args(["--heartbeat-ms", "100", "--ttl-ms", "600"])
             .args(["--control-exchange", &self.control])
             .args(["--assignments-exchange", &self.assignments])
+            .env_remove("TIDEWATER_AGENT_TOKEN")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map(AgentProcess)
-            .expect("spawn agent")
+            .stderr(log);
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        command.spawn().map(AgentProcess).expect("spawn agent")
     }
 
     /// Waits until agent `id` has announced itself and the pipeline has had
@@ -234,4 +253,54 @@ fn a_killed_agent_is_declared_lost_and_its_task_completes_elsewhere() {
     assert_eq!(record.attempts, 2, "the lost attempt counted: {record:?}");
     assert_ne!(victim_id, survivor);
     stop(child);
+}
+
+#[test]
+fn agents_with_their_token_run_tasks_and_wrong_or_missing_tokens_are_refused() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let tokens = [
+        ("trusted".to_string(), "tok-trusted-1".to_string()),
+        ("impostor".to_string(), "tok-impostor-1".to_string()),
+    ]
+    .into();
+    let s = setup_with_tokens(&url, "agent-auth", tokens);
+    let wrong = s.agent_with_token("impostor", Some("not-the-token"));
+    let missing = s.agent_with_token("anonymous", None);
+    let trusted = s.agent_with_token("trusted", Some("tok-trusted-1"));
+    s.wait_joined("trusted");
+    // Refused agents are told, and exit with an error.
+    for (mut agent, id) in [(wrong, "impostor"), (missing, "anonymous")] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = agent.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} was not refused:\n{}",
+                s.log(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "{id} exited successfully");
+        assert!(
+            s.log(id).contains("the pipeline refused this agent"),
+            "{}",
+            s.log(id)
+        );
+    }
+    // Work that needs an agent runs on the trusted one only.
+    for i in 0..4 {
+        s.submit(&format!(
+            r#"{{"id":"auth-{i}","kind":"sleep","payload":{{"ms":20}},"resources":{{"cpu_milli":3000}}}}"#
+        ));
+    }
+    for i in 0..4 {
+        let record = s.wait_final(&format!("auth-{i}"), Duration::from_secs(30));
+        assert_eq!(record.state, TaskState::Succeeded, "{record:?}");
+        assert_eq!(record.executor.as_deref(), Some("trusted"), "{record:?}");
+    }
+    stop(trusted);
 }

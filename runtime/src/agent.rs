@@ -13,6 +13,11 @@
 //! declares it lost when its heartbeats stop and retries the work
 //! elsewhere. On Ctrl-C the agent announces that it leaves, finishes what it
 //! runs, and exits.
+//!
+//! Every control message carries the agent's token (`--token`); a pipeline
+//! with `rabbitmq.agent_tokens` refuses a join whose token is missing or
+//! wrong and answers it on the agent's queue, and the agent then stops
+//! with the reason in its summary ([`AgentSummary::refused`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -59,6 +64,8 @@ pub struct AgentOptions {
     pub assignments_exchange: String,
     /// Most runs delivered at once.
     pub prefetch: u16,
+    /// The token the pipeline knows this agent by (`rabbitmq.agent_tokens`).
+    pub credential: Option<String>,
 }
 
 /// Why the agent stopped.
@@ -117,6 +124,9 @@ pub struct AgentSummary {
     pub completed: u64,
     /// Connections made.
     pub connections: u64,
+    /// Why the pipeline refused the agent's join, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// One running attempt.
@@ -140,6 +150,8 @@ struct Agent {
     outbox: Vec<Outgoing>,
     summary: AgentSummary,
     leaving: bool,
+    /// Names this run in joins, so that only refusals of its own joins stop it.
+    session: String,
 }
 
 /// Runs the agent until `shutdown` resolves and its work is done.
@@ -161,6 +173,11 @@ pub async fn run_agent(
         outbox: Vec::new(),
         summary: AgentSummary::default(),
         leaving: false,
+        session: format!(
+            "{}-{}",
+            std::process::id(),
+            tidewater_operators::model::now_micros()
+        ),
     };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
@@ -352,6 +369,8 @@ impl Agent {
                 &AgentMessage::Join {
                     executor: self.options.spec.clone(),
                     heartbeat_ttl_ms: self.options.ttl_ms,
+                    credential: self.options.credential.clone(),
+                    session: self.session.clone(),
                 },
             )
             .await?;
@@ -365,11 +384,11 @@ impl Agent {
                 () = &mut *shutdown, if !self.leaving => {
                     self.leaving = true;
                     consuming.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await?;
-                    self.publish_control(&channel, &AgentMessage::Leave { executor: self.id().clone() }).await?;
+                    self.publish_control(&channel, &AgentMessage::Leave { executor: self.id().clone(), credential: self.options.credential.clone() }).await?;
                     tracing::info!(agent = %self.id(), "leaving after the running attempts");
                 }
                 _ = heartbeat.tick(), if !self.leaving => {
-                    self.publish_control(&channel, &AgentMessage::Heartbeat { executor: self.id().clone() }).await?;
+                    self.publish_control(&channel, &AgentMessage::Heartbeat { executor: self.id().clone(), credential: self.options.credential.clone() }).await?;
                 }
                 _ = poll.tick() => {
                     self.collect();
@@ -392,6 +411,10 @@ impl Agent {
                     };
                     let delivery = delivery?;
                     self.take_work(&delivery.data, (delivery.delivery_tag, generation), &consuming).await?;
+                    if self.summary.refused.is_some() {
+                        let _ = connection.close(200, "agent refused".into()).await;
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -434,6 +457,15 @@ impl Agent {
             }
             Ok(AgentWork::Abort { lease, reason, .. }) => {
                 self.backend.abort(lease, reason);
+                true
+            }
+            Ok(AgentWork::Refused {
+                session, reason, ..
+            }) => {
+                if session == self.session {
+                    tracing::error!(agent = %self.id(), %reason, "the pipeline refused this agent");
+                    self.summary.refused = Some(reason);
+                }
                 true
             }
             Err(e) => {

@@ -191,6 +191,11 @@ pub struct StoreConfig {
     /// The MongoDB database holding the store's collections. Processes of
     /// one cluster share it.
     pub database: String,
+    /// Encryption at rest of payloads, results and dead letters in the
+    /// embedded and MongoDB stores: `active` key id and `keys.<id>` =
+    /// `{ file = "..." }` or `{ env = "VAR" }` (64 hex digits each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<tidewater_connectors::store::EncryptionConfig>,
 }
 
 impl Default for StoreConfig {
@@ -200,6 +205,7 @@ impl Default for StoreConfig {
             path: PathBuf::from("tidewater-data/tidewater.redb"),
             mongodb_url: None,
             database: "tidewater".into(),
+            encryption: None,
         }
     }
 }
@@ -595,6 +601,34 @@ mod tests {
         let err = Config::from_toml_with_env("[learner]\nlearning_rate = -1.0", [], "test")
             .expect_err("rate");
         assert!(err.to_string().contains("learner.learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn store_encryption_keys_are_read_from_the_config() {
+        use tidewater_connectors::store::KeySource;
+        let config = Config::from_toml_with_env(
+            "[store.encryption]\nactive = \"k2\"\nkeys.k1 = { file = \"/etc/k1.key\" }\nkeys.k2 = { env = \"STORE_KEY\" }",
+            [],
+            "test",
+        )
+        .expect("valid");
+        let encryption = config.store.encryption.expect("encryption");
+        assert_eq!(encryption.active, "k2");
+        assert_eq!(
+            encryption.keys.get("k1"),
+            Some(&KeySource::File("/etc/k1.key".into()))
+        );
+        assert_eq!(
+            encryption.keys.get("k2"),
+            Some(&KeySource::Env("STORE_KEY".into()))
+        );
+        let err = Config::from_toml_with_env(
+            "[store.encryption]\nactive = \"k\"\nkeys.k = { url = \"x\" }",
+            [],
+            "test",
+        )
+        .expect_err("unknown source");
+        assert!(err.to_string().contains("url"), "{err}");
     }
 
     #[test]

@@ -261,13 +261,24 @@ impl PipelineBuilder {
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
+    let keys = match &config.store.encryption {
+        Some(encryption) => Some(Arc::new(
+            tidewater_connectors::store::KeyRing::load(encryption)
+                .map_err(|e| RuntimeError::Store(e.to_string()))?,
+        )),
+        None => None,
+    };
     match config.store.kind {
         StoreKind::Memory => Ok(Arc::new(MemoryStore::new())),
         // Processes of a cluster share the database.
         StoreKind::Mongodb => {
             let url = config.store.mongodb_url.clone().unwrap_or_default();
-            let store = MongoStore::open(&MongoStoreConfig::new(url, &config.store.database))
-                .map_err(|e| RuntimeError::Store(e.to_string()))?;
+            let mongo = MongoStoreConfig::new(url, &config.store.database);
+            let store = match keys {
+                Some(keys) => MongoStore::open_encrypted(&mongo, keys),
+                None => MongoStore::open(&mongo),
+            }
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
             Ok(Arc::new(store))
         }
         StoreKind::Embedded => {
@@ -283,8 +294,11 @@ fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
                     source,
                 })?;
             }
-            let store =
-                EmbeddedStore::open(&path).map_err(|e| RuntimeError::Store(e.to_string()))?;
+            let store = match keys {
+                Some(keys) => EmbeddedStore::open_encrypted(&path, keys),
+                None => EmbeddedStore::open(&path),
+            }
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
             Ok(Arc::new(store))
         }
     }

@@ -52,6 +52,10 @@ pub struct AgentArgs {
     /// Programs the `command` handler may run (repeatable).
     #[arg(long = "allow-command")]
     allow_command: Vec<String>,
+    /// This agent's token, as listed in the pipeline's
+    /// `rabbitmq.agent_tokens` under its id.
+    #[arg(long, env = "TIDEWATER_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Runs the agent until Ctrl-C.
@@ -95,6 +99,7 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
                 control_exchange: args.control_exchange,
                 assignments_exchange: args.assignments_exchange,
                 prefetch: args.prefetch,
+                credential: args.token,
             },
             handlers,
             ctrl_c,
@@ -102,5 +107,8 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --broker or --http"),
     };
     println!("{}", serde_json::to_string(&summary)?);
+    if let Some(reason) = summary.refused {
+        anyhow::bail!("the pipeline refused this agent: {reason}");
+    }
     Ok(())
 }

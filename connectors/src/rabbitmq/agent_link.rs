@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use tidewater_operators::model::{now_micros, ExecutorId, Outcome};
 
-use super::agent_protocol::{control_queue, AgentMessage, AgentWork, RemoteCompletion};
+use super::agent_protocol::{authorize, control_queue, AgentMessage, AgentWork, RemoteCompletion};
 use super::config::RabbitMqConfig;
 use super::error::{redact_url, RabbitMqError};
 use super::topology::declare_topic;
@@ -265,14 +265,22 @@ async fn serve(
                     .ok_or_else(|| closed("control queue"))?
                     .map_err(RabbitMqError::amqp("consuming the control queue"))?;
                 match serde_json::from_slice::<AgentMessage>(&delivery.data) {
-                    Ok(message) => {
-                        if let AgentMessage::Join { executor, .. } = &message {
-                            events.joined(&executor.id);
+                    Ok(message) => match authorize(&config.agent_tokens, &message) {
+                        Ok(()) => {
+                            if let AgentMessage::Join { executor, .. } = &message {
+                                events.joined(&executor.id);
+                            }
+                            if ingress.submit_control(message.command()).is_err() {
+                                return Ok(());
+                            }
                         }
-                        if ingress.submit_control(message.command()).is_err() {
-                            return Ok(());
+                        Err(refusal) => {
+                            tracing::warn!(agent = %message.executor(), reason = %refusal, "refused an agent control message");
+                            if let AgentMessage::Join { executor, session, .. } = &message {
+                                refuse(&channel, config, &executor.id, session, &refusal.to_string()).await;
+                            }
                         }
-                    }
+                    },
                     Err(e) => tracing::warn!(error = %e, "dropping an invalid agent control message"),
                 }
                 delivery.ack(BasicAckOptions::default()).await
@@ -302,6 +310,37 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Tells a refused agent why, on its work queue (best effort: an agent
+/// without a queue yet simply gets no work).
+async fn refuse(
+    channel: &Channel,
+    config: &RabbitMqConfig,
+    executor: &ExecutorId,
+    session: &str,
+    reason: &str,
+) {
+    let work = AgentWork::Refused {
+        executor: executor.clone(),
+        session: session.to_string(),
+        reason: reason.to_string(),
+    };
+    let Ok(body) = serde_json::to_vec(&work) else {
+        return;
+    };
+    let published = channel
+        .basic_publish(
+            config.assignments_exchange.as_str().into(),
+            executor.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default().with_content_type("application/json".into()),
+        )
+        .await;
+    if let Err(e) = published {
+        tracing::warn!(agent = %executor, error = %e, "could not tell a refused agent");
     }
 }
 

@@ -10,6 +10,12 @@
 //! A completion names the lease and the worker that issued the assignment;
 //! the pipeline keeps the assignment itself and takes only the outcome and
 //! timings from the agent.
+//!
+//! Control messages carry the agent's credential; when the pipeline has
+//! `rabbitmq.agent_tokens`, a join, heartbeat or leave whose credential is
+//! missing or wrong is refused ([`authorize`]), and a refused join is
+//! answered with [`AgentWork::Refused`] naming the join's session, so the
+//! agent stops instead of waiting for work.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,17 +46,77 @@ pub enum AgentMessage {
         executor: ExecutorSpec,
         /// Declared lost when silent for this long.
         heartbeat_ttl_ms: u64,
+        /// The agent's token (`tidewater agent --token`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+        /// Names this run of the agent, so that a refusal reaches only the
+        /// agent it answers.
+        #[serde(default)]
+        session: String,
     },
     /// The agent is alive.
     Heartbeat {
         /// Which agent.
         executor: ExecutorId,
+        /// The agent's token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     /// The agent leaves after finishing what it runs.
     Leave {
         /// Which agent.
         executor: ExecutorId,
+        /// The agent's token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
+}
+
+/// Why a control message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The agent sent no credential.
+    #[error("agent {0:?} sent no credential; start it with --token")]
+    Missing(String),
+    /// No token is configured for this agent id.
+    #[error("agent {0:?} is not listed in rabbitmq.agent_tokens")]
+    Unknown(String),
+    /// The credential does not match the agent's token.
+    #[error("agent {0:?} sent a wrong credential")]
+    Wrong(String),
+}
+
+/// Checks a control message's credential against `tokens` (agent id →
+/// token). With no tokens configured every agent is let in (a broker
+/// trusted by other means); otherwise the agent's id must be listed and
+/// its credential match, compared in constant time.
+pub fn authorize(
+    tokens: &std::collections::BTreeMap<String, String>,
+    message: &AgentMessage,
+) -> Result<(), Refusal> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let id = message.executor().to_string();
+    let Some(expected) = tokens.get(&id) else {
+        return Err(Refusal::Unknown(id));
+    };
+    let Some(given) = message.credential() else {
+        return Err(Refusal::Missing(id));
+    };
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::Wrong(id))
+    }
+}
+
+/// Whether `a == b`, taking the same time wherever they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 impl AgentMessage {
@@ -60,16 +126,36 @@ impl AgentMessage {
             AgentMessage::Join {
                 executor,
                 heartbeat_ttl_ms,
+                ..
             } => ControlCommand::Join {
                 executor: executor.clone(),
                 heartbeat_ttl_ms: Some(*heartbeat_ttl_ms),
             },
-            AgentMessage::Heartbeat { executor } => ControlCommand::Heartbeat {
+            AgentMessage::Heartbeat { executor, .. } => ControlCommand::Heartbeat {
                 executor: executor.clone(),
             },
-            AgentMessage::Leave { executor } => ControlCommand::Leave {
+            AgentMessage::Leave { executor, .. } => ControlCommand::Leave {
                 executor: executor.clone(),
             },
+        }
+    }
+
+    /// The agent the message is from.
+    pub fn executor(&self) -> &ExecutorId {
+        match self {
+            AgentMessage::Join { executor, .. } => &executor.id,
+            AgentMessage::Heartbeat { executor, .. } | AgentMessage::Leave { executor, .. } => {
+                executor
+            }
+        }
+    }
+
+    /// The credential it carries.
+    pub fn credential(&self) -> Option<&str> {
+        match self {
+            AgentMessage::Join { credential, .. }
+            | AgentMessage::Heartbeat { credential, .. }
+            | AgentMessage::Leave { credential, .. } => credential.as_deref(),
         }
     }
 }
@@ -101,6 +187,16 @@ pub enum AgentWork {
         /// Why.
         reason: AbortReason,
     },
+    /// The agent's join was refused (wrong or missing credential); it
+    /// gets no work and should stop.
+    Refused {
+        /// The agent.
+        executor: ExecutorId,
+        /// The session of the refused join.
+        session: String,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl AgentWork {
@@ -108,7 +204,7 @@ impl AgentWork {
     pub fn executor(&self) -> &ExecutorId {
         match self {
             AgentWork::Run { assignment, .. } => &assignment.executor,
-            AgentWork::Abort { executor, .. } => executor,
+            AgentWork::Abort { executor, .. } | AgentWork::Refused { executor, .. } => executor,
         }
     }
 }
@@ -146,6 +242,8 @@ mod tests {
         let join = AgentMessage::Join {
             executor: ExecutorSpec::cpu("a-1", 4000, 8192).with_gpus(1, "T4"),
             heartbeat_ttl_ms: 3000,
+            credential: None,
+            session: "s1".into(),
         };
         let text = serde_json::to_string(&join).expect("encode");
         assert!(text.starts_with(r#"{"type":"join""#), "{text}");
@@ -159,5 +257,48 @@ mod tests {
             }
         ));
         assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"explode"}"#).is_err());
+        // Agents from before credentials still decode.
+        let old: AgentMessage =
+            serde_json::from_str(r#"{"type":"heartbeat","executor":"a-1"}"#).expect("decode");
+        assert_eq!(old.credential(), None);
+    }
+
+    #[test]
+    fn credentials_are_checked_per_agent() {
+        let tokens: std::collections::BTreeMap<String, String> =
+            [("a-1".to_string(), "s3cret".to_string())].into();
+        let join = |id: &str, credential: Option<&str>| AgentMessage::Join {
+            executor: ExecutorSpec::cpu(id, 1000, 64),
+            heartbeat_ttl_ms: 1000,
+            credential: credential.map(str::to_string),
+            session: String::new(),
+        };
+        assert_eq!(authorize(&tokens, &join("a-1", Some("s3cret"))), Ok(()));
+        assert_eq!(
+            authorize(&tokens, &join("a-1", Some("s3cres"))),
+            Err(Refusal::Wrong("a-1".into()))
+        );
+        assert_eq!(
+            authorize(&tokens, &join("a-1", Some("s3cret-longer"))),
+            Err(Refusal::Wrong("a-1".into()))
+        );
+        assert_eq!(
+            authorize(&tokens, &join("a-1", None)),
+            Err(Refusal::Missing("a-1".into()))
+        );
+        assert_eq!(
+            authorize(&tokens, &join("b-2", Some("s3cret"))),
+            Err(Refusal::Unknown("b-2".into()))
+        );
+        let leave = AgentMessage::Leave {
+            executor: ExecutorId::from("a-1"),
+            credential: None,
+        };
+        assert_eq!(
+            authorize(&tokens, &leave),
+            Err(Refusal::Missing("a-1".into()))
+        );
+        // Without tokens the broker is trusted.
+        assert_eq!(authorize(&Default::default(), &join("x", None)), Ok(()));
     }
 }

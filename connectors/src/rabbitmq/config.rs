@@ -59,6 +59,13 @@ pub struct RabbitMqConfig {
     /// the control exchange and run assignments sent to them.
     #[serde(default)]
     pub agents: bool,
+    /// Tokens of the agents allowed to join, by executor id. When set, a
+    /// join, heartbeat or leave whose credential (`tidewater agent
+    /// --token`) is missing or wrong is refused, logged, and (for a join)
+    /// answered so that the agent stops. Empty: any agent that reaches the
+    /// control exchange may join (only for a broker trusted by other means).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agent_tokens: std::collections::BTreeMap<String, String>,
     /// Topic exchange (declared) where agents announce themselves (join,
     /// heartbeat, leave); the pipeline consumes `{control_exchange}.pipeline`.
     #[serde(default = "default_control_exchange")]
@@ -177,6 +184,7 @@ impl RabbitMqConfig {
             dead_letter_exchange: default_dead_letter_exchange(),
             alerts_exchange: default_alerts_exchange(),
             agents: false,
+            agent_tokens: std::collections::BTreeMap::new(),
             control_exchange: default_control_exchange(),
             assignments_exchange: default_assignments_exchange(),
             reconnect_initial_ms: default_reconnect_initial_ms(),

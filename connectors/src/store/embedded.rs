@@ -12,6 +12,11 @@
 //! `(submitted_at_us, id)`) and the counters by state, so listings page in
 //! flat time and counts are read, not computed. A database written before
 //! the indexes existed is indexed once when opened.
+//!
+//! With a [`KeyRing`] ([`EmbeddedStore::open_encrypted`]), task entries and
+//! dead letters are sealed (AES-256-GCM, see [`ValueCodec`]) before they
+//! are written, bound to their key; the index tables and counters hold
+//! only ids, times, states, tenants and kinds, and stay plain.
 
 use std::path::Path;
 
@@ -26,8 +31,8 @@ use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
 use super::memory::target_key;
 use super::{
-    Admission, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage, TaskQuery,
-    TaskRecord, TaskStore,
+    Admission, KeyRing, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage,
+    TaskQuery, TaskRecord, TaskStore, ValueCodec,
 };
 
 /// Task id → [`StoredTask`].
@@ -55,6 +60,38 @@ const KIND: &str = "k";
 /// A store in one redb file.
 pub struct EmbeddedStore {
     db: Database,
+    codec: ValueCodec,
+}
+
+/// Associated data of a sealed task entry: binds it to its id.
+fn task_aad(id: &str) -> Vec<u8> {
+    [b"task:".as_slice(), id.as_bytes()].concat()
+}
+
+/// Associated data of a sealed dead letter: binds it to its sequence number.
+fn rejection_aad(seq: u64) -> Vec<u8> {
+    [b"rejection:".as_slice(), &seq.to_be_bytes()].concat()
+}
+
+impl ValueCodec {
+    fn encode_task(&self, entry: &StoredTask) -> Result<Vec<u8>, StoreError> {
+        self.seal(&task_aad(&entry.record.id), encode(entry, "task")?)
+    }
+
+    fn decode_task(&self, id: &str, bytes: &[u8]) -> Result<StoredTask, StoreError> {
+        decode(&self.open(&task_aad(id), bytes, id)?, id)
+    }
+
+    fn encode_rejection(&self, seq: u64, r: &Rejection) -> Result<Vec<u8>, StoreError> {
+        self.seal(&rejection_aad(seq), encode(r, "rejection")?)
+    }
+
+    fn decode_rejection(&self, seq: u64, bytes: &[u8]) -> Result<Rejection, StoreError> {
+        decode(
+            &self.open(&rejection_aad(seq), bytes, &seq.to_string())?,
+            seq,
+        )
+    }
 }
 
 fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, StoreError> {
@@ -84,6 +121,7 @@ macro_rules! db {
 /// The tables a task write touches, open in one transaction.
 struct TaskTables<'txn> {
     op: &'static str,
+    codec: &'txn ValueCodec,
     tasks: Table<'txn, &'static str, &'static [u8]>,
     unfinished: Table<'txn, &'static str, ()>,
     by_time: Table<'txn, (u64, &'static str), ()>,
@@ -93,7 +131,11 @@ struct TaskTables<'txn> {
 }
 
 impl<'txn> TaskTables<'txn> {
-    fn open(txn: &'txn WriteTransaction, op: &'static str) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        op: &'static str,
+        codec: &'txn ValueCodec,
+    ) -> Result<Self, StoreError> {
         let meta = db!(op, txn.open_table(META));
         let counts = match db!(op, meta.get("counts")) {
             Some(bytes) => decode(bytes.value(), "counts")?,
@@ -101,6 +143,7 @@ impl<'txn> TaskTables<'txn> {
         };
         Ok(TaskTables {
             op,
+            codec,
             tasks: db!(op, txn.open_table(TASKS)),
             unfinished: db!(op, txn.open_table(UNFINISHED)),
             by_time: db!(op, txn.open_table(BY_TIME)),
@@ -113,7 +156,7 @@ impl<'txn> TaskTables<'txn> {
     fn get(&self, id: &str) -> Result<Option<StoredTask>, StoreError> {
         let op = self.op;
         match db!(op, self.tasks.get(id)) {
-            Some(bytes) => Ok(Some(decode(bytes.value(), id)?)),
+            Some(bytes) => Ok(Some(self.codec.decode_task(id, bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -126,7 +169,7 @@ impl<'txn> TaskTables<'txn> {
         if let Some(old) = before {
             self.unindex(&old.record)?;
         }
-        let bytes = encode(entry, "task")?;
+        let bytes = self.codec.encode_task(entry)?;
         db!(op, self.tasks.insert(r.id.as_str(), bytes.as_slice()));
         if entry.task.is_some() {
             db!(op, self.unfinished.insert(r.id.as_str(), ()));
@@ -180,17 +223,27 @@ fn fields(r: &TaskRecord) -> [(&'static str, &str); 3] {
 impl EmbeddedStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, ValueCodec::default())
+    }
+
+    /// Opens (or creates) the database at `path`, sealing task entries and
+    /// dead letters with `keys` (values written before stay readable).
+    pub fn open_encrypted(path: &Path, keys: std::sync::Arc<KeyRing>) -> Result<Self, StoreError> {
+        Self::open_with(path, ValueCodec::new(Some(keys)))
+    }
+
+    fn open_with(path: &Path, codec: ValueCodec) -> Result<Self, StoreError> {
         const OP: &str = "initialising";
         let db = Database::create(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
-        let store = EmbeddedStore { db };
+        let store = EmbeddedStore { db, codec };
         store.write(OP, |txn| {
             db!(OP, txn.open_table(REJECTIONS));
             db!(OP, txn.open_table(MODELS));
             let indexed = db!(OP, db!(OP, txn.open_table(META)).get("indexed")).is_some();
-            let mut tables = TaskTables::open(txn, OP)?;
+            let mut tables = TaskTables::open(txn, OP, &store.codec)?;
             if !indexed {
                 reindex(&mut tables, txn)?;
             }
@@ -228,7 +281,7 @@ impl EmbeddedStore {
         body: impl FnOnce(&mut TaskTables<'_>, &WriteTransaction) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         self.write(operation, |txn| {
-            let mut tables = TaskTables::open(txn, operation)?;
+            let mut tables = TaskTables::open(txn, operation, &self.codec)?;
             let result = body(&mut tables, txn)?;
             tables.close()?;
             Ok(result)
@@ -242,6 +295,7 @@ fn walk(
     keys: impl Iterator<Item = Result<Option<TaskCursor>, StoreError>>,
     tasks: &redb::ReadOnlyTable<&str, &[u8]>,
     query: &TaskQuery,
+    codec: &ValueCodec,
 ) -> Result<TaskPage, StoreError> {
     const OP: &str = "listing tasks";
     let mut page = Vec::with_capacity(query.limit + 1);
@@ -251,7 +305,7 @@ fn walk(
             continue;
         }
         if let Some(bytes) = db!(OP, tasks.get(cursor.id.as_str())) {
-            let record = decode::<StoredTask>(bytes.value(), &cursor.id)?.record;
+            let record = codec.decode_task(&cursor.id, bytes.value())?.record;
             if query.matches(&record) {
                 page.push(record);
                 if page.len() > query.limit {
@@ -272,7 +326,7 @@ fn reindex(tables: &mut TaskTables<'_>, txn: &WriteTransaction) -> Result<(), St
         let (id, bytes) = db!(op, entry);
         // A record that does not decode stays unindexed; reading it reports
         // the corruption with its key, and the rest of the store opens.
-        match decode::<StoredTask>(bytes.value(), id.value()) {
+        match tables.codec.decode_task(id.value(), bytes.value()) {
             Ok(stored) => records.push(stored.record),
             Err(e) => tracing::warn!(error = %e, "not indexing a corrupt task record"),
         }
@@ -335,7 +389,7 @@ impl TaskStore for EmbeddedStore {
         self.read(OP, |txn| {
             let table = db!(OP, txn.open_table(TASKS));
             match db!(OP, table.get(id)) {
-                Some(bytes) => Ok(Some(decode::<StoredTask>(bytes.value(), id)?.record)),
+                Some(bytes) => Ok(Some(self.codec.decode_task(id, bytes.value())?.record)),
                 None => Ok(None),
             }
         })
@@ -380,9 +434,9 @@ impl TaskStore for EmbeddedStore {
                         }))
                     });
                     if query.descending {
-                        walk(keys.rev(), &tasks, query)
+                        walk(keys.rev(), &tasks, query, &self.codec)
                     } else {
-                        walk(keys, &tasks, query)
+                        walk(keys, &tasks, query, &self.codec)
                     }
                 }
                 None => {
@@ -401,9 +455,9 @@ impl TaskStore for EmbeddedStore {
                         }))
                     });
                     if query.descending {
-                        walk(keys.rev(), &tasks, query)
+                        walk(keys.rev(), &tasks, query, &self.codec)
                     } else {
-                        walk(keys, &tasks, query)
+                        walk(keys, &tasks, query, &self.codec)
                     }
                 }
             }
@@ -425,7 +479,7 @@ impl TaskStore for EmbeddedStore {
                         detail: "unfinished id without a task".into(),
                     });
                 };
-                let stored: StoredTask = decode(bytes.value(), id)?;
+                let stored = self.codec.decode_task(id, bytes.value())?;
                 if let Some(task) = stored.task {
                     tasks.push(task);
                 }
@@ -457,7 +511,7 @@ impl TaskStore for EmbeddedStore {
                 None => 0,
             };
             for (seq, r) in (first..).zip(rejections) {
-                let bytes = encode(r, "rejection")?;
+                let bytes = tables.codec.encode_rejection(seq, r)?;
                 db!(OP, table.insert(seq, bytes.as_slice()));
                 tables.counts.rejected += 1;
                 let Some(id) = r.task_id.as_deref() else {
@@ -484,7 +538,7 @@ impl TaskStore for EmbeddedStore {
             let mut out = Vec::new();
             for entry in db!(OP, table.iter()).rev().take(limit) {
                 let (seq, bytes) = db!(OP, entry);
-                out.push(decode(bytes.value(), seq.value())?);
+                out.push(self.codec.decode_rejection(seq.value(), bytes.value())?);
             }
             out.reverse();
             Ok(out)

@@ -35,6 +35,22 @@ pub enum StoreError {
         /// The encoder's account.
         detail: String,
     },
+    /// A value is sealed with a key that is not configured
+    /// (`store.encryption` lacks its id, or encryption is off).
+    #[error("a stored value is sealed with key {key_id:?}, which store.encryption does not hold")]
+    MissingKey {
+        /// The id stored beside the value.
+        key_id: String,
+    },
+    /// A sealed value did not open: the key under its id is not the one
+    /// that sealed it, or the value was altered.
+    #[error("store entry {key:?} does not decrypt with key {key_id:?} (wrong key, or the value was altered)")]
+    Decrypt {
+        /// The entry's key.
+        key: String,
+        /// The id stored beside the value.
+        key_id: String,
+    },
 }
 
 impl StoreError {

@@ -9,8 +9,12 @@
 //! admission is idempotent by task id (a second submission finds the first,
 //! see [`Admission`]), the first final outcome wins, counts by state are
 //! kept as counters, and listings page through indexes ([`TaskQuery`]).
+//! With `store.encryption` set, the embedded and MongoDB stores seal task
+//! payloads, results and dead letters with AES-256-GCM ([`ValueCodec`]);
+//! the index fields stay plain.
 
 mod embedded;
+mod encryption;
 mod error;
 mod memory;
 #[cfg(feature = "mongodb")]
@@ -19,6 +23,7 @@ mod query;
 mod record;
 
 pub use embedded::EmbeddedStore;
+pub use encryption::{EncryptionConfig, KeyError, KeyRing, KeySource, Sealed, ValueCodec};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
@@ -73,5 +78,7 @@ pub trait TaskStore: Send + Sync {
     }
 }
 
+#[cfg(test)]
+mod encrypted_tests;
 #[cfg(test)]
 mod tests;

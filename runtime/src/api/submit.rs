@@ -17,10 +17,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use tidewater_connectors::store::{Admission, TaskRecord};
 use tidewater_operators::model::{now_micros, AckToken, Name, RejectReason, Rejection, Task};
+use tidewater_operators::validate::split_submissions;
 
 use super::responses::{error, with_store};
 use super::server::AppState;
@@ -90,25 +90,16 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
             "this process is shutting down and takes no new tasks; submit to another process or after the restart".into(),
         );
     }
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let is_batch = first == Some(&b'[');
-    let items: Vec<&[u8]> = if is_batch {
-        match serde_json::from_slice::<Vec<&RawValue>>(&body) {
-            Ok(items) => items.into_iter().map(|raw| raw.get().as_bytes()).collect(),
-            Err(e) => {
-                let reason = RejectReason::Malformed {
-                    detail: e.to_string(),
-                };
-                let answer = error(StatusCode::BAD_REQUEST, reason.code(), reason.to_string());
-                let dead = vec![rejection(&body, reason, None, now_micros())];
-                return match dead_letter(&state, dead).await {
-                    Ok(()) => answer,
-                    Err(failed) => failed,
-                };
-            }
+    let (is_batch, items) = match split_submissions(&body) {
+        Ok(split) => split,
+        Err(reason) => {
+            let answer = error(StatusCode::BAD_REQUEST, reason.code(), reason.to_string());
+            let dead = vec![rejection(&body, reason, None, now_micros())];
+            return match dead_letter(&state, dead).await {
+                Ok(()) => answer,
+                Err(failed) => failed,
+            };
         }
-    } else {
-        vec![&body[..]]
     };
 
     let now = now_micros();

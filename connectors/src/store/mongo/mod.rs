@@ -42,7 +42,8 @@ use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 pub use config::MongoStoreConfig;
 
 use super::{
-    Admission, ModelRecord, StateCounts, StoreError, TaskPage, TaskQuery, TaskRecord, TaskStore,
+    Admission, KeyRing, ModelRecord, StateCounts, StoreError, TaskPage, TaskQuery, TaskRecord,
+    TaskStore, ValueCodec,
 };
 use error::Failure;
 use exec::{Exec, Persistence};
@@ -59,6 +60,19 @@ impl MongoStore {
     /// Connects to the server `config` names, checks that it answers, and
     /// creates the indexes the store needs.
     pub fn open(config: &MongoStoreConfig) -> Result<Self, StoreError> {
+        Self::open_with(config, ValueCodec::default())
+    }
+
+    /// Like [`MongoStore::open`], sealing task bodies and dead letters with
+    /// `keys` (documents written before stay readable).
+    pub fn open_encrypted(
+        config: &MongoStoreConfig,
+        keys: Arc<KeyRing>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(config, ValueCodec::new(Some(keys)))
+    }
+
+    fn open_with(config: &MongoStoreConfig, codec: ValueCodec) -> Result<Self, StoreError> {
         let exec = Exec::new(config.max_backoff)?;
         let open_error = |detail: String| StoreError::Open {
             path: format!("{} (database {})", redact(&config.url), config.database),
@@ -77,7 +91,7 @@ impl MongoStore {
                 Client::with_options(options)
             })?
             .map_err(|e| open_error(e.to_string()))?;
-        let collections = Collections::new(client, &config.database);
+        let collections = Collections::new(client, &config.database, codec);
         let db = collections.db.clone();
         exec.run("creating indexes", Persistence::Bounded, move || {
             let db = db.clone();

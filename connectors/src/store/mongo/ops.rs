@@ -25,6 +25,7 @@ use super::working_set::WorkingSet;
 use crate::store::memory::target_key;
 use crate::store::{
     Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage, TaskQuery, TaskRecord,
+    ValueCodec,
 };
 
 /// The client and the store's collections (cheap to clone).
@@ -44,11 +45,13 @@ pub struct Collections {
     pub counters: Collection<Document>,
     /// Which counter shards this process's transactions use now.
     pub shards: ShardPool,
+    /// Seals and opens task bodies and dead letters (plain without keys).
+    pub codec: ValueCodec,
 }
 
 impl Collections {
     /// The collections of `database` on `client`.
-    pub fn new(client: Client, database: &str) -> Self {
+    pub fn new(client: Client, database: &str, codec: ValueCodec) -> Self {
         let db = client.database(database);
         Collections {
             tasks: db.collection(TASKS),
@@ -56,6 +59,7 @@ impl Collections {
             models: db.collection(MODELS),
             counters: db.collection(COUNTERS),
             shards: ShardPool::default(),
+            codec,
             db,
             client,
         }
@@ -135,7 +139,7 @@ pub async fn reject(
         Box::pin(async move {
             let documents = rejections
                 .iter()
-                .map(rejection_document)
+                .map(|r| rejection_document(r, &c.codec))
                 .collect::<Result<Vec<_>, _>>()?;
             c.rejections
                 .insert_many(documents)
@@ -168,7 +172,7 @@ pub async fn get(c: Collections, id: String) -> Result<Option<TaskRecord>, Failu
         .projection(record_projection())
         .await?;
     match found {
-        Some(document) => Ok(Some(stored_task(document)?.record)),
+        Some(document) => Ok(Some(stored_task(document, &c.codec)?.record)),
         None => Ok(None),
     }
 }
@@ -216,7 +220,7 @@ pub async fn list(c: Collections, query: TaskQuery) -> Result<TaskPage, Failure>
     let mut cursor = c.tasks.find(filter).with_options(options).await?;
     let mut records = Vec::new();
     while let Some(document) = cursor.try_next().await? {
-        records.push(stored_task(document)?.record);
+        records.push(stored_task(document, &c.codec)?.record);
     }
     Ok(TaskPage::from_overfull(records, query.limit))
 }
@@ -232,7 +236,7 @@ pub async fn unfinished(c: Collections) -> Result<Vec<Task>, Failure> {
         .await?;
     let mut tasks = Vec::new();
     while let Some(document) = cursor.try_next().await? {
-        if let Some(task) = stored_task(document)?.task {
+        if let Some(task) = stored_task(document, &c.codec)?.task {
             tasks.push(task);
         }
     }
@@ -260,7 +264,11 @@ pub async fn rejections(c: Collections, limit: usize) -> Result<Vec<Rejection>, 
         .await?
         .try_collect()
         .await?;
-    documents.iter().rev().map(rejection_of).collect()
+    documents
+        .iter()
+        .rev()
+        .map(|d| rejection_of(d, &c.codec))
+        .collect()
 }
 
 /// Stores a model version (again, idempotently).

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use tidewater_operators::model::{
     AckToken, Completion, Lease, ModelTarget, Name, Outcome, ResourceRequest, Task, TaskResult,
 };
@@ -217,4 +217,129 @@ fn records_results_and_counts_survive_reopening_and_read_plainly() {
         assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");
     }
     let _ = AckToken::NONE;
+}
+
+/// Encryption at rest: the raw documents, read with the driver directly,
+/// hold no plaintext of payloads, results or dead letters; listings still
+/// work on the plain index fields; keys rotate; wrong keys are errors.
+#[test]
+fn encrypted_documents_hold_no_plaintext_and_keys_rotate() {
+    use crate::store::encrypted_tests::{
+        leaked_markers, ring, secret_completion, secret_rejection, secret_task,
+    };
+    use crate::store::{StoreError, TaskQuery};
+    let Some(url) = url() else { return };
+    let scratch = Scratch::new(&url, "sealed");
+    let config = MongoStoreConfig::new(&scratch.url, &scratch.database);
+    {
+        let store = MongoStore::open_encrypted(&config, ring("a", &[("a", 1)])).expect("open");
+        store
+            .admit(&[secret_task("open-1"), secret_task("done-1")])
+            .expect("admit");
+        store
+            .record_finished(&[secret_completion("done-1")])
+            .expect("finish");
+        store
+            .record_rejections(&[secret_rejection()])
+            .expect("reject");
+        let record = store.get("done-1").expect("get").expect("present");
+        assert_eq!(record.result, secret_completion("done-1").result);
+        assert_eq!(
+            store.unfinished().expect("unfinished"),
+            vec![secret_task("open-1")]
+        );
+        let page = store
+            .list(&TaskQuery {
+                tenant: Some("acme-tenant".into()),
+                limit: 10,
+                ..TaskQuery::default()
+            })
+            .expect("list");
+        assert_eq!(page.tasks.len(), 2);
+        assert_eq!(
+            store.rejections(10).expect("rejections"),
+            vec![secret_rejection()]
+        );
+    }
+    // Every raw document, as BSON bytes.
+    let raw = |scratch: &Scratch| -> (Vec<u8>, Vec<Document>) {
+        scratch.raw(async |db| {
+            let mut bytes = Vec::new();
+            let mut tasks = Vec::new();
+            for name in ["tasks", "rejections"] {
+                let docs: Vec<Document> = futures_lite::StreamExt::try_collect(
+                    db.collection::<Document>(name)
+                        .find(doc! {})
+                        .await
+                        .expect("find"),
+                )
+                .await
+                .expect("docs");
+                for d in docs {
+                    d.to_writer(&mut bytes).expect("bson");
+                    if name == "tasks" {
+                        tasks.push(d);
+                    }
+                }
+            }
+            (bytes, tasks)
+        })
+    };
+    let (bytes, tasks) = raw(&scratch);
+    assert_eq!(
+        leaked_markers(&bytes),
+        Vec::<&str>::new(),
+        "plaintext in MongoDB"
+    );
+    for d in &tasks {
+        // Index fields stay plain; the bodies are sealed under key `a`.
+        assert_eq!(d.get_str("tenant").ok(), Some("acme-tenant"));
+        assert!(d.get("task_json").is_none() && matches!(d.get("result"), None | Some(Bson::Null)));
+        let sealed = d
+            .get_document("task_sealed")
+            .or_else(|_| d.get_document("result_sealed"))
+            .expect("sealed");
+        assert_eq!(sealed.get_str("key_id").ok(), Some("a"));
+    }
+
+    // Rotate to B, keeping A for reading.
+    {
+        let store =
+            MongoStore::open_encrypted(&config, ring("b", &[("a", 1), ("b", 2)])).expect("open");
+        assert_eq!(
+            store.unfinished().expect("unfinished"),
+            vec![secret_task("open-1")]
+        );
+        assert_eq!(
+            store.rejections(10).expect("rejections"),
+            vec![secret_rejection()]
+        );
+        store.admit(&[secret_task("new-1")]).expect("admit");
+    }
+    let (_, tasks) = raw(&scratch);
+    let key_of = |id: &str| {
+        let d = tasks
+            .iter()
+            .find(|d| d.get_str("_id").ok() == Some(id))
+            .expect("doc");
+        d.get_document("task_sealed")
+            .expect("sealed")
+            .get_str("key_id")
+            .expect("key id")
+            .to_string()
+    };
+    assert_eq!(key_of("open-1"), "a");
+    assert_eq!(key_of("new-1"), "b");
+
+    // A wrong key and a missing one are typed errors.
+    let wrong = MongoStore::open_encrypted(&config, ring("a", &[("a", 9)])).expect("open");
+    assert!(matches!(
+        wrong.get("done-1"),
+        Err(StoreError::Decrypt { .. })
+    ));
+    let plain = MongoStore::open(&config).expect("open");
+    assert!(matches!(
+        plain.unfinished(),
+        Err(StoreError::MissingKey { .. })
+    ));
 }

@@ -72,7 +72,7 @@ impl WorkingSet {
                 .session(&mut *session)
                 .await?;
             while let Some(document) = cursor.next(&mut *session).await.transpose()? {
-                let stored = stored_task(document)?;
+                let stored = stored_task(document, &collections.codec)?;
                 set.entries.insert(
                     stored.record.id.clone(),
                     Entry {
@@ -137,7 +137,7 @@ impl WorkingSet {
         let mut updates = Vec::new();
         for entry in self.entries.into_values().filter(|e| e.changed) {
             delta.moved(entry.original, entry.current.record.state);
-            let document = task_document(&entry.current)?;
+            let document = task_document(&entry.current, &collections.codec)?;
             match entry.original {
                 None => inserts.push(document),
                 Some(state) => {
