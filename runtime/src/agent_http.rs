@@ -302,6 +302,11 @@ impl HttpAgent {
                     self.absorb(done);
                 }
                 Ok(AgentWork::Abort { lease, reason, .. }) => self.backend.abort(lease, reason),
+                // Refusals are a broker-join answer; HTTP joins are refused
+                // with an HTTP status instead, so one here is only logged.
+                Ok(AgentWork::Refused { reason, .. }) => {
+                    tracing::warn!(%reason, "the pipeline refused this agent")
+                }
                 Err(e) => tracing::warn!(error = %e, "dropping invalid work"),
             }
         }

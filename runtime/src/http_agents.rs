@@ -111,6 +111,7 @@ impl HttpWorkBoard {
                         worker: w,
                         ..
                     } => !(*l == lease && *w == worker),
+                    AgentWork::Refused { .. } => true,
                 });
             }
         }
