@@ -4,6 +4,9 @@
 //! package's [`pipeline_bench`](tidewater_bench::pipeline_bench),
 //! [`broker_bench`](tidewater_bench::broker_bench) and
 //! [`kafka_bench`](tidewater_bench::kafka_bench).
+//!
+//! Progress shows on stderr while it runs; the report is an aligned table
+//! on stdout, or one JSON line with `--json`.
 
 use clap::Args;
 
@@ -11,6 +14,9 @@ use tidewater::config::StoreKind;
 use tidewater_bench::broker_bench::{run_broker_bench, BrokerBenchOptions};
 use tidewater_bench::kafka_bench::run_kafka_bench;
 use tidewater_bench::pipeline_bench::{run_bench, BenchOptions};
+
+use super::progress::spin_while;
+use super::table::report_table;
 
 /// Arguments of `tidewater bench`.
 #[derive(Args)]
@@ -61,21 +67,21 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(broker) = args.broker.as_deref() {
         return broker_bench(broker, &args);
     }
-    let report = run_bench(&BenchOptions {
+    let options = BenchOptions {
         tasks: args.tasks,
         workers: args.workers,
         rate: args.rate,
         window: args.window,
         metrics: !args.no_metrics,
         queue: args.queue,
-    })
-    .map_err(anyhow::Error::msg)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{report:#?}");
-    }
-    Ok(())
+    };
+    let label = format!("bench {} tasks", args.tasks);
+    let report = spin_while(&label, || run_bench(&options)).map_err(anyhow::Error::msg)?;
+    print_report(
+        "tidewater bench: no-op tasks end to end",
+        &report,
+        args.json,
+    )
 }
 
 /// `--broker amqp|kafka`: the broker benchmark against its address.
@@ -106,15 +112,24 @@ fn broker_bench(broker: &str, args: &BenchArgs) -> anyhow::Result<()> {
             StoreKind::Embedded
         },
     };
-    let report = if kafka {
-        run_kafka_bench(&options)?
+    let label = format!("bench --broker {broker}");
+    let report = spin_while(&label, || {
+        if kafka {
+            run_kafka_bench(&options)
+        } else {
+            run_broker_bench(&options)
+        }
+    })?;
+    let title = format!("tidewater bench --broker {broker}: pipeline against a raw client loop");
+    print_report(&title, &report, args.json)
+}
+
+/// Prints `report` as one JSON line (`json`) or as a table under `title`.
+fn print_report(title: &str, report: &impl serde::Serialize, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
     } else {
-        run_broker_bench(&options)?
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{report:#?}");
+        print!("{}", report_table(title, &serde_json::to_value(report)?));
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ use clap::Args;
 use tidewater::config::{Config, StoreKind};
 use tidewater::{HandlerOutput, Pipeline};
 
+use super::progress::Progress;
+
 /// Arguments of `tidewater demo`.
 #[derive(Args)]
 pub struct DemoArgs {
@@ -54,20 +56,23 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         ingress.submit_json("demo", json.into_bytes(), 0, 0)?;
     }
     let stats = pipeline.stats();
+    let progress = Progress::new("demo", Some(args.tasks));
     loop {
         let s = stats.snapshot();
-        eprintln!(
-            "  progress: {} finished, {} rejected of {}",
-            s.finished, s.rejected, args.tasks
+        progress.update(
+            s.finished + s.rejected,
+            &format!("{} finished, {} rejected", s.finished, s.rejected),
         );
         if s.finished + s.rejected >= args.tasks {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
+            progress.finish();
             bail!("demo did not finish within 120 s");
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let summary = pipeline.shutdown()?;
     println!(

@@ -11,10 +11,12 @@ mod cancel;
 mod config;
 mod demo;
 mod lineage;
+mod progress;
 mod query;
 mod replay;
 mod run;
 mod submit;
+mod table;
 
 use clap::Subcommand;
 

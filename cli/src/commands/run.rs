@@ -6,6 +6,10 @@
 //! `--process`/`--processes`/`--hostfile` put the process in a timely
 //! cluster; each process then serves HTTP on the configured port plus its
 //! index.
+//!
+//! With `--input`, progress (tasks ended of those fed) shows on stderr until
+//! the fed tasks have all ended or the run stops; stdout keeps only the
+//! summary line.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +20,10 @@ use clap::Args;
 use tidewater::config::{ClusterConfig, Config};
 use tidewater::shutdown::{self, Signals};
 use tidewater::sources::feed_json_lines;
+use tidewater::stats::PipelineStats;
 use tidewater::Pipeline;
+
+use super::progress::Progress;
 
 /// Arguments of `tidewater run`.
 #[derive(Args)]
@@ -56,7 +63,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = pipeline.http_addr() {
         tracing::info!("serving http://{addr}");
     }
-    if let Some(input) = &args.input {
+    let fed = if let Some(input) = &args.input {
         let ingress = pipeline.ingress();
         let sent = if input.as_os_str() == "-" {
             feed_json_lines(std::io::stdin().lock(), "stdin", &ingress, (part, parts))?
@@ -66,9 +73,14 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             feed_json_lines(file, &input.display().to_string(), &ingress, (part, parts))?
         };
         tracing::info!(records = sent, "input fed");
-    }
+        Some(sent)
+    } else {
+        None
+    };
+    let watcher = fed.map(|sent| InputProgress::watch(pipeline.stats(), sent));
     if args.exit_when_done {
         let summary = pipeline.shutdown()?;
+        drop(watcher);
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(());
     }
@@ -77,8 +89,57 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     signals.wait_for(&runtime, 1);
     tracing::info!(timeout_ms = drain_timeout.as_millis() as u64, "draining");
     let report = shutdown::drain(pipeline, drain_timeout, Some(&signals))?;
+    drop(watcher);
     println!("{}", serde_json::to_string(&report.stats)?);
     Ok(())
+}
+
+/// A thread drawing the progress of the fed input (tasks ended of those
+/// fed) until they have all ended or it is dropped.
+struct InputProgress {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InputProgress {
+    /// Starts watching `stats` for `sent` fed tasks to end.
+    fn watch(stats: std::sync::Arc<PipelineStats>, sent: u64) -> InputProgress {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let progress = Progress::new("input", Some(sent));
+            loop {
+                let s = stats.snapshot();
+                let ended = s.finished + s.rejected;
+                progress.update(
+                    ended.min(sent),
+                    &format!("{} finished, {} rejected", s.finished, s.rejected),
+                );
+                if ended >= sent {
+                    break;
+                }
+                if !matches!(
+                    stopped.recv_timeout(Duration::from_millis(100)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    break;
+                }
+            }
+            progress.finish();
+        });
+        InputProgress {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InputProgress {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The config file with the command line's overrides applied, validated.

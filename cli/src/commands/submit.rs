@@ -1,8 +1,14 @@
 //! `tidewater submit [FILE|-] [--json TASK] [--wait]`: send tasks to a
-//! running pipeline, `POST /v1/tasks`. A file holds a JSON object, a JSON
-//! array, or JSON lines; JSON lines go as one batch (an array). With
-//! `--wait`, it then follows each accepted task (`GET /v1/tasks/{id}`) until
-//! it ends and prints its final record, result included, as a JSON line.
+//! running pipeline, `POST /v1/tasks`.
+//!
+//! A file (or stdin) holds one JSON object, one JSON array, or JSON lines.
+//! JSON lines are read line by line: a line that is not a JSON object is
+//! reported by its line number with the reason, and the good lines go as
+//! one batch (an array); items the API refuses are reported by their line
+//! number too. The command fails (exit code 1) when any line was bad or
+//! refused, after submitting the good ones. With `--wait`, it then follows
+//! each accepted task (`GET /v1/tasks/{id}`) until it ends, with progress
+//! on stderr, and prints its final record, result included, as a JSON line.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -13,6 +19,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::api_client::ApiClient;
+use super::progress::Progress;
 
 /// Arguments of `tidewater submit`.
 #[derive(Args)]
@@ -33,10 +40,19 @@ pub struct SubmitArgs {
     wait_timeout_ms: u64,
 }
 
+/// What is sent: the request body, and for JSON lines the line number of
+/// each item of the batch (so that refusals can name their line).
+struct Submission {
+    body: String,
+    line_of_item: Option<Vec<usize>>,
+    /// Lines that were not JSON objects: `(line number, reason)`.
+    bad_lines: Vec<(usize, String)>,
+}
+
 /// Submits the tasks and prints the API's answer; fails unless it is a
-/// success.
+/// success and every line was good.
 pub fn execute(args: SubmitArgs) -> anyhow::Result<()> {
-    let body = match (&args.json, &args.file) {
+    let text = match (&args.json, &args.file) {
         (Some(json), _) => json.clone(),
         (None, Some(path)) if path.as_os_str() == "-" => {
             let mut text = String::new();
@@ -48,18 +64,112 @@ pub fn execute(args: SubmitArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give a file, `-` for stdin, or --json"),
     };
+    let source = args
+        .file
+        .as_ref()
+        .map_or("--json".to_string(), |p| p.display().to_string());
+    let submission = prepare(text);
+    for (line, reason) in &submission.bad_lines {
+        eprintln!("{source}:{line}: bad line, not submitted: {reason}");
+    }
+    if submission.line_of_item.as_ref().is_some_and(Vec::is_empty) {
+        bail!(
+            "no good lines to submit in {source} ({} bad)",
+            submission.bad_lines.len()
+        );
+    }
     let client = ApiClient::new(&args.url)?;
     let url = client.url("/v1/tasks");
-    let (status, text) = client.send(Method::POST, &url, Some(batch_json_lines(body)))?;
+    let (status, text) = client.send(Method::POST, &url, Some(submission.body))?;
     println!("{text}");
     if !status.is_success() {
         bail!("{url} answered {status}");
     }
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let refused = report_refused(&answer, &source, submission.line_of_item.as_deref());
     if args.wait {
-        let answer: serde_json::Value = serde_json::from_str(&text)?;
         wait_for(&client, &accepted_ids(&answer), args.wait_timeout_ms)?;
     }
+    let bad = submission.bad_lines.len() + refused;
+    if bad > 0 {
+        bail!("{bad} task(s) in {source} were bad or refused; the others were submitted");
+    }
     Ok(())
+}
+
+/// Reads the input: a whole JSON value goes as it is; anything else is
+/// taken as JSON lines, each checked to be a JSON object.
+fn prepare(text: String) -> Submission {
+    let trimmed = text.trim_start();
+    let whole_value = (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && serde_json::from_str::<serde_json::Value>(&text).is_ok();
+    let non_empty = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if whole_value || (non_empty <= 1 && !trimmed.starts_with('{')) {
+        return Submission {
+            body: text,
+            line_of_item: None,
+            bad_lines: Vec::new(),
+        };
+    }
+    let mut good = Vec::new();
+    let mut line_of_item = Vec::new();
+    let mut bad_lines = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(_)) => {
+                good.push(line);
+                line_of_item.push(line_number);
+            }
+            Ok(other) => bad_lines.push((
+                line_number,
+                format!(
+                    "expected a JSON object (a task), found {}",
+                    json_kind(&other)
+                ),
+            )),
+            Err(e) => bad_lines.push((line_number, format!("not JSON: {e}"))),
+        }
+    }
+    Submission {
+        body: format!("[{}]", good.join(",")),
+        line_of_item: Some(line_of_item),
+        bad_lines,
+    }
+}
+
+/// The JSON type of `value`, for messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Prints each item the API refused (by line number for JSON lines, by
+/// batch index otherwise) on stderr; how many there were.
+fn report_refused(answer: &serde_json::Value, source: &str, lines: Option<&[usize]>) -> usize {
+    let Some(refused) = answer.get("rejected").and_then(|r| r.as_array()) else {
+        return 0;
+    };
+    for item in refused {
+        let index = item["index"].as_u64().unwrap_or_default() as usize;
+        let code = item["code"].as_str().unwrap_or("rejected");
+        let reason = item["reason"].as_str().unwrap_or_default();
+        match lines.and_then(|lines| lines.get(index)) {
+            Some(line) => eprintln!("{source}:{line}: refused by the API ({code}): {reason}"),
+            None => eprintln!("{source}: item {index} refused by the API ({code}): {reason}"),
+        }
+    }
+    refused.len()
 }
 
 /// The ids an answer says were accepted (one task or a batch).
@@ -74,9 +184,11 @@ fn accepted_ids(answer: &serde_json::Value) -> Vec<String> {
 }
 
 /// Polls each task until its record is final, printing it then; fails if
-/// `timeout_ms` passes first.
+/// `timeout_ms` passes first. Progress (tasks finished of all) goes to
+/// stderr.
 fn wait_for(client: &ApiClient, ids: &[String], timeout_ms: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let progress = Progress::new("waiting", Some(ids.len() as u64));
     let mut pending: Vec<&String> = ids.iter().collect();
     while !pending.is_empty() {
         let mut still = Vec::new();
@@ -92,10 +204,13 @@ fn wait_for(client: &ApiClient, ids: &[String], timeout_ms: u64) -> anyhow::Resu
             }
         }
         pending = still;
+        let done = ids.len() - pending.len();
+        progress.update(done as u64, &format!("{} still running", pending.len()));
         if pending.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
+            progress.finish();
             bail!(
                 "{} task(s) still not finished after {timeout_ms} ms",
                 pending.len()
@@ -103,17 +218,6 @@ fn wait_for(client: &ApiClient, ids: &[String], timeout_ms: u64) -> anyhow::Resu
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    progress.finish();
     Ok(())
-}
-
-/// JSON lines (more than one non-empty line starting with an object) become
-/// one JSON array; anything else is sent as it is.
-fn batch_json_lines(body: String) -> String {
-    let trimmed = body.trim_start();
-    let lines = || trimmed.lines().filter(|l| !l.trim().is_empty());
-    if trimmed.starts_with('{') && lines().count() > 1 {
-        format!("[{}]", lines().collect::<Vec<_>>().join(","))
-    } else {
-        body
-    }
 }
