@@ -77,11 +77,23 @@ impl MinTree {
         }
     }
 
+    /// Sets leaf `index` and repairs its path towards the root, stopping
+    /// at the first node whose winner is unchanged and is not `index`
+    /// (every node above it then holds the same winner with the same
+    /// score, so nothing above can change). A worse score for an executor
+    /// that was not winning, the common case after a placement, stops at
+    /// the first level whose other side wins.
     fn set(&mut self, index: usize, score: Score) {
         self.scores[index] = score;
+        let leaf = index as u32;
         let mut i = (self.width + index) / 2;
         while i >= 1 {
-            self.winners[i] = self.winner(self.winners[2 * i], self.winners[2 * i + 1]);
+            let before = self.winners[i];
+            let after = self.winner(self.winners[2 * i], self.winners[2 * i + 1]);
+            self.winners[i] = after;
+            if after == before && after != leaf {
+                break;
+            }
             i /= 2;
         }
     }

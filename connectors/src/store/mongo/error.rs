@@ -33,6 +33,9 @@ pub const RETRYABLE_CODES: &[i32] = &[
     13436, // NotPrimaryOrSecondary
 ];
 
+/// The server's code for a duplicate key (here: an `_id` that exists).
+pub const DUPLICATE_KEY: i32 = 11000;
+
 /// One failed attempt of a store operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -44,6 +47,11 @@ pub enum Failure {
     /// aborted and made again.
     #[error("{0} changed concurrently")]
     Conflict(String),
+    /// An insert named a task id that exists (unique `_id`): another
+    /// writer inserted it first, or a batch guessed new was not; the
+    /// attempt is aborted and made again, reading first.
+    #[error("task already stored ({0})")]
+    ExistingId(String),
     /// The server refused a write.
     #[error("write refused (code {code}): {message}")]
     Write {
@@ -62,9 +70,26 @@ impl Failure {
     pub fn is_transient(&self) -> bool {
         match self {
             Failure::Driver(e) => is_transient(e),
-            Failure::Conflict(_) => true,
+            Failure::Conflict(_) | Failure::ExistingId(_) => true,
             Failure::Write { code, .. } => RETRYABLE_CODES.contains(code),
             Failure::Store(_) => false,
+        }
+    }
+
+    /// Whether this failure says an inserted id exists (however the
+    /// server reported it).
+    pub fn is_existing_id(&self) -> bool {
+        match self {
+            Failure::ExistingId(_) => true,
+            Failure::Write { code, .. } => *code == DUPLICATE_KEY,
+            Failure::Driver(e) => match e.kind.as_ref() {
+                ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+                ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => {
+                    w.code == DUPLICATE_KEY
+                }
+                _ => false,
+            },
+            Failure::Conflict(_) | Failure::Store(_) => false,
         }
     }
 

@@ -28,6 +28,7 @@ mod counters;
 mod documents;
 mod error;
 mod exec;
+mod fresh_hint;
 mod indexes;
 mod ops;
 mod working_set;

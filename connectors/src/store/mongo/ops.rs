@@ -21,7 +21,8 @@ use super::documents::{
 };
 use super::error::{encode, Failure};
 use super::exec::in_transaction;
-use super::working_set::WorkingSet;
+use super::fresh_hint::FreshHint;
+use super::working_set::{Load, WorkingSet};
 use crate::store::memory::target_key;
 use crate::store::{
     Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage, TaskQuery, TaskRecord,
@@ -47,6 +48,11 @@ pub struct Collections {
     pub shards: ShardPool,
     /// Seals and opens task bodies and dead letters (plain without keys).
     pub codec: ValueCodec,
+    /// Whether admitted batches were new lately.
+    pub admit_hint: FreshHint,
+    /// Whether finished batches were new lately (outcomes of tasks never
+    /// admitted, such as broker tasks).
+    pub finish_hint: FreshHint,
 }
 
 impl Collections {
@@ -60,16 +66,34 @@ impl Collections {
             counters: db.collection(COUNTERS),
             shards: ShardPool::default(),
             codec,
+            admit_hint: FreshHint::new(),
+            finish_hint: FreshHint::new(),
             db,
             client,
         }
     }
 }
 
-/// Admits `tasks` in one transaction.
+/// Admits `tasks` in one transaction: first assuming they are all new
+/// when [`FreshHint`] says so (no read), else, or when one existed, reading
+/// them first.
 pub async fn admit(
     c: Collections,
     tasks: std::sync::Arc<Vec<Task>>,
+) -> Result<Vec<Admission>, Failure> {
+    if c.admit_hint.guess() {
+        match admit_once(c.clone(), tasks.clone(), Load::AssumeNew).await {
+            Err(failure) if failure.is_existing_id() => c.admit_hint.missed(),
+            done => return done,
+        }
+    }
+    admit_once(c, tasks, Load::Read).await
+}
+
+async fn admit_once(
+    c: Collections,
+    tasks: std::sync::Arc<Vec<Task>>,
+    load: Load,
 ) -> Result<Vec<Admission>, Failure> {
     let client = c.client.clone();
     // Held until the transaction ends, so no other one of ours shares it.
@@ -78,7 +102,7 @@ pub async fn admit(
     in_transaction(&client, move |session| {
         Box::pin(async move {
             let mut set =
-                WorkingSet::load(&c, session, tasks.iter().map(|t| t.id.as_str())).await?;
+                WorkingSet::load(&c, session, load, tasks.iter().map(|t| t.id.as_str())).await?;
             let mut answers = Vec::with_capacity(tasks.len());
             for task in tasks.iter() {
                 let admission = StoredTask::admission(set.get(task.id.as_str()), task);
@@ -94,10 +118,25 @@ pub async fn admit(
     .await
 }
 
-/// Records final outcomes in one transaction.
+/// Records final outcomes in one transaction, guessing as
+/// [`admit`] does.
 pub async fn finish(
     c: Collections,
     completions: std::sync::Arc<Vec<Completion>>,
+) -> Result<Vec<bool>, Failure> {
+    if c.finish_hint.guess() {
+        match finish_once(c.clone(), completions.clone(), Load::AssumeNew).await {
+            Err(failure) if failure.is_existing_id() => c.finish_hint.missed(),
+            done => return done,
+        }
+    }
+    finish_once(c, completions, Load::Read).await
+}
+
+async fn finish_once(
+    c: Collections,
+    completions: std::sync::Arc<Vec<Completion>>,
+    load: Load,
 ) -> Result<Vec<bool>, Failure> {
     let client = c.client.clone();
     // Held until the transaction ends, so no other one of ours shares it.
@@ -106,7 +145,7 @@ pub async fn finish(
     in_transaction(&client, move |session| {
         Box::pin(async move {
             let ids = completions.iter().map(|c| c.task.id.as_str());
-            let mut set = WorkingSet::load(&c, session, ids).await?;
+            let mut set = WorkingSet::load(&c, session, load, ids).await?;
             let mut fresh = Vec::with_capacity(completions.len());
             for completion in completions.iter() {
                 let id = completion.task.id.as_str();
@@ -146,7 +185,7 @@ pub async fn reject(
                 .session(&mut *session)
                 .await?;
             let ids = rejections.iter().filter_map(|r| r.task_id.as_deref());
-            let mut set = WorkingSet::load(&c, session, ids).await?;
+            let mut set = WorkingSet::load(&c, session, Load::Read, ids).await?;
             for r in rejections.iter() {
                 let Some(id) = r.task_id.as_deref() else {
                     continue;

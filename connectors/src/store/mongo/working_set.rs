@@ -23,7 +23,7 @@ use mongodb::ClientSession;
 use super::config::TASKS;
 use super::counters::CountDelta;
 use super::documents::{stored_task, task_document};
-use super::error::{Failure, RETRYABLE_CODES};
+use super::error::{Failure, DUPLICATE_KEY, RETRYABLE_CODES};
 use super::ops::Collections;
 use crate::store::{StoredTask, TaskState};
 
@@ -34,6 +34,17 @@ const MAX_COMMAND_BYTES: usize = 8 << 20;
 const MAX_STATEMENTS: usize = 10_000;
 /// Most ids in one `$in` read.
 const READ_CHUNK: usize = 32;
+
+/// How a working set starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// Read every named task from the database.
+    Read,
+    /// Assume none exists (see [`super::fresh_hint`]): nothing is read,
+    /// every changed task is inserted, and an id that does exist fails the
+    /// insert on the unique `_id`, aborting the transaction.
+    AssumeNew,
+}
 
 struct Entry {
     /// The state as read; `None` for a task not in the store.
@@ -52,12 +63,16 @@ pub struct WorkingSet {
 
 impl WorkingSet {
     /// Reads the tasks with these ids (each once), inside `session`'s
-    /// transaction.
+    /// transaction; with [`Load::AssumeNew`] reads nothing.
     pub async fn load<'a>(
         collections: &Collections,
         session: &mut ClientSession,
+        load: Load,
         ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<WorkingSet, Failure> {
+        if load == Load::AssumeNew {
+            return Ok(WorkingSet::default());
+        }
         let mut ids: Vec<&str> = ids.into_iter().collect();
         ids.sort_unstable();
         ids.dedup();
@@ -217,8 +232,12 @@ fn check_reply(reply: &Document, expected: i64) -> Result<(), Failure> {
             .and_then(|e| e.get_str("errmsg").ok())
             .unwrap_or("write error")
             .to_string();
-        // A duplicate id means another writer inserted the task first.
-        if code == 11000 || RETRYABLE_CODES.contains(&code) {
+        // A duplicate id means the task existed (a guess that it was new
+        // was wrong) or another writer inserted it first.
+        if code == DUPLICATE_KEY {
+            return Err(Failure::ExistingId(message));
+        }
+        if RETRYABLE_CODES.contains(&code) {
             return Err(Failure::Conflict(format!("task write ({message})")));
         }
         return Err(Failure::Write { code, message });
