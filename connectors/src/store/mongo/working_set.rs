@@ -1,7 +1,8 @@
 //! The tasks one transaction reads, changes and writes back.
 //!
 //! A batch operation loads every task it names (`find` by `_id`, in chunks:
-//! a short `$in` is fast on every server, a long one is slow on some),
+//! a short `$in` is fast on every server, a long one is slow on some) or,
+//! when [`super::fresh_hint`] guesses the batch is new, nothing at all,
 //! applies the shared transitions of [`crate::store::record`] to them in
 //! memory (in batch order, so two outcomes for one id in a batch behave as
 //! in the other stores), then writes the changed ones with as few commands
