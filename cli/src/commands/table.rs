@@ -86,7 +86,7 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.starts_with("rate") && l.ends_with("-")));
-        let value_column = lines[1].find("value").unwrap();
+        let value_column = lines[1].find("value").expect("a value column");
         assert!(lines[3..].iter().all(|l| l.len() > value_column));
     }
 }
