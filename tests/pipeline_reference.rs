@@ -118,6 +118,10 @@ fn reference(records: &[String], specs: &[ExecutorSpec]) -> BTreeMap<String, Exp
     for (i, record) in records.iter().enumerate() {
         let outcome = match validator.decode(record.as_bytes(), AckToken::NONE, 0) {
             Err(reason) => Expected::Rejected(reason.code()),
+            // A kind no handler serves is refused at intake, before placement.
+            Ok(task) if !matches!(task.kind.as_str(), "noop" | "flaky") => {
+                Expected::Rejected("invalid_value")
+            }
             Ok(task) if !feasible(&task.resources, specs) => Expected::Rejected("infeasible"),
             Ok(task) => final_outcome(&task),
         };
