@@ -155,13 +155,15 @@ fn small_trace(root: &Path) {
         let header = rows.next().expect("a header line");
         let gpu_column = header.split(',').position(|c| c == "gpu");
         let head: Vec<&str> = std::iter::once(header)
-            .chain(rows.filter(|row| match (file.contains("node"), gpu_column) {
-                (true, Some(column)) => row
-                    .split(',')
-                    .nth(column)
-                    .and_then(|g| g.parse::<f64>().ok())
-                    .is_some_and(|g| g > 0.0),
-                _ => true,
+            .chain(rows.filter(|row| {
+                match (file.contains("node"), gpu_column) {
+                    (true, Some(column)) => row
+                        .split(',')
+                        .nth(column)
+                        .and_then(|g| g.parse::<f64>().ok())
+                        .is_some_and(|g| g > 0.0),
+                    _ => true,
+                }
             }))
             .take(lines)
             .collect();
