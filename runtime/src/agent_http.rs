@@ -323,17 +323,7 @@ impl HttpAgent {
             let Some(running) = self.running.remove(&(c.shard, c.lease)) else {
                 continue;
             };
-            let completion = RemoteCompletion {
-                executor: c.executor,
-                worker: running.worker,
-                lease: c.lease,
-                outcome: c.outcome,
-                started_at_us: c.started_at_us,
-                finished_at_us: c.finished_at_us,
-                exit_code: c.exit_code,
-                output_bytes: c.output_bytes,
-                result: c.result,
-            };
+            let completion = RemoteCompletion::of(c, running.worker);
             self.outbox.push((running.task, completion));
         }
     }

@@ -24,9 +24,7 @@ use timely::scheduling::SyncActivator;
 use tidewater_connectors::rabbitmq::agent_protocol::{AgentWork, RemoteCompletion};
 use tidewater_connectors::rabbitmq::{undeliverable, AgentEvents, AgentLink};
 use tidewater_operators::dataflow::ExecutionBackend;
-use tidewater_operators::model::{
-    now_micros, AbortReason, Assignment, Completion, ExecutorId, Lease, Outcome,
-};
+use tidewater_operators::model::{AbortReason, Assignment, Completion, ExecutorId, Lease};
 
 use crate::backend::LocalBackend;
 use crate::http_agents::HttpWorkBoard;
@@ -241,19 +239,13 @@ impl ExecutionBackend for RoutingBackend {
                     let started_at_us = assignment.assigned_at_us;
                     let c = RemoteSide::completion(
                         assignment,
-                        RemoteCompletion {
-                            executor: ExecutorId::default(),
-                            worker: remote.worker,
+                        RemoteCompletion::failed(
+                            ExecutorId::default(),
+                            remote.worker,
                             lease,
-                            outcome: Outcome::Failed {
-                                reason: "stopped: its executor was declared lost".into(),
-                            },
                             started_at_us,
-                            finished_at_us: now_micros(),
-                            exit_code: None,
-                            output_bytes: 0,
-                            result: None,
-                        },
+                            "stopped: its executor was declared lost".into(),
+                        ),
                     );
                     remote.synthesized.push(c);
                 }

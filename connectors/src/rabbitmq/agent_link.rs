@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
 
-use tidewater_operators::model::{now_micros, ExecutorId, Outcome};
+use tidewater_operators::model::{now_micros, ExecutorId};
 
 use super::agent_protocol::{authorize, control_queue, AgentMessage, AgentWork, RemoteCompletion};
 use super::config::RabbitMqConfig;
@@ -95,23 +95,16 @@ pub fn undeliverable(work: &AgentWork, why: &str) -> Option<RemoteCompletion> {
     else {
         return None;
     };
-    let now = now_micros();
-    Some(RemoteCompletion {
-        executor: assignment.executor.clone(),
-        worker: *worker,
-        lease: assignment.lease,
-        outcome: Outcome::Failed {
-            reason: format!(
-                "could not deliver the task to agent {}: {why}",
-                assignment.executor
-            ),
-        },
-        started_at_us: now,
-        finished_at_us: now,
-        exit_code: None,
-        output_bytes: 0,
-        result: None,
-    })
+    Some(RemoteCompletion::failed(
+        assignment.executor.clone(),
+        *worker,
+        assignment.lease,
+        now_micros(),
+        format!(
+            "could not deliver the task to agent {}: {why}",
+            assignment.executor
+        ),
+    ))
 }
 
 async fn run(

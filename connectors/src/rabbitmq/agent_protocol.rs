@@ -20,7 +20,8 @@
 use serde::{Deserialize, Serialize};
 
 use tidewater_operators::model::{
-    AbortReason, Assignment, ControlCommand, ExecutorId, ExecutorSpec, Lease, Outcome, TaskResult,
+    AbortReason, Assignment, Completion, ControlCommand, ExecutorId, ExecutorSpec, Lease, Outcome,
+    TaskResult,
 };
 
 /// The queue an agent consumes its work from: named after the
@@ -231,6 +232,45 @@ pub struct RemoteCompletion {
     /// What the handler returned, bounded by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
+}
+
+impl RemoteCompletion {
+    /// How the agent reports `completion`, an attempt it ran for `worker`.
+    pub fn of(completion: Completion, worker: u32) -> RemoteCompletion {
+        RemoteCompletion {
+            executor: completion.executor,
+            worker,
+            lease: completion.lease,
+            outcome: completion.outcome,
+            started_at_us: completion.started_at_us,
+            finished_at_us: completion.finished_at_us,
+            exit_code: completion.exit_code,
+            output_bytes: completion.output_bytes,
+            result: completion.result,
+        }
+    }
+
+    /// A failed attempt that produced nothing (never delivered, or its
+    /// executor was lost), ending now.
+    pub fn failed(
+        executor: ExecutorId,
+        worker: u32,
+        lease: Lease,
+        started_at_us: u64,
+        reason: String,
+    ) -> RemoteCompletion {
+        RemoteCompletion {
+            executor,
+            worker,
+            lease,
+            outcome: Outcome::Failed { reason },
+            started_at_us,
+            finished_at_us: tidewater_operators::model::now_micros(),
+            exit_code: None,
+            output_bytes: 0,
+            result: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,41 @@ pub(crate) fn secret_rejection() -> Rejection {
     }
 }
 
+/// Writes a task left open, a finished one with a secret result and a
+/// secret dead letter through `store`, and checks that it reads them all
+/// back and still lists by tenant: the scenario both encrypted stores run
+/// before their raw bytes are searched for plaintext.
+pub(crate) fn writes_secrets_and_reads_them_back(store: &dyn TaskStore) {
+    store
+        .admit(&[secret_task("open-1"), secret_task("done-1")])
+        .expect("admit");
+    store
+        .record_finished(&[secret_completion("done-1")])
+        .expect("finish");
+    store
+        .record_rejections(&[secret_rejection()])
+        .expect("reject");
+    // Still readable through the store, and the indexes still list.
+    let record = store.get("done-1").expect("get").expect("present");
+    assert_eq!(record.result, secret_completion("done-1").result);
+    assert_eq!(
+        store.unfinished().expect("unfinished"),
+        vec![secret_task("open-1")]
+    );
+    let page = store
+        .list(&TaskQuery {
+            tenant: Some("acme-tenant".into()),
+            limit: 10,
+            ..TaskQuery::default()
+        })
+        .expect("list");
+    assert_eq!(page.tasks.len(), 2);
+    assert_eq!(
+        store.rejections(10).expect("rejections"),
+        vec![secret_rejection()]
+    );
+}
+
 /// Whether any marker's bytes occur in `bytes`.
 pub(crate) fn leaked_markers(bytes: &[u8]) -> Vec<&'static str> {
     [PAYLOAD_MARKER, RESULT_MARKER, STDOUT_MARKER, EXCERPT_MARKER]
@@ -110,34 +145,7 @@ fn the_raw_file_holds_no_payload_result_or_excerpt_in_plain_text() {
     let path = dir.path().join("t.redb");
     {
         let store = EmbeddedStore::open_encrypted(&path, ring("a", &[("a", 1)])).expect("open");
-        store
-            .admit(&[secret_task("open-1"), secret_task("done-1")])
-            .expect("admit");
-        store
-            .record_finished(&[secret_completion("done-1")])
-            .expect("finish");
-        store
-            .record_rejections(&[secret_rejection()])
-            .expect("reject");
-        // Still readable through the store, and the indexes still list.
-        let record = store.get("done-1").expect("get").expect("present");
-        assert_eq!(record.result, secret_completion("done-1").result);
-        assert_eq!(
-            store.unfinished().expect("unfinished"),
-            vec![secret_task("open-1")]
-        );
-        let page = store
-            .list(&TaskQuery {
-                tenant: Some("acme-tenant".into()),
-                limit: 10,
-                ..TaskQuery::default()
-            })
-            .expect("list");
-        assert_eq!(page.tasks.len(), 2);
-        assert_eq!(
-            store.rejections(10).expect("rejections"),
-            vec![secret_rejection()]
-        );
+        writes_secrets_and_reads_them_back(&store);
     }
     let bytes = std::fs::read(&path).expect("read file");
     assert_eq!(

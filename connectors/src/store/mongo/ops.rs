@@ -81,13 +81,29 @@ pub async fn admit(
     c: Collections,
     tasks: std::sync::Arc<Vec<Task>>,
 ) -> Result<Vec<Admission>, Failure> {
-    if c.admit_hint.guess() {
-        match admit_once(c.clone(), tasks.clone(), Load::AssumeNew).await {
-            Err(failure) if failure.is_existing_id() => c.admit_hint.missed(),
+    guessing_new(&c.admit_hint, |load| {
+        admit_once(c.clone(), tasks.clone(), load)
+    })
+    .await
+}
+
+/// Runs `attempt` assuming every id is new when `hint` guesses so, and
+/// again reading the stored records when that guess met an existing id (or
+/// when there is no guess).
+async fn guessing_new<T, Attempt>(
+    hint: &FreshHint,
+    attempt: impl Fn(Load) -> Attempt,
+) -> Result<T, Failure>
+where
+    Attempt: std::future::Future<Output = Result<T, Failure>>,
+{
+    if hint.guess() {
+        match attempt(Load::AssumeNew).await {
+            Err(failure) if failure.is_existing_id() => hint.missed(),
             done => return done,
         }
     }
-    admit_once(c, tasks, Load::Read).await
+    attempt(Load::Read).await
 }
 
 async fn admit_once(
@@ -124,13 +140,10 @@ pub async fn finish(
     c: Collections,
     completions: std::sync::Arc<Vec<Completion>>,
 ) -> Result<Vec<bool>, Failure> {
-    if c.finish_hint.guess() {
-        match finish_once(c.clone(), completions.clone(), Load::AssumeNew).await {
-            Err(failure) if failure.is_existing_id() => c.finish_hint.missed(),
-            done => return done,
-        }
-    }
-    finish_once(c, completions, Load::Read).await
+    guessing_new(&c.finish_hint, |load| {
+        finish_once(c.clone(), completions.clone(), load)
+    })
+    .await
 }
 
 async fn finish_once(

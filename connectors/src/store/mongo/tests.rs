@@ -225,41 +225,15 @@ fn records_results_and_counts_survive_reopening_and_read_plainly() {
 #[test]
 fn encrypted_documents_hold_no_plaintext_and_keys_rotate() {
     use crate::store::encrypted_tests::{
-        leaked_markers, ring, secret_completion, secret_rejection, secret_task,
+        leaked_markers, ring, secret_rejection, secret_task, writes_secrets_and_reads_them_back,
     };
-    use crate::store::{StoreError, TaskQuery};
+    use crate::store::StoreError;
     let Some(url) = url() else { return };
     let scratch = Scratch::new(&url, "sealed");
     let config = MongoStoreConfig::new(&scratch.url, &scratch.database);
     {
         let store = MongoStore::open_encrypted(&config, ring("a", &[("a", 1)])).expect("open");
-        store
-            .admit(&[secret_task("open-1"), secret_task("done-1")])
-            .expect("admit");
-        store
-            .record_finished(&[secret_completion("done-1")])
-            .expect("finish");
-        store
-            .record_rejections(&[secret_rejection()])
-            .expect("reject");
-        let record = store.get("done-1").expect("get").expect("present");
-        assert_eq!(record.result, secret_completion("done-1").result);
-        assert_eq!(
-            store.unfinished().expect("unfinished"),
-            vec![secret_task("open-1")]
-        );
-        let page = store
-            .list(&TaskQuery {
-                tenant: Some("acme-tenant".into()),
-                limit: 10,
-                ..TaskQuery::default()
-            })
-            .expect("list");
-        assert_eq!(page.tasks.len(), 2);
-        assert_eq!(
-            store.rejections(10).expect("rejections"),
-            vec![secret_rejection()]
-        );
+        writes_secrets_and_reads_them_back(&store);
     }
     // Every raw document, as BSON bytes.
     let raw = |scratch: &Scratch| -> (Vec<u8>, Vec<Document>) {
