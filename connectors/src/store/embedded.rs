@@ -32,7 +32,7 @@ use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 use super::memory::target_key;
 use super::{
     Admission, KeyRing, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage,
-    TaskQuery, TaskRecord, TaskStore, ValueCodec,
+    TaskQuery, TaskRecord, TaskStore, TokenRecord, ValueCodec,
 };
 
 /// Task id → [`StoredTask`].
@@ -43,6 +43,8 @@ const UNFINISHED: TableDefinition<&str, ()> = TableDefinition::new("unfinished")
 const REJECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("rejections");
 /// `target/version` → [`ModelRecord`].
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+/// Token id → [`TokenRecord`] (argon2 hashes, no secrets).
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 /// `(submitted_at_us, id)` of every task.
 const BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("tasks_by_time");
 /// `(field, value, submitted_at_us, id)` for the filters: field `s` (state),
@@ -242,6 +244,7 @@ impl EmbeddedStore {
         store.write(OP, |txn| {
             db!(OP, txn.open_table(REJECTIONS));
             db!(OP, txn.open_table(MODELS));
+            db!(OP, txn.open_table(TOKENS));
             let indexed = db!(OP, db!(OP, txn.open_table(META)).get("indexed")).is_some();
             let mut tables = TaskTables::open(txn, OP, &store.codec)?;
             if !indexed {
@@ -564,6 +567,40 @@ impl TaskStore for EmbeddedStore {
             let table = db!(OP, txn.open_table(MODELS));
             let mut out = Vec::new();
             for entry in db!(OP, table.range(prefix.as_str()..end.as_str())) {
+                let (key, bytes) = db!(OP, entry);
+                out.push(decode(bytes.value(), key.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        const OP: &str = "storing a token";
+        let bytes = encode(token, "token")?;
+        self.write(OP, |txn| {
+            let mut table = db!(OP, txn.open_table(TOKENS));
+            db!(OP, table.insert(token.id.as_str(), bytes.as_slice()));
+            Ok(())
+        })
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        const OP: &str = "reading a token";
+        self.read(OP, |txn| {
+            let table = db!(OP, txn.open_table(TOKENS));
+            match db!(OP, table.get(id)) {
+                Some(bytes) => Ok(Some(decode(bytes.value(), id)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        const OP: &str = "reading tokens";
+        self.read(OP, |txn| {
+            let table = db!(OP, txn.open_table(TOKENS));
+            let mut out = Vec::new();
+            for entry in db!(OP, table.iter()) {
                 let (key, bytes) = db!(OP, entry);
                 out.push(decode(bytes.value(), key.value())?);
             }

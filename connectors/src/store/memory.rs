@@ -7,7 +7,7 @@ use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
 use super::{
     Admission, ModelRecord, StateCounts, StoreError, StoredTask, TaskCursor, TaskPage, TaskQuery,
-    TaskRecord, TaskStore,
+    TaskRecord, TaskStore, TokenRecord,
 };
 
 /// Rejections kept in memory at most.
@@ -21,6 +21,7 @@ struct Inner {
     counts: StateCounts,
     rejections: VecDeque<Rejection>,
     models: BTreeMap<(String, u64), ModelRecord>,
+    tokens: BTreeMap<String, TokenRecord>,
 }
 
 impl Inner {
@@ -196,5 +197,18 @@ impl TaskStore for MemoryStore {
             .filter(|((t, _), _)| t == name)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.lock()?.tokens.insert(token.id.clone(), token.clone());
+        Ok(())
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock()?.tokens.get(id).cloned())
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self.lock()?.tokens.values().cloned().collect())
     }
 }

@@ -3,7 +3,8 @@
 //! The runtime records a task as accepted before it enters the dataflow
 //! (so a restart can resume it), records its final outcome when the result
 //! sink receives it (only then is the source acknowledged), and dead-letters
-//! rejections. [`TaskStore`] is the interface; [`EmbeddedStore`] (a redb file)
+//! rejections. It also keeps the API tokens' records (hashes only,
+//! [`TokenRecord`]). [`TaskStore`] is the interface; [`EmbeddedStore`] (a redb file)
 //! is the default, [`MemoryStore`] serves benchmarks and tests. All stores
 //! apply the same transitions from [`record`], so they behave identically:
 //! admission is idempotent by task id (a second submission finds the first,
@@ -21,6 +22,7 @@ mod memory;
 mod mongo;
 mod query;
 mod record;
+mod token;
 
 pub use embedded::EmbeddedStore;
 pub use encryption::{EncryptionConfig, KeyError, KeyRing, KeySource, Sealed, ValueCodec};
@@ -30,10 +32,12 @@ pub use memory::MemoryStore;
 pub use mongo::{MongoStore, MongoStoreConfig};
 pub use query::{Admission, TaskCursor, TaskPage, TaskQuery};
 pub use record::{fingerprint, ModelRecord, StateCounts, StoredTask, TaskRecord, TaskState};
+pub use token::TokenRecord;
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
-/// A store of task records, results, dead letters and model versions.
+/// A store of task records, results, dead letters, model versions and API
+/// tokens.
 pub trait TaskStore: Send + Sync {
     /// Admits tasks (state `queued`), in one durable transaction. Returns,
     /// per task, whether it was new; an id already known is left untouched
@@ -76,6 +80,15 @@ pub trait TaskStore: Send + Sync {
     fn latest_model(&self, target: ModelTarget) -> Result<Option<ModelRecord>, StoreError> {
         Ok(self.models(target)?.pop())
     }
+
+    /// Stores an API token's record (a new one, or one revoked).
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// The record of the token with public id `id`.
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every token's record, revoked ones included, by id.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
 }
 
 #[cfg(test)]

@@ -223,6 +223,37 @@ pub(crate) fn behaves(store: &dyn TaskStore) {
         store.latest_model(ModelTarget::Failure).expect("latest"),
         Some(model(ModelTarget::Failure, 9))
     );
+
+    // API tokens: stored by id, replaced when revoked, listed by id.
+    assert_eq!(store.token("tok-b").expect("token"), None);
+    store.put_token(&token("tok-b", "b")).expect("token");
+    store.put_token(&token("tok-a", "a")).expect("token");
+    let mut revoked = token("tok-b", "b");
+    revoked.revoked_at_us = Some(99);
+    store.put_token(&revoked).expect("revoke");
+    assert_eq!(store.token("tok-b").expect("token"), Some(revoked.clone()));
+    assert!(!revoked.is_active(100));
+    assert!(token("tok-a", "a").is_active(100));
+    let ids: Vec<String> = store
+        .tokens()
+        .expect("tokens")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, vec!["tok-a".to_string(), "tok-b".to_string()]);
+}
+
+fn token(id: &str, tenant: &str) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        role: "submitter".into(),
+        name: format!("{tenant}'s CI"),
+        hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at_us: 7,
+        expires_at_us: Some(1_000),
+        revoked_at_us: None,
+    }
 }
 
 /// Listings: order, filters, paging in both directions, and cursors that

@@ -10,6 +10,8 @@ pub const REJECTIONS: &str = "rejections";
 pub const MODELS: &str = "models";
 /// Persisted counts by state (a few shard documents summed on read).
 pub const COUNTERS: &str = "counters";
+/// API tokens' records (argon2 hashes, no secrets), by token id.
+pub const TOKENS: &str = "tokens";
 
 /// How the store reaches MongoDB.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 use mongodb::bson::{doc, Document};
 use mongodb::{Database, IndexModel};
 
-use super::config::{MODELS, TASKS};
+use super::config::{MODELS, TASKS, TOKENS};
 use super::error::Failure;
 use mongodb::options::IndexOptions;
 
@@ -52,6 +52,9 @@ pub async fn ensure(db: &Database) -> Result<(), Failure> {
             "by_target_version",
             doc! { "target": 1, "version": 1 },
         ))
+        .await?;
+    db.collection::<Document>(TOKENS)
+        .create_index(index("by_id", doc! { "id": 1 }))
         .await?;
     Ok(())
 }

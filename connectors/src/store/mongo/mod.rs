@@ -9,7 +9,8 @@
 //!
 //! Collections, in the configured database: `tasks` (one document per task
 //! id, see [`documents`]), `rejections` (dead letters), `models` (the model
-//! registry) and `counters` (counts by state, see [`counters`]). Every
+//! registry), `counters` (counts by state, see [`counters`]) and `tokens`
+//! (API tokens' hashed records, unique by `id`). Every
 //! change to task records is one transaction per batch that reads the
 //! tasks it names, applies the same transitions as the other stores
 //! (idempotent admission by id, the first final outcome wins), writes the
@@ -44,7 +45,7 @@ pub use config::MongoStoreConfig;
 
 use super::{
     Admission, KeyRing, ModelRecord, StateCounts, StoreError, TaskPage, TaskQuery, TaskRecord,
-    TaskStore, ValueCodec,
+    TaskStore, TokenRecord, ValueCodec,
 };
 use error::Failure;
 use exec::{Exec, Persistence};
@@ -209,6 +210,22 @@ impl TaskStore for MongoStore {
             ops::models(c, target, true)
         })?;
         Ok(newest.into_iter().next())
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let token = Arc::new(token.clone());
+        self.write("storing a token", move |c| {
+            ops::put_token(c, Arc::clone(&token))
+        })
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let id = id.to_string();
+        self.read("reading a token", move |c| ops::token(c, id.clone()))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read("reading tokens", ops::tokens)
     }
 }
 

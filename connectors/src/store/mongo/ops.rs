@@ -13,7 +13,7 @@ use mongodb::{Client, Collection, Database};
 
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
-use super::config::{COUNTERS, MODELS, REJECTIONS, TASKS};
+use super::config::{COUNTERS, MODELS, REJECTIONS, TASKS, TOKENS};
 use super::counters::{self, ShardPool};
 use super::documents::{
     model_document, model_id, model_of, record_projection, rejection_document, rejection_of,
@@ -26,7 +26,7 @@ use super::working_set::{Load, WorkingSet};
 use crate::store::memory::target_key;
 use crate::store::{
     Admission, ModelRecord, StateCounts, StoredTask, TaskCursor, TaskPage, TaskQuery, TaskRecord,
-    ValueCodec,
+    TokenRecord, ValueCodec,
 };
 
 /// The client and the store's collections (cheap to clone).
@@ -44,6 +44,8 @@ pub struct Collections {
     pub models: Collection<Document>,
     /// Counter shards.
     pub counters: Collection<Document>,
+    /// API tokens' records.
+    pub tokens: Collection<TokenRecord>,
     /// Which counter shards this process's transactions use now.
     pub shards: ShardPool,
     /// Seals and opens task bodies and dead letters (plain without keys).
@@ -64,6 +66,7 @@ impl Collections {
             rejections: db.collection(REJECTIONS),
             models: db.collection(MODELS),
             counters: db.collection(COUNTERS),
+            tokens: db.collection(TOKENS),
             shards: ShardPool::default(),
             codec,
             admit_hint: FreshHint::new(),
@@ -352,6 +355,30 @@ pub async fn models(
     }
     let documents: Vec<Document> = find.await?.try_collect().await?;
     documents.into_iter().map(model_of).collect()
+}
+
+/// Stores a token's record under its id (again, idempotently).
+pub async fn put_token(c: Collections, token: std::sync::Arc<TokenRecord>) -> Result<(), Failure> {
+    c.tokens
+        .replace_one(doc! { "id": &token.id }, token.as_ref())
+        .upsert(true)
+        .await?;
+    Ok(())
+}
+
+/// The record of the token with id `id`.
+pub async fn token(c: Collections, id: String) -> Result<Option<TokenRecord>, Failure> {
+    Ok(c.tokens.find_one(doc! { "id": id }).await?)
+}
+
+/// Every token's record, by id.
+pub async fn tokens(c: Collections) -> Result<Vec<TokenRecord>, Failure> {
+    Ok(c.tokens
+        .find(doc! {})
+        .sort(doc! { "id": 1 })
+        .await?
+        .try_collect()
+        .await?)
 }
 
 fn as_i64(value: u64) -> Result<i64, Failure> {
