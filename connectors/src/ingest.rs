@@ -28,4 +28,14 @@ pub trait RecordIngress: Send + Sync + 'static {
     /// Hands a control command (executor join, heartbeat, leave, cancel) to
     /// every coordinator.
     fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed>;
+
+    /// Whether the pipeline holds as many records as it may
+    /// (`limits.max_queued`): consumers pause before taking the next
+    /// message until this turns false, leaving the rest with the broker.
+    fn is_saturated(&self) -> bool {
+        false
+    }
 }
+
+/// How long a consumer sleeps between looks at a saturated pipeline.
+pub const SATURATED_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);

@@ -55,6 +55,10 @@ impl RecordIngress for Ingress {
     fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed> {
         Ingress::submit_control(self, command).map_err(|_| IngressClosed)
     }
+
+    fn is_saturated(&self) -> bool {
+        Ingress::is_saturated(self)
+    }
 }
 
 impl AlertSink for RabbitMqHandle {

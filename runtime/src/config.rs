@@ -40,6 +40,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// Who may call the HTTP API.
+    pub auth: crate::auth::AuthConfig,
     /// Draining on a signal.
     pub shutdown: ShutdownConfig,
     /// Where task records and results are kept.
@@ -93,6 +95,7 @@ impl Default for Config {
             workers: 2,
             cluster: None,
             http: HttpConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             store: StoreConfig::default(),
             limits: ValidationLimits::default(),
             allocator: AllocatorConfig::default(),
@@ -143,6 +146,23 @@ pub struct HttpConfig {
     /// task. Empty: `tidewater run` fills it in from the cluster's hosts
     /// and the port convention (`listen`'s port plus the process index).
     pub peers: Vec<String>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The HTTP API's certificate (`http.tls`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's certificate first.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file of the authority that signed the cluster's certificates,
+    /// which processes trust when they ask each other (`http.peers`);
+    /// unset: `cert_file` itself (a self-signed certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -152,6 +172,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".to_string(),
             max_body_bytes: 16 << 20,
             peers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -420,6 +441,28 @@ impl Config {
                 "http.listen",
                 format!("{:?} is not a socket address", self.http.listen),
             );
+        }
+        if self.http.enabled {
+            use crate::auth::{config::is_loopback, AuthMode};
+            match self.auth.effective_mode(&self.http.listen) {
+                AuthMode::None if !is_loopback(&self.http.listen) => {
+                    return invalid(
+                        "auth.mode",
+                        format!(
+                            "\"none\" lets anyone who reaches {} submit, cancel and read every tenant's tasks; it is allowed only on a loopback address: use \"token\" or \"jwt\"",
+                            self.http.listen
+                        ),
+                    )
+                }
+                AuthMode::Jwt if self.auth.jwt.is_none() => {
+                    return invalid(
+                        "auth.jwt",
+                        "auth.mode = \"jwt\" needs an [auth.jwt] section (algorithm, key_file)"
+                            .into(),
+                    )
+                }
+                _ => {}
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for spec in self.executor_specs() {

@@ -59,6 +59,17 @@ pub enum RuntimeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTP API's certificate or key could not be loaded.
+    #[error("TLS {path}: {detail}")]
+    Tls {
+        /// The PEM file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// Authentication could not be set up (a JWT key, the audit log).
+    #[error("auth: {0}")]
+    Auth(String),
     /// A worker thread panicked or failed.
     #[error("worker failed: {0}")]
     WorkerFailed(String),

@@ -43,6 +43,8 @@ struct Shared {
     records: AtomicU64,
     first_worker: usize,
     control_observer: OnceLock<ControlObserver>,
+    /// `limits.max_queued` and the counters of what came out.
+    queue_bound: OnceLock<(usize, Arc<crate::stats::PipelineStats>)>,
 }
 
 /// Called with each control command as it is submitted.
@@ -76,6 +78,7 @@ impl Ingress {
             records: AtomicU64::new(0),
             first_worker,
             control_observer: OnceLock::new(),
+            queue_bound: OnceLock::new(),
         });
         let inboxes = receivers
             .into_iter()
@@ -134,6 +137,36 @@ impl Ingress {
         self.send_to(local, WorkerMessage::Record(record))?;
         self.shared.records.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Bounds the records in the pipeline (sent in, not yet out as a final
+    /// outcome or a rejection, as `stats` counts them) to `max_queued`
+    /// (0: no bound). Set once; later calls change nothing.
+    pub fn bound_queue(&self, max_queued: usize, stats: Arc<crate::stats::PipelineStats>) {
+        let _ = self.shared.queue_bound.set((max_queued, stats));
+    }
+
+    /// Records in the pipeline now: sent in and not yet out.
+    pub fn in_flight(&self) -> u64 {
+        let sent = self.records_sent();
+        self.shared
+            .queue_bound
+            .get()
+            .map_or(0, |(_, stats)| sent.saturating_sub(stats.outcomes()))
+    }
+
+    /// Whether `more` records would take the pipeline past its bound.
+    pub fn would_saturate(&self, more: usize) -> bool {
+        match self.shared.queue_bound.get() {
+            Some((max, _)) if *max > 0 => self.in_flight() + more as u64 > *max as u64,
+            _ => false,
+        }
+    }
+
+    /// Whether the pipeline holds as many records as its bound allows:
+    /// sources that can wait (brokers) pause until it drains.
+    pub fn is_saturated(&self) -> bool {
+        self.would_saturate(1)
     }
 
     /// Records sent into the dataflow so far; each ends as one final

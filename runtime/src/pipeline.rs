@@ -132,6 +132,7 @@ impl PipelineBuilder {
         ingress.observe_control(Box::new(move |c| observed.observe(c, now_micros())));
         let alert_board = AlertBoard::new();
         let stats = Arc::new(PipelineStats::default());
+        ingress.bound_queue(config.limits.max_queued, Arc::clone(&stats));
         let acks = AckRegistry::default();
         let reservations = ReservationBook::new();
         let queries = QueryResults::new(&config.queries);

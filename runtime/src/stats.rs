@@ -20,6 +20,8 @@ pub struct PipelineStats {
     /// dataflow, to tell when everything sent in has come out.
     outcomes: AtomicU64,
     latency_us: Mutex<Histogram<u64>>,
+    /// Tasks taken in over HTTP and not yet final, by tenant.
+    pub backlog: crate::backlog::TenantBacklog,
 }
 
 /// A snapshot of [`PipelineStats`].
@@ -54,6 +56,7 @@ impl Default for PipelineStats {
             rejected: AtomicU64::new(0),
             outcomes: AtomicU64::new(0),
             latency_us: Mutex::new(new_histogram()),
+            backlog: Default::default(),
         }
     }
 }
@@ -66,6 +69,7 @@ pub fn new_histogram() -> Histogram<u64> {
 impl PipelineStats {
     /// Counts a batch of final completions, recording their latencies.
     pub fn record_finals(&self, finals: &[Completion]) {
+        self.backlog.finish(finals);
         let (mut ok, mut failed, mut timed_out, mut cancelled) = (0, 0, 0, 0);
         for c in finals {
             match c.outcome {

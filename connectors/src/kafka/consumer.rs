@@ -157,7 +157,9 @@ pub(super) fn consume(
             Err(_) => return,
         };
         let assignments = *shared.assignments.borrow();
-        if in_flight >= max_in_flight && paused != Some(assignments) {
+        // The pipeline's own bound (limits.max_queued) pauses too.
+        let saturated = ingress.is_saturated();
+        if (in_flight >= max_in_flight || saturated) && paused != Some(assignments) {
             // Still full after waiting: pause (again after a rebalance: new
             // partitions start unpaused) and keep serving the group.
             match consumer.assignment().and_then(|a| consumer.pause(&a)) {
@@ -167,7 +169,7 @@ pub(super) fn consume(
                 }
                 Err(e) => tracing::warn!(error = %e, "pausing Kafka partitions"),
             }
-        } else if paused.is_some() && in_flight <= max_in_flight / 2 {
+        } else if paused.is_some() && !saturated && in_flight <= max_in_flight / 2 {
             match consumer.assignment().and_then(|a| consumer.resume(&a)) {
                 Ok(()) => paused = None,
                 Err(e) => tracing::warn!(error = %e, "resuming Kafka partitions"),

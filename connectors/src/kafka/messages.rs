@@ -193,6 +193,7 @@ mod tests {
         let rejection = Rejection {
             reason: RejectReason::Oversize { size: 10, limit: 5 },
             task_id: None,
+            tenant: None,
             source_name: Name::from("tasks"),
             excerpt: String::new(),
             ack: AckToken::NONE,

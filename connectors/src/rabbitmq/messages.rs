@@ -205,6 +205,7 @@ mod tests {
         let rejection = Rejection {
             reason: RejectReason::Oversize { size: 10, limit: 5 },
             task_id: None,
+            tenant: None,
             source_name: Name::from("q"),
             excerpt: String::new(),
             ack: AckToken::NONE,

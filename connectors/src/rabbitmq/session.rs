@@ -161,7 +161,16 @@ impl<'a> Session<'a> {
         let name = queue.name.clone();
         let generation = self.generation;
         queue.consumer = Some(tokio::spawn(async move {
-            while let Some(delivery) = consumer.next().await {
+            loop {
+                // The pipeline's bound (limits.max_queued): take no more
+                // until it drains; unacknowledged deliveries past the
+                // prefetch stay with the broker.
+                while ingress.is_saturated() {
+                    tokio::time::sleep(crate::ingest::SATURATED_PAUSE).await;
+                }
+                let Some(delivery) = consumer.next().await else {
+                    break;
+                };
                 let delivery = match delivery {
                     Ok(delivery) => delivery,
                     Err(source) => {

@@ -167,7 +167,10 @@ impl StoredTask {
                 id: id.to_string(),
                 state: TaskState::Rejected,
                 kind: String::new(),
-                tenant: String::new(),
+                tenant: rejection
+                    .tenant
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.to_string()),
                 attempts: 0,
                 executor: None,
                 submitted_at_us: rejection.at_us,

@@ -500,6 +500,7 @@ impl CoordinatorState {
                     let rejection = Rejection {
                         reason,
                         task_id: Some(task.id.clone()),
+                        tenant: Some(task.tenant.clone()),
                         source_name: Name::const_new("coordinator"),
                         excerpt: String::new(),
                         ack: task.ack,

@@ -116,6 +116,7 @@ fn decode_one(
                 .map_err(|reason| Rejection {
                     reason,
                     task_id: None,
+                    tenant: None,
                     source_name: source_name.clone(),
                     excerpt: excerpt(&bytes),
                     ack,
@@ -128,6 +129,7 @@ fn decode_one(
                 Err(reason) => Err(Rejection {
                     reason,
                     task_id: Some(task.id.clone()),
+                    tenant: Some(task.tenant.clone()),
                     source_name,
                     excerpt: excerpt(&bytes),
                     ack,
@@ -145,6 +147,7 @@ fn decode_one(
                 Err(reason) => Err(Rejection {
                     reason,
                     task_id: Some(task.id.clone()),
+                    tenant: Some(task.tenant.clone()),
                     source_name,
                     excerpt: Name::from(task.kind.as_str()).to_string(),
                     ack,

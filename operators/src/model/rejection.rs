@@ -92,6 +92,9 @@ pub struct Rejection {
     pub reason: RejectReason,
     /// The task id, when the record got far enough to have one.
     pub task_id: Option<Name>,
+    /// The task's tenant, when known: its rejected record belongs to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Name>,
     /// The source it came from.
     pub source_name: Name,
     /// Up to the first 256 bytes of the record, for the dead-letter sink.

@@ -21,6 +21,21 @@ pub struct ValidationLimits {
     /// command's stdout and stderr tails together, or an in-process
     /// handler's JSON value); longer output is cut and marked truncated.
     pub max_result_bytes: usize,
+    /// Most tasks a process holds taken in and not yet final, over every
+    /// source: HTTP submissions past it are answered `503` with
+    /// `Retry-After`, and broker consumers pause until it drains. 0: no
+    /// bound. (Enforced by the runtime, not the validator.)
+    pub max_queued: usize,
+    /// Most tasks one tenant may have taken in over HTTP and not yet final
+    /// in a process; more are answered `429`. 0: no bound.
+    pub max_queued_per_tenant: usize,
+    /// Tasks per second each tenant may submit over HTTP (a token bucket
+    /// refilled at this rate); more are answered `429` with `Retry-After`.
+    /// 0: no limit.
+    pub submit_rate_per_s: u32,
+    /// The bucket's size: how many tasks a tenant may submit at once
+    /// beyond the rate. 0: the rate itself.
+    pub submit_burst: u32,
 }
 
 impl Default for ValidationLimits {
@@ -31,6 +46,10 @@ impl Default for ValidationLimits {
             max_attempts: 100,
             max_name_bytes: 128,
             max_result_bytes: 64 * 1024,
+            max_queued: 1_000_000,
+            max_queued_per_tenant: 0,
+            submit_rate_per_s: 0,
+            submit_burst: 0,
         }
     }
 }

@@ -31,7 +31,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use tidewater_connectors::rabbitmq::agent_protocol::RemoteCompletion;
@@ -42,6 +42,8 @@ use tidewater_operators::model::{
 };
 use tidewater_operators::validate::ResourcesSubmission;
 
+use super::responses::with_store;
+use crate::auth::Principal;
 use crate::http_agents::OutcomeRefused;
 use crate::ingress::Ingress;
 
@@ -61,6 +63,9 @@ pub struct ControlApi {
     pub reservations: crate::reservations::ReservationBook,
     /// Remote executors: those joining here pull their work from its board.
     pub agents: Option<Arc<crate::remote_backend::AgentHub>>,
+    /// The tenant each reservation asked for here was taken for, so that a
+    /// submitter reads and releases only its own.
+    pub reservation_tenants: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The control routes, with their state.
@@ -96,6 +101,7 @@ fn send(api: &ControlApi, command: ControlCommand, body: serde_json::Value) -> R
 
 async fn cancel(
     State(api): State<Arc<ControlApi>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -109,11 +115,8 @@ async fn cancel(
         Ok(record) => record,
         Err(failed) => return failed,
     };
-    match record {
-        None => answer(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({ "code": "not_found", "reason": format!("no task with id {id:?}") }),
-        ),
+    match record.filter(|record| principal.may_act_for(&record.tenant)) {
+        None => super::tasks::not_found(&id),
         Some(record) if record.state.is_final() => answer(
             StatusCode::CONFLICT,
             serde_json::json!({
@@ -315,7 +318,11 @@ struct ReserveRequest {
     expires_in_ms: u64,
 }
 
-async fn reserve(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) -> Response {
+async fn reserve(
+    State(api): State<Arc<ControlApi>>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Response {
     let bad = |reason: String| {
         answer(
             StatusCode::BAD_REQUEST,
@@ -326,11 +333,54 @@ async fn reserve(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) ->
         Ok(r) => r,
         Err(e) => return bad(e.to_string()),
     };
-    let holder = match (request.tenant, request.task) {
-        (Some(tenant), None) => ReservationHolder::Tenant(Name::from(tenant.as_str())),
-        (None, Some(task)) => ReservationHolder::Task(Name::from(task.as_str())),
+    let (holder, tenant) = match (request.tenant, request.task) {
+        (Some(tenant), None) => (
+            ReservationHolder::Tenant(Name::from(tenant.as_str())),
+            tenant,
+        ),
+        (None, Some(task)) => {
+            // A task's reservation belongs to the task's tenant.
+            let lookup = task.clone();
+            let record = match with_store(&api.store, move |store| store.get(&lookup)).await {
+                Ok(record) => record,
+                Err(failed) => return failed,
+            };
+            let tenant = record.map(|r| r.tenant).unwrap_or_default();
+            (ReservationHolder::Task(Name::from(task.as_str())), tenant)
+        }
         _ => return bad("give exactly one of \"tenant\" and \"task\"".into()),
     };
+    if !principal.may_act_for(&tenant) {
+        return answer(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({
+                "code": "forbidden",
+                "reason": "a reservation may be taken only for your own tenant or its tasks",
+            }),
+        );
+    }
+    {
+        let Ok(mut owners) = api.reservation_tenants.lock() else {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "code": "internal", "reason": "reservation owners unavailable" }),
+            );
+        };
+        match owners.get(&request.id) {
+            Some(owner) if !principal.may_act_for(owner) => {
+                return answer(
+                    StatusCode::CONFLICT,
+                    serde_json::json!({
+                        "code": "taken",
+                        "reason": format!("reservation id {:?} is taken; choose another", request.id),
+                    }),
+                )
+            }
+            _ => {
+                owners.insert(request.id.clone(), tenant);
+            }
+        }
+    }
     let resources = match request.resources.into_request() {
         Ok(r) => r,
         Err(reason) => return bad(reason.to_string()),
@@ -348,10 +398,35 @@ async fn reserve(State(api): State<Arc<ControlApi>>, body: axum::body::Bytes) ->
     )
 }
 
+/// Whether `principal` may see reservation `id` (a submitter: one taken
+/// here for its tenant).
+fn owns_reservation(api: &ControlApi, principal: &Principal, id: &str) -> bool {
+    if principal.confined_tenant().is_none() {
+        return true;
+    }
+    api.reservation_tenants
+        .lock()
+        .is_ok_and(|owners| owners.get(id).is_some_and(|t| principal.may_act_for(t)))
+}
+
+fn no_reservation(id: &str) -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({
+            "code": "not_found",
+            "reason": format!("no reservation {id:?} has been handled yet"),
+        }),
+    )
+}
+
 async fn reservation_status(
     State(api): State<Arc<ControlApi>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
+    if !owns_reservation(&api, &principal, &id) {
+        return no_reservation(&id);
+    }
     match api.reservations.get(&id) {
         Some(status) => Json(status).into_response(),
         None => answer(
@@ -364,7 +439,14 @@ async fn reservation_status(
     }
 }
 
-async fn unreserve(State(api): State<Arc<ControlApi>>, Path(id): Path<String>) -> Response {
+async fn unreserve(
+    State(api): State<Arc<ControlApi>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    if !owns_reservation(&api, &principal, &id) {
+        return no_reservation(&id);
+    }
     send(
         &api,
         ControlCommand::Unreserve {

@@ -52,6 +52,18 @@ impl ListParams {
         self.state.as_deref()
     }
 
+    /// Keeps the listing to `tenant`'s tasks; the tenant asked for
+    /// instead, if it is another.
+    pub fn confine_to(&mut self, tenant: &str) -> Result<(), String> {
+        match &self.tenant {
+            Some(asked) if asked != tenant => Err(asked.clone()),
+            _ => {
+                self.tenant = Some(tenant.to_string());
+                Ok(())
+            }
+        }
+    }
+
     /// Whether newest first was asked for.
     pub fn is_descending(&self) -> bool {
         self.order.as_deref() == Some("desc")

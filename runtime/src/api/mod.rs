@@ -10,6 +10,10 @@
 //! - [`lineage`]: the lineage graph's queries.
 //! - [`ui`]: the web dashboard at `/ui/`.
 //! - [`responses`]: error answers and store calls off the async threads.
+//! - [`guard`]: authentication, roles and the audit log in front of every
+//!   endpoint (see [`crate::auth`]); [`tokens`]: `/v1/tokens` for admins.
+//! - [`submit_limits`]: rate and backlog bounds on submissions.
+//! - [`tls`]: HTTPS when `http.tls` is set.
 //!
 //! The monitoring endpoints (`/metrics`, `/v1/queries`, `/v1/alerts`) are
 //! [`crate::monitoring`]'s and are merged into the same router.
@@ -21,6 +25,7 @@
 //! ```
 
 pub mod control;
+pub mod guard;
 pub mod inventory;
 pub mod lineage;
 pub mod listing;
@@ -28,7 +33,10 @@ pub mod peers;
 pub mod responses;
 pub mod server;
 pub mod submit;
+pub mod submit_limits;
 pub mod tasks;
+pub mod tls;
+pub mod tokens;
 pub mod ui;
 
 pub use server::{ApiContext, HttpServer};

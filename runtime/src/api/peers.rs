@@ -6,7 +6,8 @@
 //! a record not yet final with no live entry here) asks the other
 //! processes, and a listing merges every process's page. Peer requests
 //! carry [`LOCAL_ONLY`] so that a peer answers from its own parts and never
-//! asks on.
+//! asks on, and the caller's `Authorization`, so that every process checks
+//! the same credential and scopes its part of the answer the same way.
 //!
 //! ```text
 //!  GET /v1/tasks/{id} ──► store + live here ──settled──► answer
@@ -18,6 +19,7 @@
 
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use serde::Deserialize;
 
 use tidewater_connectors::store::{TaskRecord, TaskState};
@@ -33,6 +35,8 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Peers {
     others: Vec<String>,
     client: reqwest::Client,
+    /// `http` or, with `http.tls`, `https`.
+    scheme: &'static str,
 }
 
 /// A listing page as peers answer it.
@@ -51,19 +55,41 @@ pub struct PeerPage {
 
 impl Peers {
     /// The peers among `all` (every process's address, by index), leaving
-    /// out this process's own.
-    pub fn new(all: &[String], own_index: usize) -> Self {
+    /// out this process's own; over HTTPS when `tls` is set, trusting its
+    /// `ca_file` (or its certificate, when self-signed).
+    pub fn new(
+        all: &[String],
+        own_index: usize,
+        tls: Option<&crate::config::TlsConfig>,
+    ) -> Result<Self, crate::error::RuntimeError> {
         let others = all
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != own_index)
             .map(|(_, a)| a.clone())
             .collect();
-        let client = reqwest::Client::builder()
-            .timeout(PEER_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Peers { others, client }
+        let mut builder = reqwest::Client::builder().timeout(PEER_TIMEOUT);
+        if let Some(tls) = tls {
+            let authority = tls.ca_file.as_ref().unwrap_or(&tls.cert_file);
+            let pem = std::fs::read(authority).map_err(|e| crate::error::RuntimeError::Tls {
+                path: authority.clone(),
+                detail: e.to_string(),
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                crate::error::RuntimeError::Tls {
+                    path: authority.clone(),
+                    detail: e.to_string(),
+                }
+            })? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().unwrap_or_else(|_| reqwest::Client::new());
+        Ok(Peers {
+            others,
+            client,
+            scheme: if tls.is_some() { "https" } else { "http" },
+        })
     }
 
     /// Whether there is anyone to ask.
@@ -72,11 +98,11 @@ impl Peers {
     }
 
     /// Every peer's record of task `id` (peers that do not know it, or do
-    /// not answer, are left out).
-    pub async fn task(&self, id: &str) -> Vec<TaskRecord> {
+    /// not answer, are left out), asked with the caller's `authorization`.
+    pub async fn task(&self, id: &str, authorization: Option<&HeaderValue>) -> Vec<TaskRecord> {
         let asks = self.others.iter().map(|peer| {
-            let url = format!("http://{peer}/v1/tasks/{}", encode(id));
-            let request = self.client.get(url).header(LOCAL_ONLY, "1");
+            let url = format!("{}://{peer}/v1/tasks/{}", self.scheme, encode(id));
+            let request = self.request(url, authorization);
             async move {
                 let response = request.send().await.ok()?;
                 if !response.status().is_success() {
@@ -88,13 +114,17 @@ impl Peers {
         join_all(asks).await.into_iter().flatten().collect()
     }
 
-    /// Every peer's page for the listing query string `query`; a peer that
-    /// does not answer is an error, since the merged page would miss its
-    /// tasks.
-    pub async fn pages(&self, query: &str) -> Result<Vec<PeerPage>, String> {
+    /// Every peer's page for the listing query string `query`, asked with
+    /// the caller's `authorization`; a peer that does not answer is an
+    /// error, since the merged page would miss its tasks.
+    pub async fn pages(
+        &self,
+        query: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Vec<PeerPage>, String> {
         let asks = self.others.iter().map(|peer| {
-            let url = format!("http://{peer}/v1/tasks?{query}");
-            let request = self.client.get(url).header(LOCAL_ONLY, "1");
+            let url = format!("{}://{peer}/v1/tasks?{query}", self.scheme);
+            let request = self.request(url, authorization);
             let peer = peer.clone();
             async move {
                 let response = request
@@ -111,6 +141,18 @@ impl Peers {
             }
         });
         join_all(asks).await.into_iter().collect()
+    }
+}
+
+impl Peers {
+    /// A peer request: answer locally, as the caller (each process checks
+    /// the caller's credential and scopes the answer to its tenant).
+    fn request(&self, url: String, authorization: Option<&HeaderValue>) -> reqwest::RequestBuilder {
+        let request = self.client.get(url).header(LOCAL_ONLY, "1");
+        match authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
+        }
     }
 }
 

@@ -12,12 +12,17 @@
 //! - the read endpoints of [`super::inventory`]: `GET /v1/executors`,
 //!   `GET /v1/reservations`, `GET /v1/models`.
 //! - the lineage queries of [`super::lineage`] and the dashboard of
-//!   [`super::ui`] at `/ui/`.
+//!   [`super::ui`] at `/ui/`; API tokens at `/v1/tokens` ([`super::tokens`]).
+//!
+//! Every route sits behind [`super::guard`] (authentication, roles, the
+//! audit log), and the server speaks HTTPS when `http.tls` is set
+//! ([`super::tls`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::oneshot;
@@ -26,8 +31,11 @@ use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::now_micros;
 use tidewater_operators::validate::Validator;
 
+use super::guard::{self, Guard};
 use super::peers::Peers;
-use super::{control, inventory, lineage, submit, tasks, ui};
+use super::tls::TlsListener;
+use super::{control, inventory, lineage, submit, tasks, tokens, ui};
+use crate::auth::{AuditLog, Authenticator};
 use crate::config::Config;
 use crate::error::RuntimeError;
 use crate::handlers::HandlerRegistry;
@@ -69,6 +77,8 @@ pub(crate) struct AppState {
     pub(crate) remote_agents: bool,
     /// The cluster's other processes.
     pub(crate) peers: Peers,
+    /// Rate and backlog bounds on submissions.
+    pub(crate) limits: super::submit_limits::SubmitLimits,
 }
 
 /// A running HTTP server.
@@ -89,7 +99,24 @@ impl HttpServer {
         let peers = Peers::new(
             &config.http.peers,
             config.cluster.as_ref().map_or(0, |c| c.process),
+            config.http.tls.as_ref(),
+        )?;
+        let authenticator = Arc::new(
+            Authenticator::from_config(&config.auth, &config.http.listen, Arc::clone(&api.store))
+                .map_err(|e| RuntimeError::Auth(e.to_string()))?,
         );
+        let audit = match &config.auth.audit_log {
+            Some(path) => AuditLog::to_file(path).map_err(|source| RuntimeError::Io {
+                context: format!("opening the audit log {}", path.display()),
+                source,
+            })?,
+            None => AuditLog::tracing_only(),
+        };
+        let authenticator_mode = authenticator.mode();
+        let guard = Arc::new(Guard {
+            authenticator: Arc::clone(&authenticator),
+            audit,
+        });
         let control = control::routes(control::ControlApi {
             ingress: api.ingress.clone(),
             store: Arc::clone(&api.store),
@@ -98,6 +125,7 @@ impl HttpServer {
             default_heartbeat_ttl_ms: config.allocator.heartbeat_ttl_ms,
             reservations: api.reservations.clone(),
             agents: api.agents.clone(),
+            reservation_tenants: Default::default(),
         });
         let inventory = inventory::routes(inventory::InventoryApi {
             executors: api.executors.clone(),
@@ -107,14 +135,19 @@ impl HttpServer {
         });
         let monitoring = crate::monitoring::routes(api.monitoring.clone());
         let state = Arc::new(AppState {
-            api,
             validator: Mutex::new(Validator::for_source(
                 config.limits.clone(),
                 "h",
                 now_micros(),
             )),
             remote_agents: config.rabbitmq.as_ref().is_some_and(|r| r.agents),
+            limits: super::submit_limits::SubmitLimits::new(
+                &config.limits,
+                api.ingress.clone(),
+                Arc::clone(&api.stats),
+            ),
             peers,
+            api,
         });
         let app = router(state)
             .merge(control)
@@ -122,6 +155,8 @@ impl HttpServer {
             .merge(ui::routes())
             .merge(monitoring)
             .merge(lineage::routes(config))
+            .merge(tokens::routes(Arc::clone(&authenticator)))
+            .layer(middleware::from_fn_with_state(guard, guard::guard))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
         let listen = config.http.listen.clone();
         let listener = runtime
@@ -135,15 +170,41 @@ impl HttpServer {
             source,
         })?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let task = match &config.http.tls {
+            None => runtime.spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }),
+            Some(tls) => {
+                let server_config = super::tls::server_config(tls)?;
+                let listener = {
+                    let _entered = runtime.enter();
+                    TlsListener::new(listener, server_config).map_err(|source| {
+                        RuntimeError::Io {
+                            context: "starting the TLS listener".into(),
+                            source,
+                        }
+                    })?
+                };
+                runtime.spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "HTTPS server failed");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "HTTP API listening");
+        };
+        tracing::info!(
+            %addr,
+            tls = config.http.tls.is_some(),
+            auth = authenticator_mode.as_str(),
+            "HTTP API listening"
+        );
         Ok(HttpServer {
             addr,
             shutdown,

@@ -9,22 +9,25 @@
 //! reason and field path, and dead-lettered in the store, so their id reads
 //! back as `rejected`. While the process drains, new tasks get `503`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 
-use tidewater_connectors::store::{Admission, TaskRecord};
+use tidewater_connectors::store::{Admission, TaskRecord, TaskState};
 use tidewater_operators::model::{now_micros, AckToken, Name, RejectReason, Rejection, Task};
 use tidewater_operators::validate::split_submissions;
 
+use super::guard::AuditedTasks;
 use super::responses::{error, with_store};
 use super::server::AppState;
 use super::tasks::overlaid;
+use crate::auth::Principal;
 
 #[derive(Serialize)]
 struct Refused {
@@ -48,21 +51,33 @@ struct BatchAnswer {
     rejected: Vec<Refused>,
 }
 
-/// The id a refused record names, when it names one as a string.
-fn named_id(item: &[u8]) -> Option<Name> {
-    #[derive(serde::Deserialize)]
-    struct Named<'a> {
-        #[serde(borrow)]
-        id: Option<&'a str>,
-    }
-    serde_json::from_slice::<Named>(item)
-        .ok()
-        .and_then(|n| n.id)
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-        .map(Name::from)
+/// The id and tenant a record names, where it names them as strings.
+#[derive(Default, serde::Deserialize)]
+struct Named {
+    id: Option<String>,
+    tenant: Option<String>,
 }
 
-fn rejection(item: &[u8], reason: RejectReason, task_id: Option<Name>, at_us: u64) -> Rejection {
+impl Named {
+    fn of(item: &[u8]) -> Named {
+        serde_json::from_slice(item).unwrap_or_default()
+    }
+
+    fn id(&self) -> Option<Name> {
+        self.id
+            .as_deref()
+            .filter(|id| !id.is_empty() && id.len() <= 256)
+            .map(Name::from)
+    }
+}
+
+fn rejection(
+    item: &[u8],
+    reason: RejectReason,
+    task_id: Option<Name>,
+    tenant: Option<Name>,
+    at_us: u64,
+) -> Rejection {
     const EXCERPT: usize = 256;
     let mut end = item.len().min(EXCERPT);
     while end > 0 && end < item.len() && (item[end] & 0b1100_0000) == 0b1000_0000 {
@@ -71,6 +86,7 @@ fn rejection(item: &[u8], reason: RejectReason, task_id: Option<Name>, at_us: u6
     Rejection {
         reason,
         task_id,
+        tenant,
         source_name: Name::from("http"),
         excerpt: String::from_utf8_lossy(&item[..end]).into_owned(),
         ack: AckToken::NONE,
@@ -78,7 +94,11 @@ fn rejection(item: &[u8], reason: RejectReason, task_id: Option<Name>, at_us: u6
     }
 }
 
-pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     if state
         .api
         .draining
@@ -94,7 +114,8 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
         Ok(split) => split,
         Err(reason) => {
             let answer = error(StatusCode::BAD_REQUEST, reason.code(), reason.to_string());
-            let dead = vec![rejection(&body, reason, None, now_micros())];
+            let tenant = principal.confined_tenant().map(Name::from);
+            let dead = vec![rejection(&body, reason, None, tenant, now_micros())];
             return match dead_letter(&state, dead).await {
                 Ok(()) => answer,
                 Err(failed) => failed,
@@ -105,6 +126,7 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
     let now = now_micros();
     let mut tasks: Vec<(usize, Task)> = Vec::with_capacity(items.len());
     let mut refused = Vec::new();
+    let mut forbidden = Vec::new();
     let mut dead = Vec::new();
     {
         let Ok(mut validator) = state.validator.lock() else {
@@ -115,8 +137,30 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
             );
         };
         for (index, item) in items.iter().enumerate() {
+            let named = Named::of(item);
+            // A submitter's tasks are its tenant's: a body naming another
+            // is refused outright (and not dead-lettered: the id may be
+            // the other tenant's).
+            if let (Some(own), Some(asked)) = (principal.confined_tenant(), &named.tenant) {
+                if asked != own {
+                    forbidden.push(Refused {
+                        index,
+                        code: "forbidden_tenant",
+                        reason: format!(
+                            "tenant {asked:?} is not yours: tasks are submitted for tenant {own:?}"
+                        ),
+                    });
+                    continue;
+                }
+            }
             let checked = validator
                 .decode(item, AckToken::NONE, now)
+                .map(|mut task| {
+                    if let Some(own) = principal.confined_tenant() {
+                        task.tenant = Name::from(own);
+                    }
+                    task
+                })
                 .and_then(|task| {
                     state
                         .api
@@ -132,10 +176,27 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
                         code: reason.code(),
                         reason: reason.to_string(),
                     });
-                    dead.push(rejection(item, reason, named_id(item), now));
+                    let tenant = principal
+                        .confined_tenant()
+                        .map(str::to_string)
+                        .or(named.tenant.clone())
+                        .map(Name::from);
+                    dead.push(rejection(item, reason, named.id(), tenant, now));
                 }
             }
         }
+    }
+    if !is_batch {
+        if let Some(refusal) = forbidden.first() {
+            return error(StatusCode::FORBIDDEN, refusal.code, refusal.reason.clone());
+        }
+    }
+    let mut by_tenant: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, task) in &tasks {
+        *by_tenant.entry(task.tenant.to_string()).or_default() += 1;
+    }
+    if let Err(answer) = state.limits.check(&by_tenant) {
+        return answer;
     }
     if !dead.is_empty() {
         if let Err(failed) = dead_letter(&state, dead).await {
@@ -157,6 +218,7 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
         match admission {
             Admission::New => {
                 accepted.push(task.id.to_string());
+                state.api.stats.backlog.add(&task.id, &task.tenant);
                 if let Err(e) = state.api.ingress.submit_task("http", task) {
                     return error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -164,6 +226,14 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
                         e.to_string(),
                     );
                 }
+            }
+            // An id another tenant holds is taken, and says no more.
+            Admission::Existing { record, .. } if !principal.may_act_for(&record.tenant) => {
+                refused.push(Refused {
+                    index,
+                    code: "duplicate",
+                    reason: format!("task id {:?} is taken; choose another", task.id),
+                });
             }
             Admission::Existing { record, same_body } => duplicates.push(Duplicate {
                 index,
@@ -173,16 +243,24 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
             }),
         }
     }
+    refused.extend(forbidden);
+    refused.sort_by_key(|r| r.index);
+    let audited = AuditedTasks(accepted.clone());
     if is_batch {
         let answer = BatchAnswer {
             accepted,
             duplicates,
             rejected: refused,
         };
-        return (StatusCode::OK, Json(answer)).into_response();
+        return (StatusCode::OK, Extension(audited), Json(answer)).into_response();
     }
     if let Some(id) = accepted.first() {
-        return (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+        return (
+            StatusCode::ACCEPTED,
+            Extension(audited),
+            Json(serde_json::json!({ "id": id })),
+        )
+            .into_response();
     }
     if let Some(duplicate) = duplicates.into_iter().next() {
         return if duplicate.same_body {
@@ -203,6 +281,7 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
         };
     }
     match refused.first() {
+        Some(r) if r.code == "duplicate" => error(StatusCode::CONFLICT, r.code, r.reason.clone()),
         Some(r) => error(StatusCode::BAD_REQUEST, r.code, r.reason.clone()),
         None => error(
             StatusCode::BAD_REQUEST,
@@ -213,9 +292,22 @@ pub(crate) async fn submit(State(state): State<Arc<AppState>>, body: Bytes) -> R
 }
 
 /// Records refused submissions in the store's dead letters and counters.
-async fn dead_letter(state: &AppState, dead: Vec<Rejection>) -> Result<(), Response> {
+/// A refusal naming the id of a task that exists (and was not itself
+/// refused) is dead-lettered without that id: a bad resubmission must not
+/// end the task that holds it.
+async fn dead_letter(state: &AppState, mut dead: Vec<Rejection>) -> Result<(), Response> {
     let count = dead.len();
     with_store(&state.api.store, move |store| {
+        for rejection in &mut dead {
+            if let Some(id) = &rejection.task_id {
+                if store
+                    .get(id)?
+                    .is_some_and(|record| record.state != TaskState::Rejected)
+                {
+                    rejection.task_id = None;
+                }
+            }
+        }
         store.record_rejections(&dead)
     })
     .await?;

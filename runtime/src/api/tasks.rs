@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use tidewater_connectors::store::{TaskCursor, TaskRecord, TaskState, TaskStore};
 
@@ -21,6 +21,7 @@ use super::listing::{list_tasks, ListAnswer, ListParams};
 use super::peers::{self, Peers};
 use super::responses::{error, with_store};
 use super::server::AppState;
+use crate::auth::Principal;
 use crate::live::LiveTasks;
 
 /// `record` with the live state of its task, if it has one here.
@@ -63,12 +64,15 @@ pub(crate) async fn cluster_record(
     if settled || peers.is_empty() || headers.contains_key(peers::LOCAL_ONLY) {
         return Ok(local);
     }
-    let remote = peers.task(id).await;
+    let remote = peers
+        .task(id, headers.get(axum::http::header::AUTHORIZATION))
+        .await;
     Ok(peers::most_advanced(local.into_iter().chain(remote)))
 }
 
 pub(crate) async fn get_task(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -81,22 +85,39 @@ pub(crate) async fn get_task(
     )
     .await;
     match found {
-        Ok(Some(record)) => Json(record).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no task with id {id:?}"),
-        ),
+        // Another tenant's task is as unknown as a missing one.
+        Ok(Some(record)) if principal.may_act_for(&record.tenant) => Json(record).into_response(),
+        Ok(_) => not_found(&id),
         Err(failed) => failed,
     }
 }
 
+/// The answer for a task that is unknown, or not the caller's to see.
+pub(crate) fn not_found(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no task with id {id:?}"),
+    )
+}
+
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    Query(params): Query<ListParams>,
+    Query(mut params): Query<ListParams>,
 ) -> Response {
+    // A submitter lists its own tenant's tasks, whatever it asks for.
+    if let Some(own) = principal.confined_tenant() {
+        if let Err(other) = params.confine_to(own) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("tenant {other:?} is not yours to list"),
+            );
+        }
+    }
     let limit = params.limit();
     let descending = params.is_descending();
     let params_state = params.state_word().map(str::to_string);
@@ -116,6 +137,7 @@ pub(crate) async fn list(
             .all()
             .iter()
             .map(|entry| entry.to_record())
+            .filter(|record| principal.may_act_for(&record.tenant))
             .collect();
         return Json(serde_json::json!({
             "tasks": page.tasks,
@@ -127,7 +149,12 @@ pub(crate) async fn list(
     let wanted = params_state.as_deref().map(str::parse::<TaskState>);
     // Every process lists from the same cursor; the merged page is the
     // first `limit` of all, and the cursor is global (acceptance time, id).
-    let others = match state.peers.pages(raw.as_deref().unwrap_or("")).await {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    let others = match state
+        .peers
+        .pages(raw.as_deref().unwrap_or(""), authorization)
+        .await
+    {
         Ok(others) => others,
         Err(reason) => return error(StatusCode::BAD_GATEWAY, "peer", reason),
     };
