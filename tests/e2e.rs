@@ -53,5 +53,6 @@ mod monitoring;
 mod pipeline_reference;
 mod prometheus;
 mod restart;
+mod security;
 mod shutdown;
 mod store_mongodb;

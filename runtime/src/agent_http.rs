@@ -47,6 +47,38 @@ pub struct HttpAgentOptions {
     pub ttl_ms: u64,
     /// Most runs held at once.
     pub max_running: usize,
+    /// The API token (role `agent` or `operator`) sent as
+    /// `Authorization: Bearer`, where the pipeline requires one.
+    pub token: Option<String>,
+    /// A PEM file of the authority to trust for an `https://` URL with a
+    /// private certificate.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// An HTTP client that sends `token` as its bearer credential and trusts
+/// `ca_cert` besides the usual roots (the agent's and the CLI's).
+pub fn api_client(
+    token: Option<&str>,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token holds characters a header cannot carry".to_string())?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Why a request to the pipeline failed.
@@ -90,13 +122,20 @@ pub async fn run_http_agent(
     handlers: Arc<HandlerRegistry>,
     shutdown: impl Future<Output = ()>,
 ) -> AgentSummary {
+    let client = match api_client(options.token.as_deref(), options.ca_cert.as_deref()) {
+        Ok(client) => client,
+        Err(reason) => {
+            tracing::error!(%reason, "the agent's HTTP client");
+            return AgentSummary::default();
+        }
+    };
     let mut agent = HttpAgent {
         backend: LocalBackend::new(
             handlers,
             tokio::runtime::Handle::current(),
             tidewater_operators::validate::ValidationLimits::default().max_result_bytes,
         ),
-        client: reqwest::Client::new(),
+        client,
         base: options.url.trim_end_matches('/').to_string(),
         options,
         running: HashMap::new(),

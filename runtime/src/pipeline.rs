@@ -261,7 +261,9 @@ impl PipelineBuilder {
     }
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
+/// Opens the store `config` names (with its encryption keys), as a
+/// pipeline would: also what `tidewater token` uses when given a config.
+pub fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>, RuntimeError> {
     let keys = match &config.store.encryption {
         Some(encryption) => Some(Arc::new(
             tidewater_connectors::store::KeyRing::load(encryption)

@@ -52,10 +52,15 @@ pub struct AgentArgs {
     /// Programs the `command` handler may run (repeatable).
     #[arg(long = "allow-command")]
     allow_command: Vec<String>,
-    /// This agent's token, as listed in the pipeline's
-    /// `rabbitmq.agent_tokens` under its id.
+    /// This agent's token: over the broker, the one listed in the
+    /// pipeline's `rabbitmq.agent_tokens` under its id; over HTTP, an API
+    /// token with role `agent` (`tidewater token create --role agent`).
     #[arg(long, env = "TIDEWATER_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// With --http on an `https://` URL: a PEM file of the authority that
+    /// signed the pipeline's certificate.
+    #[arg(long, env = "TIDEWATER_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Runs the agent until Ctrl-C.
@@ -78,6 +83,11 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let handlers = Arc::new(handlers);
+    if args.http.is_some() {
+        // Fail here, with the reason, on a bad token or CA file.
+        tidewater::agent_http::api_client(args.token.as_deref(), args.ca_cert.as_deref())
+            .map_err(anyhow::Error::msg)?;
+    }
     let summary = match (args.http, args.broker) {
         (Some(url), _) => runtime.block_on(run_http_agent(
             HttpAgentOptions {
@@ -86,6 +96,8 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
                 heartbeat_ms: args.heartbeat_ms,
                 ttl_ms: args.ttl_ms,
                 max_running: usize::from(args.prefetch.max(1)),
+                token: args.token,
+                ca_cert: args.ca_cert,
             },
             handlers,
             ctrl_c,

@@ -1,8 +1,33 @@
 //! A small blocking client for a running pipeline's HTTP API, shared by
-//! `submit`, `cancel` and `query`: each request runs to completion on a
-//! current-thread tokio runtime and comes back as its status and body text.
+//! `submit`, `cancel`, `query`, `lineage` and `token`: each request runs to
+//! completion on a current-thread tokio runtime and comes back as its
+//! status and body text. [`ApiArgs`] are the flags they share: where the
+//! API is, the bearer token, and the authority to trust for HTTPS.
 
+use std::path::PathBuf;
+
+use clap::Args;
 use reqwest::{Method, StatusCode};
+
+/// How to reach a pipeline's API.
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// Base URL of the HTTP API (`https://` when it serves TLS).
+    #[arg(
+        long,
+        env = "TIDEWATER_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// API token (or JWT) sent as `Authorization: Bearer`.
+    #[arg(long, env = "TIDEWATER_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// PEM file of the authority that signed the API's certificate (for a
+    /// private or self-signed one).
+    #[arg(long, env = "TIDEWATER_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+}
 
 /// A blocking HTTP client for one pipeline's API.
 pub struct ApiClient {
@@ -12,14 +37,17 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for the API at `base` (for example `http://127.0.0.1:8080`).
-    pub fn new(base: &str) -> anyhow::Result<ApiClient> {
+    /// A client for the API that `args` name.
+    pub fn new(args: &ApiArgs) -> anyhow::Result<ApiClient> {
+        let client =
+            tidewater::agent_http::api_client(args.token.as_deref(), args.ca_cert.as_deref())
+                .map_err(anyhow::Error::msg)?;
         Ok(ApiClient {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            client: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_string(),
+            client,
+            base: args.url.trim_end_matches('/').to_string(),
         })
     }
 

@@ -5,14 +5,14 @@ use anyhow::bail;
 use clap::Args;
 use reqwest::Method;
 
-use super::api_client::ApiClient;
+use super::api_client::{ApiArgs, ApiClient};
 
 /// Arguments of `tidewater cancel`.
 #[derive(Args)]
 pub struct CancelArgs {
-    /// Base URL of the HTTP API.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Where the API is, and the credentials to call it with.
+    #[command(flatten)]
+    api: ApiArgs,
     /// Ids of the tasks to cancel.
     #[arg(required = true)]
     ids: Vec<String>,
@@ -20,7 +20,7 @@ pub struct CancelArgs {
 
 /// Cancels every id; fails (after trying them all) if any was not accepted.
 pub fn execute(args: CancelArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.url)?;
+    let client = ApiClient::new(&args.api)?;
     let mut failed = Vec::new();
     for id in &args.ids {
         let url = client.url(&format!("/v1/tasks/{id}"));

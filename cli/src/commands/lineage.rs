@@ -11,12 +11,14 @@
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
+use super::api_client::{ApiArgs, ApiClient};
+
 /// Arguments of `tidewater lineage`.
 #[derive(Args)]
 pub struct LineageArgs {
-    /// Base URL of the HTTP API.
-    #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
-    url: String,
+    /// Where the API is, and the credentials to call it with.
+    #[command(flatten)]
+    api: ApiArgs,
     /// What to ask.
     #[command(subcommand)]
     question: Question,
@@ -92,7 +94,8 @@ fn segment(value: &str) -> String {
 /// Runs `tidewater lineage`: prints the API's JSON answer, and fails when
 /// the answer is not a success.
 pub fn execute(args: LineageArgs) -> anyhow::Result<()> {
-    let base = args.url.trim_end_matches('/');
+    let client = ApiClient::new(&args.api)?;
+    let base = args.api.url.trim_end_matches('/');
     let url = match &args.question {
         Question::Task { id } => format!("{base}/v1/lineage/tasks/{}", segment(id)),
         Question::Agent { name, range } => {
@@ -110,14 +113,7 @@ pub fn execute(args: LineageArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (status, text) = runtime.block_on(async {
-        let response = reqwest::Client::new().get(&url).send().await?;
-        let status = response.status();
-        Ok::<_, reqwest::Error>((status, response.text().await?))
-    })?;
+    let (status, text) = client.send(reqwest::Method::GET, &url, None)?;
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
         Err(_) => println!("{text}"),

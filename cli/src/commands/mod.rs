@@ -17,6 +17,7 @@ mod replay;
 mod run;
 mod submit;
 mod table;
+mod token;
 
 use clap::Subcommand;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// Measure the learner's training throughput (samples per second) on
     /// synthetic experiences, on the CPU.
     BenchLearner(bench_learner::BenchLearnerArgs),
+    /// API tokens: create, list, revoke (through the API, or with
+    /// --config on the store directly).
+    Token(token::TokenArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -72,6 +76,7 @@ impl Command {
             Command::Replay(args) => replay::execute(args),
             Command::Agent(args) => agent::execute(args),
             Command::BenchLearner(args) => bench_learner::execute(args),
+            Command::Token(args) => token::execute(args),
             Command::Config { command } => config::execute(command),
         }
     }

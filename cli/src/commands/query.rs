@@ -5,21 +5,21 @@ use anyhow::bail;
 use clap::Args;
 use reqwest::Method;
 
-use super::api_client::ApiClient;
+use super::api_client::{ApiArgs, ApiClient};
 
 /// Arguments of `tidewater query`.
 #[derive(Args)]
 pub struct QueryArgs {
-    /// Base URL of the HTTP API.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Where the API is, and the credentials to call it with.
+    #[command(flatten)]
+    api: ApiArgs,
     /// The query's name.
     name: Option<String>,
 }
 
 /// Fetches and prints the result; fails unless the API answers with success.
 pub fn execute(args: QueryArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.url)?;
+    let client = ApiClient::new(&args.api)?;
     let url = match &args.name {
         Some(name) => client.url(&format!("/v1/queries/{name}")),
         None => client.url("/v1/queries"),

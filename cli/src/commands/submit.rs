@@ -18,15 +18,15 @@ use anyhow::{bail, Context};
 use clap::Args;
 use reqwest::Method;
 
-use super::api_client::ApiClient;
+use super::api_client::{ApiArgs, ApiClient};
 use super::progress::Progress;
 
 /// Arguments of `tidewater submit`.
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// Base URL of the HTTP API.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Where the API is, and the credentials to call it with.
+    #[command(flatten)]
+    api: ApiArgs,
     /// A file of tasks (`-` for stdin): a JSON object, a JSON array, or JSON lines.
     file: Option<PathBuf>,
     /// A task given inline as JSON.
@@ -78,7 +78,7 @@ pub fn execute(args: SubmitArgs) -> anyhow::Result<()> {
             submission.bad_lines.len()
         );
     }
-    let client = ApiClient::new(&args.url)?;
+    let client = ApiClient::new(&args.api)?;
     let url = client.url("/v1/tasks");
     let (status, text) = client.send(Method::POST, &url, Some(submission.body))?;
     println!("{text}");
