@@ -28,7 +28,7 @@ use tidewater::config::{Config, StoreKind};
 use tidewater::Pipeline;
 use tidewater_connectors::store::{
     Admission, EmbeddedStore, MemoryStore, ModelRecord, MongoStore, MongoStoreConfig, StateCounts,
-    StoreError, TaskPage, TaskQuery, TaskRecord, TaskStore,
+    StoreError, TaskPage, TaskQuery, TaskRecord, TaskStore, TokenRecord,
 };
 use tidewater_operators::model::{Completion, ModelTarget, Rejection, Task};
 
@@ -71,6 +71,15 @@ impl TaskStore for Recording {
     }
     fn models(&self, target: ModelTarget) -> Result<Vec<ModelRecord>, StoreError> {
         self.inner.models(target)
+    }
+    fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.put_token(token)
+    }
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.inner.token(id)
+    }
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.tokens()
     }
 }
 

@@ -66,6 +66,7 @@ pub(crate) fn secret_rejection() -> Rejection {
             detail: "bad".into(),
         },
         task_id: None,
+        tenant: None,
         source_name: Name::from("test"),
         excerpt: EXCERPT_MARKER.into(),
         ack: AckToken::NONE,

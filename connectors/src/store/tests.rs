@@ -53,6 +53,7 @@ fn rejection(n: u64) -> Rejection {
             detail: format!("bad {n}"),
         },
         task_id: None,
+        tenant: None,
         source_name: Name::from("test"),
         excerpt: "{".into(),
         ack: AckToken::NONE,

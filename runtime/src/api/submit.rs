@@ -195,8 +195,8 @@ pub(crate) async fn submit(
     for (_, task) in &tasks {
         *by_tenant.entry(task.tenant.to_string()).or_default() += 1;
     }
-    if let Err(answer) = state.limits.check(&by_tenant) {
-        return answer;
+    if let Err(refusal) = state.limits.check(&by_tenant) {
+        return refusal.into_response();
     }
     if !dead.is_empty() {
         if let Err(failed) = dead_letter(&state, dead).await {

@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -23,6 +23,44 @@ use tidewater_operators::validate::ValidationLimits;
 use super::responses::error;
 use crate::ingress::Ingress;
 use crate::stats::PipelineStats;
+
+/// Why a submission was not taken now, and when to try again.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    reason: String,
+    retry_after_s: Option<u64>,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        reason: String,
+        retry_after_s: Option<u64>,
+    ) -> Self {
+        Refusal {
+            status,
+            code,
+            reason,
+            retry_after_s,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut answer = error(self.status, self.code, self.reason);
+        if let Some(value) = self
+            .retry_after_s
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            answer.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        answer
+    }
+}
 
 /// The bounds, with what they measure.
 pub struct SubmitLimits {
@@ -49,38 +87,34 @@ impl SubmitLimits {
 
     /// Whether `count` more tasks, of the tenants and counts given, may be
     /// taken in now; the answer to give if not.
-    pub fn check(&self, by_tenant: &BTreeMap<String, usize>) -> Result<(), Response> {
+    pub fn check(&self, by_tenant: &BTreeMap<String, usize>) -> Result<(), Refusal> {
         let count: usize = by_tenant.values().sum();
         if count == 0 {
             return Ok(());
         }
         if self.ingress.would_saturate(count) {
-            return Err(retry_after(
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    format!(
-                        "this process holds {} tasks not yet final, the most limits.max_queued allows; retry later",
-                        self.ingress.in_flight()
-                    ),
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "this process holds {} tasks not yet final, the most limits.max_queued allows; retry later",
+                    self.ingress.in_flight()
                 ),
-                1,
+                Some(1),
             ));
         }
         if self.max_per_tenant > 0 {
             for (tenant, n) in by_tenant {
                 let backlog = self.stats.backlog.count(tenant);
                 if backlog + n > self.max_per_tenant {
-                    return Err(retry_after(
-                        error(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "tenant_backlog",
-                            format!(
-                                "tenant {tenant:?} has {backlog} tasks not yet final; limits.max_queued_per_tenant is {}",
-                                self.max_per_tenant
-                            ),
+                    return Err(Refusal::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "tenant_backlog",
+                        format!(
+                            "tenant {tenant:?} has {backlog} tasks not yet final; limits.max_queued_per_tenant is {}",
+                            self.max_per_tenant
                         ),
-                        1,
+                        Some(1),
                     ));
                 }
             }
@@ -95,33 +129,25 @@ impl SubmitLimits {
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    return Err(retry_after(
-                        error(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "rate_limited",
-                            format!("tenant {tenant:?} submits faster than limits.submit_rate_per_s"),
-                        ),
-                        wait.as_secs_f64().ceil().max(1.0) as u64,
+                    return Err(Refusal::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("tenant {tenant:?} submits faster than limits.submit_rate_per_s"),
+                        Some(wait.as_secs_f64().ceil().max(1.0) as u64),
                     ));
                 }
                 Err(insufficient) => {
-                    return Err(error(
+                    return Err(Refusal::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "batch_too_large",
                         format!(
                             "a batch of {n} tasks is more than tenant {tenant:?} may submit at once ({insufficient}); split it"
                         ),
+                        None,
                     ))
                 }
             }
         }
         Ok(())
     }
-}
-
-fn retry_after(mut answer: Response, seconds: u64) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-        answer.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    answer
 }

@@ -75,17 +75,16 @@ pub fn routes(authenticator: Arc<Authenticator>) -> Router {
         .with_state(authenticator)
 }
 
-fn book(authenticator: &Authenticator) -> Result<Arc<TokenBook>, Response> {
-    authenticator.tokens().cloned().ok_or_else(|| {
-        error(
-            StatusCode::CONFLICT,
-            "no_tokens",
-            format!(
-                "auth.mode is {:?}: API tokens are used only with auth.mode = \"token\"",
-                authenticator.mode().as_str()
-            ),
-        )
-    })
+/// The answer when this mode has no API tokens.
+fn no_tokens(authenticator: &Authenticator) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "no_tokens",
+        format!(
+            "auth.mode is {:?}: API tokens are used only with auth.mode = \"token\"",
+            authenticator.mode().as_str()
+        ),
+    )
 }
 
 /// Runs a token-book call off the async threads.
@@ -112,9 +111,8 @@ async fn blocking<R: Send + 'static>(
 }
 
 async fn mint(State(auth): State<Arc<Authenticator>>, body: axum::body::Bytes) -> Response {
-    let book = match book(&auth) {
-        Ok(book) => book,
-        Err(answer) => return answer,
+    let Some(book) = auth.tokens().cloned() else {
+        return no_tokens(&auth);
     };
     let request: MintRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -142,9 +140,8 @@ async fn mint(State(auth): State<Arc<Authenticator>>, body: axum::body::Bytes) -
 }
 
 async fn list(State(auth): State<Arc<Authenticator>>) -> Response {
-    let book = match book(&auth) {
-        Ok(book) => book,
-        Err(answer) => return answer,
+    let Some(book) = auth.tokens().cloned() else {
+        return no_tokens(&auth);
     };
     match blocking(book, |book| book.list()).await {
         Ok(records) => {
@@ -156,9 +153,8 @@ async fn list(State(auth): State<Arc<Authenticator>>) -> Response {
 }
 
 async fn revoke(State(auth): State<Arc<Authenticator>>, Path(id): Path<String>) -> Response {
-    let book = match book(&auth) {
-        Ok(book) => book,
-        Err(answer) => return answer,
+    let Some(book) = auth.tokens().cloned() else {
+        return no_tokens(&auth);
     };
     let lookup = id.clone();
     match blocking(book, move |book| book.revoke(&lookup)).await {

@@ -76,7 +76,7 @@ pub enum Authenticator {
     /// API tokens from the store.
     Tokens(Arc<TokenBook>),
     /// JWTs.
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
 }
 
 impl Authenticator {
@@ -97,7 +97,7 @@ impl Authenticator {
                 let jwt = config.jwt.as_ref().ok_or_else(|| {
                     AuthError::Invalid("auth.mode = \"jwt\" needs an [auth.jwt] section".into())
                 })?;
-                Authenticator::Jwt(JwtVerifier::new(jwt)?)
+                Authenticator::Jwt(Box::new(JwtVerifier::new(jwt)?))
             }
         })
     }
