@@ -50,6 +50,7 @@ mod lifecycle;
 mod lineage_export;
 mod mongodb_source;
 mod monitoring;
+mod overload;
 mod pipeline_reference;
 mod prometheus;
 mod restart;
