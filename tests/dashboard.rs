@@ -274,3 +274,84 @@ fn trickle(url: &str, stop: &AtomicBool) -> u64 {
     }
     round
 }
+
+#[test]
+fn where_auth_is_on_the_dashboard_asks_for_a_token_and_signs_in_with_it() {
+    let root = repo_root();
+    let missing = missing_tools(&root);
+    if !missing.is_empty() {
+        let message = format!("the dashboard test needs {}", missing.join(", "));
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("skipping: {message}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config_path = dir.path().join("auth.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nmode = \"token\"\n[store]\nkind = \"embedded\"\npath = \"{}\"\n",
+            dir.path().join("store.redb").display()
+        ),
+    )
+    .expect("write config");
+    let minted = Command::new(crate::common::binary())
+        .args([
+            "token", "create", "--tenant", "ops", "--role", "operator", "--config",
+        ])
+        .arg(&config_path)
+        .output()
+        .expect("token create");
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token: serde_json::Value = serde_json::from_slice(&minted.stdout).expect("json");
+    let token = token["token"].as_str().expect("token").to_string();
+    let _server = Server {
+        child: spawn_run(dir.path(), &config_path, &[], "auth.log"),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = Http::new();
+    http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
+    // Three tasks, submitted with the token.
+    let submitted = Command::new(crate::common::binary())
+        .args([
+            "submit", "--url", &base, "--token", &token, "--wait", "--json",
+        ])
+        .arg(r#"[{"id":"a1","kind":"noop"},{"id":"a2","kind":"noop"},{"id":"a3","kind":"noop"}]"#)
+        .output()
+        .expect("submit");
+    assert!(
+        submitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-auth");
+    std::fs::create_dir_all(&out).expect("screenshot dir");
+    let screenshot = out.join("dashboard.png");
+    let expectations = serde_json::json!({
+        "token": token,
+        "counts": {"succeeded": 3},
+        "rows": ["a1", "a2", "a3"],
+        "settle_ms": 500,
+    });
+    let run = Command::new("node")
+        .arg(root.join("tests/ui/dashboard.mjs"))
+        .arg(&base)
+        .arg(&screenshot)
+        .arg(expectations.to_string())
+        .current_dir(root.join("tests/ui"))
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("\"ok\":true"),
+        "the browser check failed (screenshots in {}):\n{stdout}\n{}",
+        out.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

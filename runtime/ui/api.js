@@ -9,9 +9,29 @@ export class ApiError extends Error {
   }
 }
 
+// Where auth is on, the API wants `Authorization: Bearer <token>`. The
+// token a person signs in with is kept for this browser tab only.
+const TOKEN_KEY = "tidewater.token";
+
+/** The token this tab signed in with ("" if none). */
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+/** Signs this tab in with `value` (or out, with ""). */
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function headers(extra = {}) {
+  const t = token();
+  return t ? { ...extra, authorization: `Bearer ${t}` } : extra;
+}
+
 /** GETs `path` and parses its JSON answer. */
 export async function get(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" }, cache: "no-store" });
+  const response = await fetch(path, { headers: headers({ accept: "application/json" }), cache: "no-store" });
   let body = null;
   try {
     body = await response.json();
@@ -24,7 +44,7 @@ export async function get(path) {
 
 /** DELETEs `path`. */
 export async function del(path) {
-  const response = await fetch(path, { method: "DELETE" });
+  const response = await fetch(path, { method: "DELETE", headers: headers() });
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(path, response.status, body);
   return body;

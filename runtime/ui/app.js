@@ -2,7 +2,7 @@
 // redraws every panel. Each panel fails on its own (an endpoint that errors
 // shows its error there) so one missing feature does not blank the page.
 
-import { get, countInState } from "./api.js";
+import { get, countInState, token, setToken } from "./api.js";
 import { h, fill, clock } from "./dom.js";
 import { timeChart } from "./chart.js";
 import { STATES, renderCounts, renderExecutors, renderAlerts, renderQueries, renderModels } from "./panels.js";
@@ -152,10 +152,29 @@ function setStatus(state, text) {
   $("status-text").textContent = text;
 }
 
+/** Shows the sign-in form (auth is on and this tab has no valid token). */
+function askForToken(rejected) {
+  const form = $("signin");
+  form.hidden = false;
+  $("signin-note").textContent = rejected ? "That token was refused." : "This API needs a token (role operator or admin).";
+  setStatus("error", "sign in to see the pipeline");
+}
+
+$("signin").addEventListener("submit", (event) => {
+  event.preventDefault();
+  setToken($("signin-token").value.trim());
+  $("signin-token").value = "";
+  $("signin").hidden = true;
+  if (wake) wake();
+});
+
 async function tick() {
   const results = await Promise.allSettled(panels.map((p) => p()));
   // The stats call doubles as the liveness check.
-  if (results[0].status === "fulfilled") setStatus("live", `live · updated ${clock(Date.now() * 1000).slice(0, 8)}`);
+  if (results[0].status === "fulfilled") {
+    $("signin").hidden = true;
+    setStatus("live", `live · updated ${clock(Date.now() * 1000).slice(0, 8)}`);
+  } else if (results[0].reason.status === 401) askForToken(Boolean(token()));
   else setStatus("error", `API unreachable (${results[0].reason.message}) · retrying`);
 }
 

@@ -6,7 +6,8 @@
 // Expectations: {"counts": {"succeeded": 30, ...}, "rows": ["id", ...],
 // "tenant_rows": {"tenant": "t", "ids": ["id", ...]}, "rows_at_least": 25, "executors": 4, "gpu_devices": 2, "alert": "name",
 // "query": "name", "models": true, "failed": ["id", ...], "detail": "id",
-// "detail_text": ["..."], "settle_ms": 3000}. The detail is opened from the failed filter's rows
+// "detail_text": ["..."], "settle_ms": 3000, "token": "tw_..."}. With "token", the page
+// must first ask for one, refuse a wrong one, and sign in with this one. The detail is opened from the failed filter's rows
 // when "failed" is given.
 // Exits non-zero with a message on the first expectation that fails; writes
 // `<screenshot>` (the page) and `<screenshot>-detail.png` (a task's detail).
@@ -59,6 +60,18 @@ try {
   });
 
   await page.goto(`${base}/ui/`);
+  if (expect.token) {
+    // Auth is on: the page asks for a token; a wrong one is refused, the
+    // right one signs the tab in.
+    await page.waitForSelector("#signin:not([hidden])").catch(() => fail("no sign-in form where auth is on"));
+    await page.fill("#signin-token", `tw_0123456789abcdef_${"0".repeat(64)}`);
+    await page.click("#signin button");
+    await page
+      .waitForFunction(() => !document.getElementById("signin").hidden && document.getElementById("signin-note").textContent.includes("refused"))
+      .catch(() => fail("a wrong token was not refused"));
+    await page.fill("#signin-token", expect.token);
+    await page.click("#signin button");
+  }
   await page.waitForSelector('#status[data-state="live"]');
 
   // The state counts reach what the test submitted.
