@@ -2,7 +2,8 @@
 //! by `tests/services/up`): tasks round-trip from a queue to the results
 //! exchange, every class of bad input is dead-lettered with its reason in
 //! the headers, requests with `reply_to` get their result there, and alert
-//! events reach the alerts exchange.
+//! events reach the alerts exchange; a saturated pipeline
+//! (`limits.max_queued`) pauses consumption.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,15 @@ struct Setup {
 }
 
 fn setup(url: &str, name: &str, max_payload_bytes: usize) -> Setup {
+    setup_with(url, name, max_payload_bytes, |_| {})
+}
+
+fn setup_with(
+    url: &str,
+    name: &str,
+    max_payload_bytes: usize,
+    tune: impl FnOnce(&mut Config),
+) -> Setup {
     let prefix = unique(name);
     let queue = format!("{prefix}.tasks");
     let results = format!("{prefix}.results");
@@ -50,6 +60,7 @@ fn setup(url: &str, name: &str, max_payload_bytes: usize) -> Setup {
     rabbitmq.dead_letter_exchange = dead.clone();
     rabbitmq.prefetch = 64;
     config.rabbitmq = Some(rabbitmq);
+    tune(&mut config);
     let store = Arc::new(MemoryStore::new());
     let pipeline = Pipeline::builder(config)
         .store(store.clone())
@@ -294,4 +305,56 @@ fn alert_events_are_published_to_the_alerts_exchange() {
         "only acme's alert fires"
     );
     pipeline.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_saturated_pipeline_pauses_consumption_and_then_runs_everything() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    const MAX_QUEUED: usize = 20;
+    const TASKS: usize = 300;
+    let s = setup_with(&url, "saturated", 1 << 20, |config| {
+        config.limits.max_queued = MAX_QUEUED;
+        if let Some(rabbitmq) = config.rabbitmq.as_mut() {
+            // Far more than the bound: only the pause keeps it.
+            rabbitmq.prefetch = 512;
+        }
+    });
+    let bodies: Vec<Vec<u8>> = (0..TASKS)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("sat-{i}"), "kind": "sleep", "payload": {"ms": 20},
+                "resources": {"cpu_milli": 1000, "memory_mib": 64}
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    s.amqp.publish_to_queue(
+        &s.queue,
+        bodies
+            .iter()
+            .map(|b| (b.as_slice(), BasicProperties::default())),
+    );
+    let ingress = s.pipeline.ingress();
+    let mut peak = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s.pipeline.stats().finished() < TASKS as u64 {
+        peak = peak.max(ingress.in_flight());
+        assert!(std::time::Instant::now() < deadline, "tasks did not finish");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // One delivery may pass between the check and the hand-over.
+    assert!(
+        peak <= MAX_QUEUED as u64 + 1,
+        "{peak} in the pipeline, bound {MAX_QUEUED}"
+    );
+    assert!(
+        peak >= MAX_QUEUED as u64 / 2,
+        "the bound was never approached ({peak})"
+    );
+    let results = s.amqp.drain(&s.results, TASKS, Duration::from_secs(30));
+    assert_eq!(results.len(), TASKS, "every task has a result");
+    s.pipeline.shutdown().expect("shutdown");
 }
