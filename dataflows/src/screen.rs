@@ -25,6 +25,8 @@ pub type Screen = Box<dyn FnMut(Vec<Task>) -> Vec<Result<Task, Rejection>>>;
 
 /// Passes `tasks` through `screen`, batch by batch: the tasks it lets
 /// through on the first stream, its rejections on the second.
+// `OkErr` splits on a `Result`; a rejection is large, but moved, never boxed.
+#[allow(clippy::result_large_err)]
 pub fn screened<'scope>(
     tasks: TimedStream<'scope, Task>,
     mut screen: Screen,

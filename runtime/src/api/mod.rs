@@ -20,6 +20,7 @@
 //!             live states (running, retrying) overlaid on store records
 //! ```
 
+pub mod admitter;
 pub mod control;
 pub mod inventory;
 pub mod lineage;
