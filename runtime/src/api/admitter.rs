@@ -115,3 +115,56 @@ fn serve(store: &dyn TaskStore, inbox: &mpsc::Receiver<Request>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_connectors::store::MemoryStore;
+    use tidewater_operators::model::ResourceRequest;
+
+    fn task(id: &str, tenant: &str) -> Task {
+        let mut task = Task::new(id, "noop", ResourceRequest::cpu(10, 0));
+        task.tenant = tenant.into();
+        task
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_each_get_their_own_answers_in_order() {
+        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::new());
+        let admitter = Admitter::start(Arc::clone(&store)).expect("admitter");
+        let requests: Vec<_> = (0..64)
+            .map(|i| {
+                let admitter = admitter.clone();
+                tokio::spawn(async move {
+                    // Every request carries its own task and the shared one.
+                    let tasks = vec![task(&format!("own-{i}"), "a"), task("shared", "a")];
+                    admitter.admit(tasks).await
+                })
+            })
+            .collect();
+        let mut shared_new = 0;
+        for request in requests {
+            let answers = request.await.expect("joined").expect("admitted");
+            assert_eq!(answers.len(), 2);
+            assert!(answers[0].is_new(), "each request's own id is new");
+            match &answers[1] {
+                Admission::New => shared_new += 1,
+                Admission::Existing { same_body, .. } => assert!(same_body),
+            }
+        }
+        assert_eq!(
+            shared_new, 1,
+            "the shared id is new for exactly one request"
+        );
+        match admitter
+            .admit(vec![task("shared", "b")])
+            .await
+            .expect("admitted")
+            .as_slice()
+        {
+            [Admission::Existing { same_body, .. }] => assert!(!same_body),
+            other => panic!("a different body under a taken id: {other:?}"),
+        }
+        assert!(store.get("own-63").expect("get").is_some());
+    }
+}
