@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker_common::kafka::{kafka_config, Kafka, Produced};
-use crate::broker_common::{alerts, bad_input, reply_task, service, task_json, unique};
+use crate::broker_common::{alerts, bad_input, duplicates, reply_task, service, task_json, unique};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 use tidewater_connectors::kafka::KafkaConfig;
@@ -214,6 +214,52 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         kafka.committed(&t.group, &t.tasks, 1),
         vec![Some(cases.len() as i64 + 1)],
         "dead-lettered messages count as recorded"
+    );
+}
+
+#[test]
+fn a_different_message_reusing_a_task_id_is_dead_lettered_as_a_duplicate() {
+    let Some(brokers) = service("TIDEWATER_KAFKA_BROKERS") else {
+        return;
+    };
+    let kafka = Kafka::connect(&brokers);
+    let t = topics(&kafka, "duplicate", 1);
+    let (pipeline, store) = start(connector_config(&kafka, &t), 1 << 20);
+    let original = duplicates::original();
+    kafka.produce(&t.tasks, [(None, original.as_slice(), Vec::new())]);
+    let first = kafka.read(&t.results, 1, Duration::from_secs(30));
+    assert_eq!(first.len(), 1, "the first task runs");
+    assert_eq!(first[0].json()["id"], duplicates::ID);
+
+    let (duplicate, fresh) = (duplicates::duplicate(), duplicates::fresh());
+    kafka.produce(
+        &t.tasks,
+        [
+            (None, duplicate.as_slice(), Vec::new()),
+            (None, fresh.as_slice(), Vec::new()),
+        ],
+    );
+    let dead = kafka.read(&t.dead, 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "the duplicate is dead-lettered once");
+    duplicates::assert_dead_letter(
+        dead[0].header("x-tidewater-code"),
+        dead[0].header("x-tidewater-reason"),
+        &dead[0].body,
+    );
+    // Read from the beginning: the first task's result and the fresh one's,
+    // and no second result for the reused id.
+    let results = kafka.read(&t.results, 2, Duration::from_secs(30));
+    let ids: Vec<String> = results
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids, [duplicates::ID, duplicates::FRESH], "results: {ids:?}");
+    duplicates::assert_store(store.as_ref());
+    pipeline.shutdown().expect("shutdown");
+    assert_eq!(
+        kafka.committed(&t.group, &t.tasks, 1),
+        vec![Some(3)],
+        "the duplicate's offset was committed"
     );
 }
 

@@ -1,15 +1,18 @@
 //! The RabbitMQ connector against a real broker (`TIDEWATER_AMQP_URL`, set
 //! by `tests/services/up`): tasks round-trip from a queue to the results
 //! exchange, every class of bad input is dead-lettered with its reason in
-//! the headers, requests with `reply_to` get their result there, and alert
-//! events reach the alerts exchange; a saturated pipeline
+//! the headers, a different message reusing a task's id is dead-lettered
+//! as a duplicate, requests with `reply_to` get their result there, alert
+//! events reach the alerts exchange, and a saturated pipeline
 //! (`limits.max_queued`) pauses consumption.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker_common::{alerts, bad_input, reply_task, service, task_json, unique, Amqp};
+use crate::broker_common::{
+    alerts, bad_input, duplicates, reply_task, service, task_json, unique, Amqp,
+};
 use lapin::BasicProperties;
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
@@ -202,6 +205,51 @@ fn every_class_of_bad_input_is_dead_lettered_with_its_reason() {
         0,
         "dead-lettered messages were acknowledged"
     );
+}
+
+#[test]
+fn a_different_message_reusing_a_task_id_is_dead_lettered_as_a_duplicate() {
+    let Some(url) = service("TIDEWATER_AMQP_URL") else {
+        return;
+    };
+    let s = setup(&url, "duplicate", 1 << 20);
+    let plain = |b: &[u8]| (b.to_vec(), BasicProperties::default());
+    let original = duplicates::original();
+    s.amqp.publish_to_queue(
+        &s.queue,
+        [(original.as_slice(), BasicProperties::default())],
+    );
+    let first = s.amqp.drain(&s.results, 1, Duration::from_secs(30));
+    assert_eq!(first.len(), 1, "the first task runs");
+    assert_eq!(first[0].json()["id"], duplicates::ID);
+
+    let second = [plain(&duplicates::duplicate()), plain(&duplicates::fresh())];
+    s.amqp.publish_to_queue(
+        &s.queue,
+        second.iter().map(|(b, p)| (b.as_slice(), p.clone())),
+    );
+    let dead = s.amqp.drain(&s.dead, 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "the duplicate is dead-lettered");
+    duplicates::assert_dead_letter(
+        dead[0].headers.get("x-tidewater-code").map(String::as_str),
+        dead[0]
+            .headers
+            .get("x-tidewater-reason")
+            .map(String::as_str),
+        &dead[0].body,
+    );
+    assert_eq!(dead[0].routing_key, "duplicate");
+    let results = s.amqp.drain(&s.results, 1, Duration::from_secs(30));
+    assert_eq!(results.len(), 1, "the fresh task runs");
+    assert_eq!(results[0].json()["id"], duplicates::FRESH);
+    duplicates::assert_store(s.store.as_ref());
+    s.pipeline.shutdown().expect("shutdown");
+    assert_eq!(
+        s.amqp.ready(&s.results),
+        0,
+        "the duplicate published no second result"
+    );
+    assert_eq!(s.amqp.ready(&s.queue), 0, "the duplicate was acknowledged");
 }
 
 #[test]

@@ -6,4 +6,5 @@
 pub mod learner;
 pub mod monitor;
 pub mod pipeline;
+pub mod screen;
 pub mod sinks;

@@ -1,7 +1,7 @@
 //! The task pipeline: sources to results, with the release feedback loop.
 //!
 //! ```text
-//!  records ─► Decode ─┬─► tasks ─► Coordinate ─► work (run/abort) ─► Execute ─┐
+//!  records ─► Decode ─┬─► tasks ─► (Screen) ─► Coordinate ─► work (run/abort) ─► Execute ─┐
 //!                     │              ▲ ▲ │  ▲                               │
 //!                     │  models ─────┘ │ │  └── feedback (+1 epoch) ◄───────┤ completions
 //!                     │  control ──────┘ │     (broadcast: cancel, join, heartbeat,
@@ -41,6 +41,9 @@ pub struct PipelineParts<B> {
     pub backend: B,
     /// Whether to produce metric events.
     pub emit_metrics: bool,
+    /// Checks decoded tasks before coordination (the runtime's duplicate
+    /// check for broker deliveries); `None` lets every task through.
+    pub screen: Option<crate::screen::Screen>,
 }
 
 /// The pipeline's outputs on one worker.
@@ -68,6 +71,13 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
     let scope = records.scope();
     let emit_metrics = parts.emit_metrics;
     let (tasks, decode_rejections) = records.decode(parts.validator);
+    let (tasks, decode_rejections) = match parts.screen {
+        Some(screen) => {
+            let (tasks, refused) = crate::screen::screened(tasks, screen);
+            (tasks, decode_rejections.concat(refused))
+        }
+        None => (tasks, decode_rejections),
+    };
     let (loop_handle, feedback) = scope.feedback::<Vec<Feedback>>(1);
     let coordinated = tasks.clone().coordinate(
         feedback,

@@ -120,6 +120,7 @@ fn model_versions_reach_every_coordinator() {
             coordinator,
             backend: SimulatedBackend,
             emit_metrics: false,
+            screen: None,
         };
         let settings = LearnerSettings {
             enabled: true,

@@ -175,6 +175,7 @@ pub fn pipeline_parts(
             config.limits.max_result_bytes,
         ),
         emit_metrics: config.metrics,
+        screen: None,
     })
 }
 
@@ -238,6 +239,9 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         validator: parts.validator,
         coordinator: parts.coordinator,
         emit_metrics: parts.emit_metrics,
+        // Broker deliveries are admitted before they run; a different task
+        // under a taken id is dead-lettered as a duplicate.
+        screen: Some(crate::screen::duplicate_screen(Arc::clone(&ctx.store))),
     };
 
     let learning = learner_parts(&ctx.config, index)?;

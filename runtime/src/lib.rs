@@ -30,6 +30,7 @@ pub mod monitoring;
 pub mod pipeline;
 pub mod remote_backend;
 pub mod reservations;
+pub mod screen;
 pub mod shutdown;
 pub mod sources;
 pub mod stats;

@@ -185,6 +185,17 @@ impl PipelineBuilder {
         let resumed = store
             .unfinished()
             .map_err(|e| RuntimeError::Store(e.to_string()))?;
+        // Broker deliveries are left to the broker, which redelivers what
+        // was not acknowledged; the rest resume from the store.
+        let brokers = config.rabbitmq.is_some() || config.kafka.is_some();
+        let resumed: Vec<_> = resumed
+            .into_iter()
+            .filter(|task| crate::screen::resumable(task, brokers))
+            .map(|mut task| {
+                task.ack = tidewater_operators::model::AckToken::NONE;
+                task
+            })
+            .collect();
         if !resumed.is_empty() {
             tracing::info!(
                 count = resumed.len(),

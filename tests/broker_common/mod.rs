@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod bad_input;
 pub mod collector;
 pub mod crash;
+pub mod duplicates;
 pub mod kafka;
 
 pub use collector::Collector;

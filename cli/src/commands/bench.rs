@@ -1,9 +1,13 @@
 //! `tidewater bench`: no-op tasks end to end through the pipeline in
 //! process, or (with `--broker amqp|kafka`) through a real broker against a
-//! raw client loop in the same run. The harnesses are the `tidewater-bench`
-//! package's [`pipeline_bench`](tidewater_bench::pipeline_bench),
-//! [`broker_bench`](tidewater_bench::broker_bench) and
-//! [`kafka_bench`](tidewater_bench::kafka_bench).
+//! raw client loop in the same run; with `--http`, submissions through the
+//! HTTP API against a plain axum echo endpoint; with `--listing`, the time of
+//! a `GET /v1/tasks` page at two store sizes. The harnesses are the
+//! `tidewater-bench` package's
+//! [`pipeline_bench`](tidewater_bench::pipeline_bench),
+//! [`broker_bench`](tidewater_bench::broker_bench),
+//! [`kafka_bench`](tidewater_bench::kafka_bench) and
+//! [`http_bench`](tidewater_bench::http_bench).
 //!
 //! Progress shows on stderr while it runs; the report is an aligned table
 //! on stdout, or one JSON line with `--json`.
@@ -12,6 +16,9 @@ use clap::Args;
 
 use tidewater::config::StoreKind;
 use tidewater_bench::broker_bench::{run_broker_bench, BrokerBenchOptions};
+use tidewater_bench::http_bench::{
+    run_http_bench, run_listing_bench, HttpBenchOptions, ListingBenchOptions,
+};
 use tidewater_bench::kafka_bench::run_kafka_bench;
 use tidewater_bench::pipeline_bench::{run_bench, BenchOptions};
 
@@ -60,12 +67,47 @@ pub struct BenchArgs {
     /// The pipeline's store with --broker: embedded (durable) or memory.
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "memory"])]
     store: String,
+    /// Measure submissions through the HTTP API instead, against a plain
+    /// axum echo endpoint driven by the same client in the same run.
+    #[arg(long, conflicts_with_all = ["broker", "listing"])]
+    http: bool,
+    /// Requests in flight, each on its own connection (with --http).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Tasks per request (with --http): 1 sends one task object, more an
+    /// array.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Seconds each run drives its server (with --http).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Measure `GET /v1/tasks` page times at two store sizes instead.
+    #[arg(long, conflicts_with = "broker")]
+    listing: bool,
+    /// Stored tasks of the small listing run (with --listing).
+    #[arg(long, default_value_t = 10_000)]
+    stored_small: u64,
+    /// Stored tasks of the large listing run (with --listing).
+    #[arg(long, default_value_t = 1_000_000)]
+    stored_large: u64,
+    /// Records per page (with --listing).
+    #[arg(long, default_value_t = 100)]
+    page: usize,
+    /// Pages walked at each size (with --listing).
+    #[arg(long, default_value_t = 2_000)]
+    pages: usize,
 }
 
 /// Runs the benchmark and prints its report.
 pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(broker) = args.broker.as_deref() {
         return broker_bench(broker, &args);
+    }
+    if args.http {
+        return http_bench(&args);
+    }
+    if args.listing {
+        return listing_bench(&args);
     }
     let options = BenchOptions {
         tasks: args.tasks,
@@ -121,6 +163,44 @@ fn broker_bench(broker: &str, args: &BenchArgs) -> anyhow::Result<()> {
         }
     })?;
     let title = format!("tidewater bench --broker {broker}: pipeline against a raw client loop");
+    print_report(&title, &report, args.json)
+}
+
+/// `--http`: submissions through the HTTP API against an echo endpoint.
+fn http_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let options = HttpBenchOptions {
+        duration: std::time::Duration::from_secs(args.seconds.max(1)),
+        connections: args.connections.max(1),
+        batch: args.batch.max(1),
+        workers: args.workers,
+        rounds: args.rounds.max(1),
+    };
+    let label = format!("bench --http --batch {}", options.batch);
+    let report = spin_while(&label, || run_http_bench(&options))?;
+    let title = format!(
+        "tidewater bench --http: POST /v1/tasks ({} per request) against an axum echo endpoint",
+        options.batch
+    );
+    print_report(&title, &report, args.json)
+}
+
+/// `--listing`: `GET /v1/tasks` page times at two store sizes.
+fn listing_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let options = ListingBenchOptions {
+        small: args.stored_small,
+        large: args.stored_large,
+        page: args.page.clamp(1, tidewater::api::listing::MAX_PAGE),
+        pages: args.pages.max(1),
+    };
+    let label = format!(
+        "bench --listing {} and {} stored",
+        options.small, options.large
+    );
+    let report = spin_while(&label, || run_listing_bench(&options))?;
+    let title = format!(
+        "tidewater bench --listing: GET /v1/tasks pages of {} at {} and {} stored tasks",
+        options.page, options.small, options.large
+    );
     print_report(&title, &report, args.json)
 }
 

@@ -67,6 +67,15 @@ pub enum RejectReason {
         /// The deadline, milliseconds since the Unix epoch.
         deadline_ms: u64,
     },
+    /// A different task with this id was already submitted (its record is
+    /// `state`); this one is not run.
+    #[error("a different task with id {id:?} was already submitted (it is {state}); this one is not run")]
+    Duplicate {
+        /// The id both carry.
+        id: String,
+        /// The state of the task already recorded under it.
+        state: String,
+    },
 }
 
 impl RejectReason {
@@ -81,6 +90,7 @@ impl RejectReason {
             RejectReason::Oversize { .. } => "oversize",
             RejectReason::Infeasible { .. } => "infeasible",
             RejectReason::DeadlinePassed { .. } => "deadline_passed",
+            RejectReason::Duplicate { .. } => "duplicate",
         }
     }
 }

@@ -24,6 +24,7 @@
 //!             live states (running, retrying) overlaid on store records
 //! ```
 
+pub mod admitter;
 pub mod control;
 pub mod guard;
 pub mod inventory;

@@ -73,6 +73,8 @@ pub struct ApiContext {
 pub(crate) struct AppState {
     pub(crate) api: ApiContext,
     pub(crate) validator: Mutex<Validator>,
+    /// Group commits of submissions' admissions.
+    pub(crate) admitter: super::admitter::Admitter,
     /// Whether remote agents (with their own allowlists) may run commands.
     pub(crate) remote_agents: bool,
     /// The cluster's other processes.
@@ -134,7 +136,15 @@ impl HttpServer {
             store: Arc::clone(&api.store),
         });
         let monitoring = crate::monitoring::routes(api.monitoring.clone());
+        let admitter =
+            super::admitter::Admitter::start(Arc::clone(&api.store)).map_err(|source| {
+                RuntimeError::Io {
+                    context: "starting the admitter thread".into(),
+                    source,
+                }
+            })?;
         let state = Arc::new(AppState {
+            admitter,
             validator: Mutex::new(Validator::for_source(
                 config.limits.clone(),
                 "h",

@@ -4,7 +4,8 @@
 //! (a handler for its kind, a built-in's payload shape, the command
 //! allowlist, its deadline). A valid task with a new id is admitted to the
 //! store and enters the pipeline (`202`); an id that exists is not run
-//! again: `200` with the existing record when the body is the same, `409`
+//! again (admissions of concurrent requests share one store commit, see
+//! [`super::admitter`]): `200` with the existing record when the body is the same, `409`
 //! with it when it differs. Refused items are answered `400` with the
 //! reason and field path, and dead-lettered in the store, so their id reads
 //! back as `rejected`. While the process drains, new tasks get `503`.
@@ -207,9 +208,9 @@ pub(crate) async fn submit(
     let admissions = if to_admit.is_empty() {
         Vec::new()
     } else {
-        match with_store(&state.api.store, move |store| store.admit(&to_admit)).await {
+        match state.admitter.admit(to_admit).await {
             Ok(admissions) => admissions,
-            Err(failed) => return failed,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         }
     };
     let mut accepted = Vec::new();
