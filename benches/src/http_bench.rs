@@ -39,6 +39,7 @@ use serde::Serialize;
 use tidewater_connectors::store::TaskStore;
 use tidewater_operators::model::{ResourceRequest, Task};
 
+use tidewater::auth::{AuthMode, Role, TokenBook};
 use tidewater::config::{Config, StoreKind};
 use tidewater::{Pipeline, RunningPipeline};
 
@@ -57,6 +58,9 @@ pub struct HttpBenchOptions {
     pub workers: usize,
     /// Echo/pipeline pairs of runs.
     pub rounds: usize,
+    /// Also run the pipeline with `auth.mode = "token"` each round (every
+    /// request carrying an operator's bearer token), to compare.
+    pub with_auth: bool,
 }
 
 /// HTTP submission benchmark results.
@@ -84,6 +88,13 @@ pub struct HttpBenchReport {
     pub pipeline_p50_us: u64,
     /// 99th percentile request latency of that round, microseconds.
     pub pipeline_p99_us: u64,
+    /// With auth on: tasks accepted per second, per round (empty without
+    /// `with_auth`).
+    pub auth_tasks_per_sec: Vec<f64>,
+    /// Median of the auth rounds.
+    pub auth_median: f64,
+    /// `auth_median / pipeline_median`: what authentication costs.
+    pub auth_ratio: f64,
 }
 
 /// Listing benchmark settings.
@@ -170,7 +181,11 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, HttpBenchError> {
 
 /// A pipeline with its HTTP API on a free loopback port and an embedded
 /// store in a fresh temporary folder, which the caller removes.
-fn start_pipeline(workers: usize, tag: &str) -> Result<(RunningPipeline, PathBuf), HttpBenchError> {
+fn start_pipeline(
+    workers: usize,
+    tag: &str,
+    auth: bool,
+) -> Result<(RunningPipeline, PathBuf, Option<String>), HttpBenchError> {
     let data_dir =
         std::env::temp_dir().join(format!("tidewater-http-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -182,8 +197,21 @@ fn start_pipeline(workers: usize, tag: &str) -> Result<(RunningPipeline, PathBuf
     config.http.listen = "127.0.0.1:0".into();
     config.store.kind = StoreKind::Embedded;
     config.store.path = data_dir.join("store.redb");
+    if auth {
+        config.auth.mode = Some(AuthMode::Token);
+    }
     let pipeline = Pipeline::builder(config).start()?;
-    Ok((pipeline, data_dir))
+    let token = if auth {
+        // An operator may submit for the benchmark's several tenants.
+        let book = TokenBook::new(pipeline.store(), Duration::from_secs(2));
+        let minted = book
+            .mint("bench", Role::Operator, "http bench", None)
+            .map_err(|e| HttpBenchError::Setup(format!("minting a token: {e}")))?;
+        Some(minted.token)
+    } else {
+        None
+    };
+    Ok((pipeline, data_dir, token))
 }
 
 /// The echo endpoint: answers every `POST /v1/tasks` with its own body.
@@ -245,6 +273,7 @@ async fn drive(
     addr: SocketAddr,
     options: &HttpBenchOptions,
     prefix: &str,
+    token: Option<&str>,
 ) -> Result<Driven, HttpBenchError> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.connections)
@@ -265,6 +294,7 @@ async fn drive(
         let next = Arc::clone(&next);
         let prefix = prefix.to_string();
         let batch = options.batch;
+        let token = token.map(str::to_string);
         workers.push(tokio::spawn(async move {
             let mut taken = 0u64;
             let mut latencies = hdrhistogram::Histogram::<u64>::new(3)
@@ -272,10 +302,14 @@ async fn drive(
             while Instant::now() < until {
                 let body = body(batch, &next, &prefix);
                 let sent = Instant::now();
-                let answer = client
+                let mut request = client
                     .post(&url)
                     .header("content-type", "application/json")
-                    .body(body)
+                    .body(body);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let answer = request
                     .send()
                     .await
                     .map_err(|source| HttpBenchError::Request {
@@ -324,23 +358,26 @@ pub fn run_http_bench(options: &HttpBenchOptions) -> Result<HttpBenchReport, Htt
     let echo = Echo::start()?;
     let mut echoed = Vec::new();
     let mut piped: Vec<Driven> = Vec::new();
+    let mut authed: Vec<f64> = Vec::new();
     for round in 0..options.rounds {
-        let driven = client.block_on(drive(echo.addr, options, &format!("echo{round}")))?;
+        let driven = client.block_on(drive(echo.addr, options, &format!("echo{round}"), None))?;
         tracing::info!(round, rate = driven.rate, "echo endpoint");
         echoed.push(driven.rate);
 
-        let (pipeline, data_dir) = start_pipeline(options.workers, "submit")?;
-        let addr = pipeline
-            .http_addr()
-            .ok_or_else(|| HttpBenchError::Setup("the pipeline serves no HTTP API".into()))?;
-        let driven = client.block_on(drive(addr, options, &format!("bench{round}")));
-        let summary = pipeline.shutdown();
-        let _ = std::fs::remove_dir_all(&data_dir);
-        let driven = driven?;
-        summary?;
+        let driven = pipeline_run(&client, options, round, false)?;
         tracing::info!(round, rate = driven.rate, "pipeline API");
         piped.push(driven);
+        if options.with_auth {
+            let driven = pipeline_run(&client, options, round, true)?;
+            tracing::info!(round, rate = driven.rate, "pipeline API, auth on");
+            authed.push(driven.rate);
+        }
     }
+    let auth_median = if authed.is_empty() {
+        0.0
+    } else {
+        median(&authed)
+    };
     let rates: Vec<f64> = piped.iter().map(|d| d.rate).collect();
     let echo_median = median(&echoed);
     let pipeline_median = median(&rates);
@@ -365,7 +402,39 @@ pub fn run_http_bench(options: &HttpBenchOptions) -> Result<HttpBenchReport, Htt
         },
         pipeline_p50_us: middle.map_or(0, |d| d.latencies.value_at_quantile(0.5)),
         pipeline_p99_us: middle.map_or(0, |d| d.latencies.value_at_quantile(0.99)),
+        auth_tasks_per_sec: authed,
+        auth_median,
+        auth_ratio: if pipeline_median > 0.0 {
+            auth_median / pipeline_median
+        } else {
+            0.0
+        },
     })
+}
+
+/// One run against a fresh pipeline, with auth on or off.
+fn pipeline_run(
+    client: &tokio::runtime::Runtime,
+    options: &HttpBenchOptions,
+    round: usize,
+    auth: bool,
+) -> Result<Driven, HttpBenchError> {
+    let tag = if auth { "auth" } else { "submit" };
+    let (pipeline, data_dir, token) = start_pipeline(options.workers, tag, auth)?;
+    let addr = pipeline
+        .http_addr()
+        .ok_or_else(|| HttpBenchError::Setup("the pipeline serves no HTTP API".into()))?;
+    let driven = client.block_on(drive(
+        addr,
+        options,
+        &format!("{tag}{round}"),
+        token.as_deref(),
+    ));
+    let summary = pipeline.shutdown();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let driven = driven?;
+    summary?;
+    Ok(driven)
 }
 
 /// Runs the listing benchmark: the small store, then the large one.
@@ -394,7 +463,7 @@ fn listing_at(
     options: &ListingBenchOptions,
     stored: u64,
 ) -> Result<ListingSize, HttpBenchError> {
-    let (pipeline, data_dir) = start_pipeline(1, &format!("list{stored}"))?;
+    let (pipeline, data_dir, _) = start_pipeline(1, &format!("list{stored}"), false)?;
     let walked = (|| {
         let filled = Instant::now();
         fill(pipeline.store().as_ref(), stored)?;

@@ -81,6 +81,10 @@ pub struct BenchArgs {
     /// Seconds each run drives its server (with --http).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// With --http: also run the pipeline with token auth on each round,
+    /// and report its rate against auth off.
+    #[arg(long, requires = "http")]
+    auth: bool,
     /// Measure `GET /v1/tasks` page times at two store sizes instead.
     #[arg(long, conflicts_with = "broker")]
     listing: bool,
@@ -174,6 +178,7 @@ fn http_bench(args: &BenchArgs) -> anyhow::Result<()> {
         batch: args.batch.max(1),
         workers: args.workers,
         rounds: args.rounds.max(1),
+        with_auth: args.auth,
     };
     let label = format!("bench --http --batch {}", options.batch);
     let report = spin_while(&label, || run_http_bench(&options))?;
