@@ -42,6 +42,7 @@ mod cluster;
 mod configs;
 mod control;
 mod dashboard;
+mod deploy;
 mod handlers;
 mod http_agents;
 mod inventory;

@@ -121,8 +121,15 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// This process's index into `addresses`.
+    /// This process's index into `addresses` (default 0).
+    #[serde(default)]
     pub process: usize,
+    /// Take `process` from the host name instead: the number after its
+    /// last `-`, as in a Kubernetes StatefulSet's pod names (`tidewater-3`
+    /// is process 3). The host name is the `HOSTNAME` environment variable,
+    /// else the kernel's; see [`crate::pod_ordinal`].
+    #[serde(default)]
+    pub process_from_hostname: bool,
     /// `host:port` of every process, in order; or use `hostfile`.
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -148,6 +155,11 @@ pub struct HttpConfig {
     pub peers: Vec<String>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// In a multi-process cluster, whether process `i` serves on `listen`'s
+    /// port plus `i` (the default: several processes share one host). Set
+    /// it to false where every process has a host of its own, such as the
+    /// pods of a Kubernetes StatefulSet: then all serve on `listen`'s port.
+    pub port_per_process: bool,
 }
 
 /// The HTTP API's certificate (`http.tls`).
@@ -173,6 +185,7 @@ impl Default for HttpConfig {
             max_body_bytes: 16 << 20,
             peers: Vec::new(),
             tls: None,
+            port_per_process: true,
         }
     }
 }
@@ -388,7 +401,11 @@ impl Config {
             origin: origin.to_string(),
             detail: e.to_string(),
         })?;
+        let mut env_hostname = None;
         for (name, raw) in env {
+            if name == "HOSTNAME" {
+                env_hostname = Some(raw.clone());
+            }
             if let Some(key) = name.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut value, key, &raw).map_err(|detail| ConfigError::Override {
                     variable: name.clone(),
@@ -396,13 +413,19 @@ impl Config {
                 })?;
             }
         }
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(value)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
                     origin: origin.to_string(),
                     detail: e.to_string(),
                 })?;
+        if let Some(cluster) = config.cluster.as_mut() {
+            if cluster.process_from_hostname {
+                let name = crate::pod_ordinal::hostname(env_hostname.as_deref())?;
+                cluster.process = crate::pod_ordinal::ordinal(&name)?;
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -707,6 +730,47 @@ mod tests {
             err.to_string().contains("mongodb_source.collection"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_statefulset_pod_takes_its_process_from_its_hostname() {
+        let text = "[cluster]\nprocess_from_hostname = true\naddresses = [\"tidewater-0.tw:2101\", \"tidewater-1.tw:2101\", \"tidewater-2.tw:2101\"]\n[http]\nport_per_process = false";
+        let config =
+            Config::from_toml_with_env(text, env_of("tidewater-2"), "test").expect("pod 2");
+        let cluster = config.cluster.expect("cluster");
+        assert_eq!(cluster.process, 2);
+        assert!(!config.http.port_per_process);
+        // The host name wins over an explicit index, from the file or the
+        // environment alike.
+        let env = [
+            ("TIDEWATER__CLUSTER__PROCESS".to_string(), "0".to_string()),
+            ("HOSTNAME".to_string(), "tidewater-1".to_string()),
+        ];
+        let config = Config::from_toml_with_env(text, env, "test").expect("pod 1");
+        assert_eq!(config.cluster.expect("cluster").process, 1);
+        // An ordinal past the addresses, or no ordinal at all, is refused.
+        let err = Config::from_toml_with_env(text, env_of("tidewater-3"), "test")
+            .expect_err("past the addresses");
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "cluster.process"),
+            "{err}"
+        );
+        let err =
+            Config::from_toml_with_env(text, env_of("laptop"), "test").expect_err("no ordinal");
+        assert!(
+            err.to_string().contains("cluster.process_from_hostname"),
+            "{err}"
+        );
+        // Without the flag the host name is not consulted.
+        let plain = "[cluster]\nprocess = 1\naddresses = [\"a:1\", \"b:1\"]";
+        let config =
+            Config::from_toml_with_env(plain, env_of("tidewater-0"), "test").expect("plain");
+        assert_eq!(config.cluster.expect("cluster").process, 1);
+        assert!(config.http.port_per_process, "the default shifts ports");
+    }
+
+    fn env_of(host: &str) -> [(String, String); 1] {
+        [("HOSTNAME".to_string(), host.to_string())]
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod launch;
 pub mod live;
 pub mod monitoring;
 pub mod pipeline;
+pub mod pod_ordinal;
 pub mod remote_backend;
 pub mod reservations;
 pub mod screen;

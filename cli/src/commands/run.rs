@@ -167,6 +167,7 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
                 };
                 config.cluster = Some(ClusterConfig {
                     process,
+                    process_from_hostname: false,
                     addresses,
                     hostfile: args.hostfile.clone(),
                 });
@@ -178,7 +179,11 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
             // One HTTP listener per process: the port shifted by the process
             // index, on each process's cluster host; every process knows them
             // all, to answer for tasks wherever they were taken in.
+            // (Unless each process has a host of its own, as Kubernetes
+            // pods do: then all serve on the one port.)
             let addr: std::net::SocketAddr = config.http.listen.parse()?;
+            let per_process = config.http.port_per_process;
+            let shift = |i: usize| if per_process { i as u16 } else { 0 };
             if config.http.peers.is_empty() {
                 config.http.peers = cluster
                     .resolve_addresses()?
@@ -186,13 +191,13 @@ fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
                     .enumerate()
                     .map(|(i, timely)| {
                         let host = timely.rsplit_once(':').map_or(timely.as_str(), |(h, _)| h);
-                        format!("{host}:{}", addr.port() + i as u16)
+                        format!("{host}:{}", addr.port() + shift(i))
                     })
                     .collect();
             }
-            if cluster.process > 0 {
+            if shift(cluster.process) > 0 {
                 config.http.listen =
-                    std::net::SocketAddr::new(addr.ip(), addr.port() + cluster.process as u16)
+                    std::net::SocketAddr::new(addr.ip(), addr.port() + shift(cluster.process))
                         .to_string();
             }
         }
