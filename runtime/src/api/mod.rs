@@ -2,7 +2,8 @@
 //!
 //! - [`server`]: the shared [`ApiContext`], the router and [`HttpServer`].
 //! - [`submit`]: `POST /v1/tasks` — validation, refusal at submission and
-//!   idempotent admission.
+//!   idempotent admission, through [`admitter`] (concurrent requests share
+//!   one store commit).
 //! - [`tasks`]: `GET /v1/tasks/{id}`, `GET /v1/tasks`, `GET /v1/stats`;
 //!   paging and filters in [`listing`], cluster-wide answers via [`peers`].
 //! - [`control`]: cancel, executors joining and leaving, reservations.
