@@ -5,7 +5,8 @@
 //! reply-to header get their result there, offsets are committed only past
 //! recorded outcomes, so a restarted consumer resumes without loss and
 //! without repeating finished work, and no more than `max_in_flight`
-//! messages are consumed ahead of their outcomes.
+//! messages are consumed ahead of their outcomes, nor more than the
+//! pipeline's `limits.max_queued` taken in (the partitions pause).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -455,5 +456,53 @@ fn alert_events_are_produced_to_the_alerts_topic() {
         1,
         "only acme's alert fires"
     );
+    pipeline.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_saturated_pipeline_pauses_the_partitions_and_then_runs_everything() {
+    let Some(brokers) = service("TIDEWATER_KAFKA_BROKERS") else {
+        return;
+    };
+    const MAX_QUEUED: usize = 20;
+    const TASKS: usize = 300;
+    let kafka = Kafka::connect(&brokers);
+    let t = topics(&kafka, "saturated", 2);
+    let mut kafka_config = connector_config(&kafka, &t);
+    // Far above the pipeline's bound: only the pause keeps it.
+    kafka_config.max_in_flight = 10_000;
+    let (pipeline, _store) = start_with(kafka_config, 1 << 20, |config| {
+        config.limits.max_queued = MAX_QUEUED;
+    });
+    let bodies: Vec<Vec<u8>> = (0..TASKS)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("sat-{i}"), "kind": "sleep", "payload": {"ms": 20},
+                "resources": {"cpu_milli": 1000, "memory_mib": 64}
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    kafka.produce_values(&t.tasks, &bodies);
+    let ingress = pipeline.ingress();
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pipeline.stats().finished() < TASKS as u64 {
+        peak = peak.max(ingress.in_flight());
+        assert!(Instant::now() < deadline, "tasks did not finish");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // One message may pass between the check and the pause.
+    assert!(
+        peak <= MAX_QUEUED as u64 + 1,
+        "{peak} in the pipeline, bound {MAX_QUEUED}"
+    );
+    assert!(
+        peak >= MAX_QUEUED as u64 / 2,
+        "the bound was never approached ({peak})"
+    );
+    let results = kafka.read(&t.results, TASKS, Duration::from_secs(30));
+    assert_eq!(results.len(), TASKS, "every task has a result");
     pipeline.shutdown().expect("shutdown");
 }
