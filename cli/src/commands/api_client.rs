@@ -76,4 +76,23 @@ impl ApiClient {
             Ok((status, response.text().await?))
         })
     }
+
+    /// Sends the request and prints the answer (pretty JSON, else as
+    /// text); fails when it is not a success.
+    pub fn send_and_print(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<()> {
+        let (status, text) = self.send(method, url, body)?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
+            Err(_) => println!("{text}"),
+        }
+        if !status.is_success() {
+            anyhow::bail!("{url} answered {status}");
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,6 @@
 //! tidewater lineage executor gpu-0 --limit 100
 //! ```
 
-use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use super::api_client::{ApiArgs, ApiClient};
@@ -113,13 +112,5 @@ pub fn execute(args: LineageArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let (status, text) = client.send(reqwest::Method::GET, &url, None)?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
-        Err(_) => println!("{text}"),
-    }
-    if !status.is_success() {
-        bail!("{url} answered {status}");
-    }
-    Ok(())
+    client.send_and_print(reqwest::Method::GET, &url, None)
 }

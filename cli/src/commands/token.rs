@@ -142,13 +142,5 @@ fn through_api(api: &ApiArgs, command: TokenCommand) -> anyhow::Result<()> {
             None,
         ),
     };
-    let (status, text) = client.send(method, &url, body)?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
-        Err(_) => println!("{text}"),
-    }
-    if !status.is_success() {
-        bail!("{url} answered {status}");
-    }
-    Ok(())
+    client.send_and_print(method, &url, body)
 }
