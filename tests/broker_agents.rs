@@ -4,7 +4,9 @@
 //! SIGKILL is declared lost when its heartbeats stop, and its task is
 //! re-queued and completed on another agent. With `rabbitmq.agent_tokens`,
 //! an agent with its right token runs tasks, and one with a wrong or no
-//! token is refused: it is told and exits, and never gets work.
+//! token is refused: it is told and exits, and never gets work. Over a
+//! TLS-only broker (`TIDEWATER_AMQPS_URL`), pipeline and agent both connect
+//! with `amqps://`, trusting the test CA.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ struct Setup {
     url: String,
     control: String,
     assignments: String,
+    /// The CA agents trust, for an `amqps://` broker.
+    ca: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -37,6 +41,17 @@ fn setup_with_tokens(
     url: &str,
     name: &str,
     tokens: std::collections::BTreeMap<String, String>,
+) -> Setup {
+    setup_with(url, name, tokens, None)
+}
+
+/// [`setup_with_tokens`] on a broker whose certificate `ca` signed (the
+/// pipeline and its agents trust it).
+fn setup_with(
+    url: &str,
+    name: &str,
+    tokens: std::collections::BTreeMap<String, String>,
+    ca: Option<&str>,
 ) -> Setup {
     let prefix = unique(name);
     let control = format!("{prefix}.control");
@@ -56,6 +71,7 @@ fn setup_with_tokens(
     let mut rabbitmq = RabbitMqConfig::new(url);
     rabbitmq.agents = true;
     rabbitmq.agent_tokens = tokens;
+    rabbitmq.tls.ca_file = ca.map(Into::into);
     rabbitmq.control_exchange = control.clone();
     rabbitmq.assignments_exchange = assignments.clone();
     rabbitmq.results_exchange = format!("{prefix}.results");
@@ -72,6 +88,7 @@ fn setup_with_tokens(
         url: url.to_string(),
         control,
         assignments,
+        ca: ca.map(String::from),
         dir: tempfile::tempdir().expect("tempdir"),
     }
 }
@@ -102,6 +119,9 @@ impl Setup {
             .stderr(log);
         if let Some(token) = token {
             command.args(["--token", token]);
+        }
+        if let Some(ca) = &self.ca {
+            command.args(["--ca-cert", ca]);
         }
         command.spawn().map(AgentProcess).expect("spawn agent")
     }
@@ -210,6 +230,30 @@ fn an_agent_joins_over_the_broker_and_runs_tasks() {
         assert_eq!(record.executor.as_deref(), Some("agent-a"), "{record:?}");
     }
     assert!(s.log("agent-a").contains("running"), "{}", s.log("agent-a"));
+    stop(agent);
+}
+
+#[test]
+fn an_agent_joins_and_runs_tasks_over_amqps() {
+    let (Some(url), Some(ca)) = (
+        service("TIDEWATER_AMQPS_URL"),
+        service("TIDEWATER_AMQPS_CA"),
+    ) else {
+        return;
+    };
+    let s = setup_with(&url, "agent-tls", Default::default(), Some(&ca));
+    let agent = s.agent("agent-tls");
+    s.wait_joined("agent-tls");
+    for i in 0..3 {
+        s.submit(&format!(
+            r#"{{"id":"tls-remote-{i}","kind":"noop","resources":{{"cpu_milli":3000}}}}"#
+        ));
+    }
+    for i in 0..3 {
+        let record = s.wait_final(&format!("tls-remote-{i}"), Duration::from_secs(30));
+        assert_eq!(record.state, TaskState::Succeeded, "{record:?}");
+        assert_eq!(record.executor.as_deref(), Some("agent-tls"), "{record:?}");
+    }
     stop(agent);
 }
 

@@ -37,6 +37,7 @@ mod broker_kafka;
 mod broker_kafka_crash;
 mod broker_rabbitmq;
 mod broker_rabbitmq_crash;
+mod broker_rabbitmq_tls;
 mod cli;
 mod cluster;
 mod configs;

@@ -15,153 +15,28 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use tidewater_operators::allocate::{
     policy_by_name, ExecutorState, Fgd, PlacementPolicy, Placer, TaskMix,
 };
-use tidewater_operators::model::{ExecutorSpec, GpuDevice, GpuRequest, Name, ResourceRequest};
+use tidewater_operators::model::{ExecutorSpec, Name, ResourceRequest};
+
+pub use tidewater_connectors::trace::openb::{parse_nodes, parse_pods, read_nodes, read_pods};
+use tidewater_connectors::trace::TraceError;
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// A file could not be read or parsed.
-    #[error("{path}: {detail}")]
-    Read {
-        /// The file.
-        path: String,
-        /// What went wrong, with the line where there is one.
-        detail: String,
-    },
-    /// A row has values outside what the format allows.
-    #[error("{path} line {line}: {detail}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// 1-based line number.
-        line: u64,
-        /// What is wrong.
-        detail: String,
-    },
+    /// A trace file could not be read or parsed.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
     /// The policy name is not known.
     #[error("unknown policy {0:?}")]
     UnknownPolicy(String),
     /// Nothing to replay.
     #[error("{0}")]
     Empty(String),
-}
-
-#[derive(Deserialize)]
-struct NodeRow {
-    sn: String,
-    cpu_milli: u64,
-    memory_mib: u64,
-    gpu: usize,
-    #[serde(default)]
-    model: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PodRow {
-    #[allow(dead_code)]
-    name: String,
-    cpu_milli: u32,
-    memory_mib: u32,
-    num_gpu: u8,
-    gpu_milli: u16,
-    #[serde(default)]
-    gpu_spec: Option<String>,
-}
-
-fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<(u64, T)>, ReplayError> {
-    let name = path.display().to_string();
-    let mut reader = csv::Reader::from_path(path).map_err(|e| ReplayError::Read {
-        path: name.clone(),
-        detail: e.to_string(),
-    })?;
-    let mut rows = Vec::new();
-    for (i, row) in reader.deserialize::<T>().enumerate() {
-        let line = i as u64 + 2;
-        let row = row.map_err(|e| ReplayError::Invalid {
-            path: name.clone(),
-            line,
-            detail: e.to_string(),
-        })?;
-        rows.push((line, row));
-    }
-    Ok(rows)
-}
-
-/// Reads an openb node list into executor specs.
-pub fn read_nodes(path: &Path) -> Result<Vec<ExecutorSpec>, ReplayError> {
-    let nodes: Vec<ExecutorSpec> = read_rows::<NodeRow>(path)?
-        .into_iter()
-        .map(|(_, n)| {
-            let model = Name::from(n.model.unwrap_or_default().trim());
-            let mut spec = ExecutorSpec::cpu(n.sn.as_str(), n.cpu_milli, n.memory_mib);
-            spec.gpus = (0..n.gpu)
-                .map(|_| GpuDevice {
-                    model: model.clone(),
-                })
-                .collect();
-            spec
-        })
-        .collect();
-    if nodes.is_empty() {
-        return Err(ReplayError::Empty(format!("{}: no nodes", path.display())));
-    }
-    Ok(nodes)
-}
-
-/// Reads an openb pod list into resource requests.
-pub fn read_pods(path: &Path) -> Result<Vec<ResourceRequest>, ReplayError> {
-    let name = path.display().to_string();
-    let mut pods = Vec::new();
-    for (line, p) in read_rows::<PodRow>(path)? {
-        let invalid = |detail: String| ReplayError::Invalid {
-            path: name.clone(),
-            line,
-            detail,
-        };
-        let gpu = match (p.num_gpu, p.gpu_milli) {
-            (0, _) => GpuRequest::None,
-            (1, m) if m > 0 && m < 1000 => GpuRequest::Fraction(m),
-            (n, 1000) | (n, 0) => GpuRequest::Whole(n),
-            (n, m) => {
-                return Err(invalid(format!(
-                    "num_gpu {n} with gpu_milli {m}: a share is of one GPU"
-                )))
-            }
-        };
-        if p.cpu_milli == 0 {
-            return Err(invalid("cpu_milli must be at least 1".into()));
-        }
-        let gpu_models: Box<[Name]> = p
-            .gpu_spec
-            .as_deref()
-            .unwrap_or_default()
-            .split('|')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(Name::from)
-            .collect();
-        let gpu_models = if gpu == GpuRequest::None {
-            Box::new([]) as Box<[Name]>
-        } else {
-            gpu_models
-        };
-        pods.push(ResourceRequest {
-            cpu_milli: p.cpu_milli,
-            memory_mib: p.memory_mib,
-            gpu,
-            gpu_models,
-            custom: Box::new([]),
-        });
-    }
-    if pods.is_empty() {
-        return Err(ReplayError::Empty(format!("{name}: no pods")));
-    }
-    Ok(pods)
 }
 
 /// One point of the allocation curve, as shares of cluster GPU capacity.

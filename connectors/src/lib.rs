@@ -21,3 +21,4 @@ pub mod outcome;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 pub mod store;
+pub mod trace;

@@ -30,12 +30,13 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 
 use tidewater_connectors::rabbitmq::agent_protocol::{
     agent_queue, control_queue, AgentMessage, AgentWork, RemoteCompletion,
 };
-use tidewater_connectors::rabbitmq::redact_url;
+pub use tidewater_connectors::rabbitmq::AmqpTlsConfig;
+use tidewater_connectors::rabbitmq::{self, redact_url, RabbitMqError};
 use tidewater_operators::dataflow::ExecutionBackend;
 use tidewater_operators::model::{Completion, ExecutorSpec, Lease, Name};
 
@@ -66,6 +67,19 @@ pub struct AgentOptions {
     pub prefetch: u16,
     /// The token the pipeline knows this agent by (`rabbitmq.agent_tokens`).
     pub credential: Option<String>,
+    /// TLS for an `amqps://` URL (a private CA, a client certificate).
+    pub tls: AmqpTlsConfig,
+}
+
+/// Why one connection of the agent ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The broker could not be reached, or the TLS files read.
+    #[error(transparent)]
+    Connect(#[from] RabbitMqError),
+    /// An AMQP operation failed.
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
 }
 
 /// Why the agent stopped.
@@ -327,11 +341,11 @@ impl Agent {
         &mut self,
         generation: u64,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> lapin::Result<()> {
-        let connection = Connection::connect(
+    ) -> Result<(), SessionError> {
+        let connection = rabbitmq::connect(
             &self.options.url,
-            ConnectionProperties::default()
-                .with_connection_name(format!("tidewater-agent-{}", self.id()).into()),
+            &self.options.tls,
+            format!("tidewater-agent-{}", self.id()),
         )
         .await?;
         self.summary.connections += 1;
@@ -390,14 +404,16 @@ impl Agent {
                     if !connection.status().connected() {
                         return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
                             lapin::ConnectionState::Closed,
-                        )));
+                        ))
+                        .into());
                     }
                 }
                 delivery = consumer.next(), if !self.leaving => {
                     let Some(delivery) = delivery else {
                         return Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
                             lapin::ConnectionState::Closed,
-                        )));
+                        ))
+                        .into());
                     };
                     let delivery = delivery?;
                     self.take_work(&delivery.data, (delivery.delivery_tag, generation), &consuming).await?;

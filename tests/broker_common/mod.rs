@@ -23,7 +23,8 @@ use lapin::options::{
     QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use tidewater_connectors::rabbitmq::{self, AmqpTlsConfig};
 
 use collector::Counts;
 
@@ -86,13 +87,19 @@ pub struct Amqp {
 impl Amqp {
     /// Connects with publisher confirms on.
     pub fn connect(url: &str) -> Amqp {
+        Amqp::connect_with(url, &AmqpTlsConfig::default())
+    }
+
+    /// Connects with publisher confirms on, with `tls` for an `amqps://`
+    /// URL (through the connector's own connect function).
+    pub fn connect_with(url: &str, tls: &AmqpTlsConfig) -> Amqp {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
         let (connection, channel) = runtime.block_on(async {
-            let connection = Connection::connect(url, ConnectionProperties::default())
+            let connection = rabbitmq::connect(url, tls, "tidewater-test".into())
                 .await
                 .expect("connect to RabbitMQ");
             let channel = connection.create_channel().await.expect("channel");

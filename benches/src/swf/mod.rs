@@ -39,137 +39,18 @@ use serde::Serialize;
 
 pub use simulate::simulate;
 
+pub use tidewater_connectors::trace::swf::{parse_swf, read_swf, Job, Workload};
+use tidewater_connectors::trace::TraceError;
+
 /// Why a log could not be simulated.
 #[derive(Debug, thiserror::Error)]
 pub enum SwfError {
-    /// The file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A line is not a valid SWF job.
-    #[error("{path} line {line}: {detail}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        detail: String,
-    },
+    /// The log could not be read or parsed.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
     /// The policy name is not known.
     #[error("unknown policy {0:?}: use fcfs, user-estimate or learned")]
     UnknownPolicy(String),
-    /// No runnable job.
-    #[error("{0}: no job with a positive run time and processor count")]
-    Empty(String),
-}
-
-/// One job of the log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Job {
-    /// Job number.
-    pub id: u64,
-    /// Submit time, seconds.
-    pub submit: f64,
-    /// Recorded run time, seconds.
-    pub run: f64,
-    /// Processors.
-    pub procs: u32,
-    /// The user's requested time, seconds, as declared (some jobs ran
-    /// longer); the run time when the log does not give one.
-    pub requested: f64,
-    /// User id.
-    pub user: i64,
-    /// Queue number.
-    pub queue: i64,
-}
-
-/// A parsed log.
-#[derive(Clone, Debug)]
-pub struct Workload {
-    /// Processors in the machine.
-    pub processors: u32,
-    /// Jobs in submit order.
-    pub jobs: Vec<Job>,
-}
-
-/// Reads an SWF file. Header lines start with `;`; each job line has at
-/// least 18 whitespace-separated fields (more are accepted and ignored).
-/// Jobs without a positive run time or processor count are skipped.
-pub fn read_swf(path: &Path) -> Result<Workload, SwfError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SwfError::Read {
-        path: name.clone(),
-        source,
-    })?;
-    let mut max_procs: Option<u32> = None;
-    let mut jobs = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix(';') {
-            if let Some(value) = header.trim().strip_prefix("MaxProcs:") {
-                max_procs = value.trim().parse().ok();
-            }
-            continue;
-        }
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let invalid = |detail: String| SwfError::Invalid {
-            path: name.clone(),
-            line: i + 1,
-            detail,
-        };
-        if fields.len() < 18 {
-            return Err(invalid(format!("{} fields, expected 18", fields.len())));
-        }
-        let number = |k: usize| -> Result<f64, SwfError> {
-            fields[k]
-                .parse::<f64>()
-                .map_err(|e| invalid(format!("field {} {:?}: {e}", k + 1, fields[k])))
-        };
-        let (id, submit, run) = (number(0)?, number(1)?, number(3)?);
-        let allocated = number(4)?;
-        let requested_procs = number(7)?;
-        let requested_time = number(8)?;
-        let procs = if allocated > 0.0 {
-            allocated
-        } else {
-            requested_procs
-        };
-        if run <= 0.0 || procs <= 0.0 {
-            continue;
-        }
-        jobs.push(Job {
-            id: id as u64,
-            submit,
-            run,
-            procs: procs as u32,
-            // As the user declared it, even where the job ran longer: the
-            // estimators may not learn the run time from it.
-            requested: if requested_time > 0.0 {
-                requested_time
-            } else {
-                run
-            },
-            user: number(11)? as i64,
-            queue: number(14)? as i64,
-        });
-    }
-    if jobs.is_empty() {
-        return Err(SwfError::Empty(name));
-    }
-    jobs.sort_by(|a, b| a.submit.total_cmp(&b.submit).then(a.id.cmp(&b.id)));
-    let largest = jobs.iter().map(|j| j.procs).max().unwrap_or(1);
-    Ok(Workload {
-        processors: max_procs.unwrap_or(largest).max(largest),
-        jobs,
-    })
 }
 
 /// The outcome of a simulation.

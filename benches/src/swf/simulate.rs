@@ -289,7 +289,7 @@ fn simulate_with_starts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swf::{read_swf, POLICIES};
+    use crate::swf::POLICIES;
 
     fn job(id: u64, submit: f64, run: f64, procs: u32, requested: f64) -> Job {
         Job {
@@ -403,24 +403,5 @@ mod tests {
             simulate(&w, "oracle"),
             Err(SwfError::UnknownPolicy(_))
         ));
-    }
-
-    #[test]
-    fn reader_accepts_headers_and_extra_fields_and_reports_bad_lines() {
-        let dir = std::env::temp_dir().join(format!("swf-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let good = dir.join("good.swf");
-        std::fs::write(
-            &good,
-            "; MaxProcs: 8\n1 0 5 100 2 -1 -1 2 200 -1 1 7 1 -1 3 1 -1 -1 extra more\n2 10 0 0 2 -1 -1 2 200 -1 5 7 1 -1 3 1 -1 -1\n",
-        )
-        .expect("write");
-        let w = read_swf(&good).expect("valid");
-        assert_eq!((w.processors, w.jobs.len()), (8, 1));
-        assert_eq!(w.jobs[0].requested, 200.0);
-        let bad = dir.join("bad.swf");
-        std::fs::write(&bad, "1 0 5 100 2\n").expect("write");
-        let err = read_swf(&bad).expect_err("short line");
-        assert!(err.to_string().contains("line 1: 5 fields"), "{err}");
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use tidewater::agent::{parse_capacity, run_agent, AgentOptions};
+use tidewater::agent::{parse_capacity, run_agent, AgentOptions, AmqpTlsConfig};
+
 use tidewater::agent_http::{run_http_agent, HttpAgentOptions};
 use tidewater::config::HandlersConfig;
 use tidewater::HandlerRegistry;
@@ -57,8 +58,9 @@ pub struct AgentArgs {
     /// token with role `agent` (`tidewater token create --role agent`).
     #[arg(long, env = "TIDEWATER_AGENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// With --http on an `https://` URL: a PEM file of the authority that
-    /// signed the pipeline's certificate.
+    /// A PEM file of the authority that signed the server's certificate:
+    /// the pipeline's, with --http on an `https://` URL; the broker's, with
+    /// --broker on an `amqps://` URL (trusted besides the system's roots).
     #[arg(long, env = "TIDEWATER_CA_CERT")]
     ca_cert: Option<std::path::PathBuf>,
 }
@@ -83,6 +85,10 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let handlers = Arc::new(handlers);
+    if let Some(ca_cert) = &args.ca_cert {
+        std::fs::metadata(ca_cert)
+            .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", ca_cert.display()))?;
+    }
     if args.http.is_some() {
         // Fail here, with the reason, on a bad token or CA file.
         tidewater::agent_http::api_client(args.token.as_deref(), args.ca_cert.as_deref())
@@ -112,6 +118,10 @@ pub fn execute(args: AgentArgs) -> anyhow::Result<()> {
                 assignments_exchange: args.assignments_exchange,
                 prefetch: args.prefetch,
                 credential: args.token,
+                tls: AmqpTlsConfig {
+                    ca_file: args.ca_cert,
+                    ..AmqpTlsConfig::default()
+                },
             },
             handlers,
             ctrl_c,

@@ -21,7 +21,7 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 use tokio::sync::mpsc;
 
 use tidewater_operators::model::{now_micros, ExecutorId};
@@ -214,15 +214,8 @@ async fn serve(
     backoff: &mut Duration,
     initial: Duration,
 ) -> Result<(), RabbitMqError> {
-    let connection = Connection::connect(
-        &config.url,
-        ConnectionProperties::default().with_connection_name("tidewater-agents".into()),
-    )
-    .await
-    .map_err(|source| RabbitMqError::Connect {
-        url: redact_url(&config.url),
-        source,
-    })?;
+    let connection =
+        super::tls::connect(&config.url, &config.tls, "tidewater-agents".into()).await?;
     let channel = connection
         .create_channel()
         .await

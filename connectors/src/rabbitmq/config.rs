@@ -21,6 +21,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::AmqpTlsConfig;
+
 /// The RabbitMQ connector's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +30,9 @@ pub struct RabbitMqConfig {
     /// AMQP URI of the broker, for example
     /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub url: String,
+    /// TLS for an `amqps://` URL: CAs to trust, a client certificate.
+    #[serde(default, skip_serializing_if = "AmqpTlsConfig::is_empty")]
+    pub tls: AmqpTlsConfig,
     /// Most unacknowledged deliveries per consumed queue (`basic.qos`): the
     /// backpressure between the broker and the pipeline.
     #[serde(default = "default_prefetch")]
@@ -176,6 +181,7 @@ impl RabbitMqConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RabbitMqConfig {
             url: url.into(),
+            tls: AmqpTlsConfig::default(),
             prefetch: default_prefetch(),
             exchanges: Vec::new(),
             queues: Vec::new(),
@@ -212,6 +218,9 @@ impl RabbitMqConfig {
         let invalid = |key: &str, detail: String| Err((format!("rabbitmq.{key}"), detail));
         if !(self.url.starts_with("amqp://") || self.url.starts_with("amqps://")) {
             return invalid("url", "must start with amqp:// or amqps://".into());
+        }
+        if let Err((key, detail)) = self.tls.validate() {
+            return Err((key.to_string(), detail));
         }
         if self.prefetch == 0 {
             return invalid(

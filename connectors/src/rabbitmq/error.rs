@@ -33,6 +33,14 @@ pub enum RabbitMqError {
         /// What is wrong.
         detail: String,
     },
+    /// A TLS file named in `[rabbitmq.tls]` could not be read.
+    #[error("reading the RabbitMQ TLS file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The connector stopped before the request was served.
     #[error("the RabbitMQ connector has stopped")]
     Stopped,

@@ -16,6 +16,8 @@
 //!   [`listener`](RabbitMqHandle::listener) for each of its
 //!   [`sources`](RabbitMqHandle::sources).
 //!
+//! - [`AmqpTlsConfig`] and [`connect`]: `amqps://` connections (a private
+//!   CA, mutual TLS), the one way every connection here is opened.
 //! - [`AgentLink`]: with `agents = true`, remote executor agents join
 //!   through the control exchange and get their assignments over the broker
 //!   ([`agent_protocol`] has the messages).
@@ -38,6 +40,7 @@ mod outcomes;
 mod pending;
 mod session;
 mod tag;
+mod tls;
 mod topology;
 
 pub use agent_link::{undeliverable, AgentEvents, AgentLink};
@@ -45,3 +48,4 @@ pub use config::{BindingConfig, ExchangeConfig, ExchangeType, QueueConfig, Rabbi
 pub use error::{redact_url, RabbitMqError};
 pub use handle::{RabbitMqContext, RabbitMqHandle};
 pub use tag::DeliveryRef;
+pub use tls::{connect, AmqpTlsConfig};

@@ -12,7 +12,7 @@ use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use tokio::sync::mpsc;
 
 use super::config::RabbitMqConfig;
@@ -60,15 +60,7 @@ impl<'a> Session<'a> {
         generation: u32,
         consuming: bool,
     ) -> Result<Session<'a>, RabbitMqError> {
-        let connection = Connection::connect(
-            &config.url,
-            ConnectionProperties::default().with_connection_name("tidewater".into()),
-        )
-        .await
-        .map_err(|source| RabbitMqError::Connect {
-            url: redact_url(&config.url),
-            source,
-        })?;
+        let connection = super::tls::connect(&config.url, &config.tls, "tidewater".into()).await?;
         let (failure_tx, failures) = mpsc::unbounded_channel();
         // Connection-level errors (the broker closing it, a dead socket)
         // end the session even when no consumer or publisher notices.
