@@ -39,6 +39,7 @@ mod broker_rabbitmq;
 mod broker_rabbitmq_crash;
 mod cli;
 mod cluster;
+mod cluster_equivalence;
 mod configs;
 mod control;
 mod dashboard;
