@@ -23,7 +23,8 @@
 //! removed at the next start.
 //!
 //! Where namespaces cannot be made (not root, no `ip`, no kernel support),
-//! the network falls back to loopback — every host is 127.0.0.1 — and says
+//! or `TIDEWATER_TEST_NETNS=off` asks for it, the network falls back to
+//! loopback — every host is 127.0.0.1 — and says
 //! so on stderr and through [`TestNetwork::namespaced`], so that a test can
 //! print it plainly.
 
@@ -56,7 +57,11 @@ impl TestNetwork {
             std::process::id(),
             NETWORKS.fetch_add(1, Ordering::Relaxed)
         );
-        match Self::namespaced_lan(&prefix, hosts) {
+        let made = match std::env::var("TIDEWATER_TEST_NETNS").as_deref() {
+            Ok("off") => Err("TIDEWATER_TEST_NETNS=off".to_string()),
+            _ => Self::namespaced_lan(&prefix, hosts),
+        };
+        match made {
             Ok(network) => network,
             Err(why) => {
                 eprintln!(
