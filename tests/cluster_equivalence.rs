@@ -663,8 +663,22 @@ fn model_versions(cluster: &TestCluster) -> usize {
     }
 }
 
+/// The test calls the hosts' APIs with curl run inside their namespaces.
+fn require_curl() {
+    let found = Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "curl is needed to reach the test hosts (.ci/run installs it)"
+    );
+}
+
 #[test]
 fn every_cluster_shape_gives_the_same_outcomes_and_query_results() {
+    require_curl();
     let network = TestNetwork::new(4);
     eprintln!("cluster equivalence: {}", network.describe());
 
@@ -718,11 +732,16 @@ fn every_cluster_shape_gives_the_same_outcomes_and_query_results() {
         let versions = model_versions(&cluster);
         assert!(versions > 0, "{name}: the learner published no model");
         if shape.processes > 1 {
-            // Every process took in its share of the input and recorded it.
+            // Every process took in its share of the input and recorded it,
+            // and some tasks ran on another host than the one that took
+            // them in (the GPU executor's shard is on one process only).
             for i in 0..shape.processes {
                 let own = outcomes_of(dir.path(), &name, i);
                 assert!(own > 0, "{name}: process {i} recorded nothing");
             }
+            let crossed = ran_elsewhere(dir.path(), &name, shape);
+            assert!(crossed > 0, "{name}: no task ran on another host");
+            eprintln!("{name}: {crossed} tasks ran on another host than the one that took them in");
         }
         // Traffic between the hosts, for the scale plan (namespaces only).
         let sent: Option<u64> = (0..shape.processes)
@@ -771,6 +790,24 @@ fn every_cluster_shape_gives_the_same_outcomes_and_query_results() {
     }
 }
 
+/// How many results of run `name` ran on an executor whose shard (a
+/// global worker index) belongs to another process than the one that
+/// recorded them (the one that took the task in).
+fn ran_elsewhere(dir: &Path, name: &str, shape: Shape) -> usize {
+    (0..shape.processes)
+        .map(|i| {
+            read_json_lines(&dir.join(format!("{name}.p{i}.results.jsonl")))
+                .iter()
+                .filter(|r| {
+                    r["shard"]
+                        .as_u64()
+                        .is_some_and(|shard| shard as usize / shape.workers != i)
+                })
+                .count()
+        })
+        .sum()
+}
+
 /// How many results and dead letters process `i` of run `name` wrote.
 fn outcomes_of(dir: &Path, name: &str, i: usize) -> usize {
     read_json_lines(&dir.join(format!("{name}.p{i}.results.jsonl"))).len()
@@ -791,6 +828,7 @@ memory_mib = 1024
 
 #[test]
 fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
+    require_curl();
     let network = TestNetwork::new(2);
     eprintln!("cluster crash and restart: {}", network.describe());
     let dir = tempfile::tempdir().expect("tempdir");
