@@ -7,8 +7,10 @@
 //!    in a network namespace made by the test ([`crate::common::netns`]).
 //! 2. A process killed mid-run is reported by the survivor, which exits
 //!    with code 75 (`tidewater run`'s peer-loss hook); a restart of both
-//!    with the same hostfile resumes from their embedded stores, and every
-//!    accepted task ends exactly once.
+//!    with the same hostfile resumes from their embedded stores: every
+//!    accepted task ends succeeded in the store of the process that took
+//!    it in, none is left queued or running, and no outcome is written to
+//!    the sink files twice.
 //!
 //! The hosts' APIs listen on their own addresses, so authentication is on
 //! (`auth.mode = "jwt"`, one HS256 key for every process, so that one
