@@ -5,9 +5,9 @@
 //!    the same query results from 1 process × 2 workers, 2 processes × 1
 //!    worker and 4 processes × 1 worker, each process on a host of its own
 //!    in a network namespace made by the test ([`crate::common::netns`]).
-//! 2. A process killed mid-run is reported by the survivor, which exits
-//!    with code 75 (`tidewater run`'s peer-loss hook); a restart of both
-//!    with the same hostfile resumes from their embedded stores: every
+//! 2. In a cluster of 3 processes, one killed mid-run is reported by both
+//!    survivors, which exit with code 75 (`tidewater run`'s peer-loss
+//!    hook); a restart of all three with the same hostfile resumes from their embedded stores: every
 //!    accepted task ends succeeded in the store of the process that took
 //!    it in, none is left queued or running, and no outcome is written to
 //!    the sink files twice.
@@ -816,8 +816,10 @@ fn outcomes_of(dir: &Path, name: &str, i: usize) -> usize {
         + read_json_lines(&dir.join(format!("{name}.p{i}.dead.jsonl"))).len()
 }
 
-/// Tasks submitted in the crash test.
-const SLOW_TASKS: usize = 40;
+/// Processes in the crash test: one is killed, two survive.
+const CRASH_PROCESSES: usize = 3;
+/// Tasks submitted in the crash test, a third to each process.
+const SLOW_TASKS: usize = 42;
 
 /// Four one-core executors: the crash test's sleeps run four at a time.
 const CRASH: &str = r#"
@@ -831,11 +833,11 @@ memory_mib = 1024
 #[test]
 fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
     require_curl();
-    let network = TestNetwork::new(2);
+    let network = TestNetwork::new(CRASH_PROCESSES);
     eprintln!("cluster crash and restart: {}", network.describe());
     let dir = tempfile::tempdir().expect("tempdir");
     let shape = Shape {
-        processes: 2,
+        processes: CRASH_PROCESSES,
         workers: 1,
     };
     let setup = Setup {
@@ -843,10 +845,11 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
         rest: CRASH,
     };
     let mut first = TestCluster::start(&network, dir.path(), shape, &setup, "first", None);
-    // Half of the tasks are taken in (admitted to the store) by each
+    // A third of the tasks are taken in (admitted to the store) by each
     // process; each sleep holds a whole executor for 250 ms.
+    let share_size = SLOW_TASKS / CRASH_PROCESSES;
     let ids: Vec<String> = (0..SLOW_TASKS).map(|i| format!("s{i}")).collect();
-    for (process, share) in ids.chunks(SLOW_TASKS / 2).enumerate() {
+    for (process, share) in ids.chunks(share_size).enumerate() {
         let batch: Vec<String> = share
             .iter()
             .map(|id| {
@@ -886,29 +889,28 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
     let ended_before = first.outcomes().by_task.len();
     assert!(ended_before < SLOW_TASKS, "the run ended before the kill");
 
-    // The survivor reports the lost peer and exits with code 75, for its
+    // Both survivors report the lost peer and exit with code 75, for their
     // supervisor to restart the cluster.
-    let status = first.wait_exit(0, Duration::from_secs(30));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(PEER_LOST_EXIT_CODE),
-        "process 0 should exit with {PEER_LOST_EXIT_CODE} after losing its peer ({status:?}); log:\n{}",
-        first.log(0)
-    );
-    let report = first
-        .log(0)
-        .lines()
-        .find(|l| l.contains(LOST_PEER))
-        .map(str::to_string);
-    assert!(
-        report.is_some(),
-        "process 0 did not report its lost peer; log:\n{}",
-        first.log(0)
-    );
-    eprintln!(
-        "{ended_before} of {SLOW_TASKS} tasks ended before the kill; the survivor said: {}",
-        report.unwrap_or_default()
-    );
+    for survivor in [0, 2] {
+        let status = first.wait_exit(survivor, Duration::from_secs(30));
+        let log = first.log(survivor);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(PEER_LOST_EXIT_CODE),
+            "process {survivor} should exit with {PEER_LOST_EXIT_CODE} after losing a peer \
+             ({status:?}); log:\n{log}"
+        );
+        let report = log.lines().find(|l| l.contains(LOST_PEER));
+        assert!(
+            report.is_some(),
+            "process {survivor} did not report its lost peer; log:\n{log}"
+        );
+        eprintln!(
+            "survivor {survivor} said: {}",
+            strip_ansi(report.unwrap_or_default())
+        );
+    }
+    eprintln!("{ended_before} of {SLOW_TASKS} tasks had ended when process 1 was killed");
     drop(first);
 
     // A restart with the same hostfile resumes from the stores (the record
@@ -927,9 +929,11 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         second.assert_running();
-        let counts: Vec<serde_json::Value> = (0..2).map(|i| store_counts(&second, i)).collect();
+        let counts: Vec<serde_json::Value> = (0..CRASH_PROCESSES)
+            .map(|i| store_counts(&second, i))
+            .collect();
         let settled = counts.iter().all(|store| {
-            store["succeeded"] == SLOW_TASKS / 2
+            store["succeeded"] == share_size
                 && ["queued", "running", "retrying", "failed", "rejected"]
                     .iter()
                     .all(|state| store[*state] == 0)
@@ -939,13 +943,12 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
         }
         assert!(
             Instant::now() < deadline,
-            "after the restart the stores hold {counts:?}, not {} succeeded each; logs:\n{}",
-            SLOW_TASKS / 2,
+            "after the restart the stores hold {counts:?}, not {share_size} succeeded each; logs:\n{}",
             second.logs()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let resumed: usize = (0..2)
+    let resumed: usize = (0..CRASH_PROCESSES)
         .filter_map(|i| {
             let log = second.log(i);
             let line = log
@@ -962,14 +965,14 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
     for (i, id) in ids.iter().enumerate() {
         // Ask each process in turn: both answer for every task.
         let (status, record) = second
-            .call(i % 2, "GET", &format!("/v1/tasks/{id}"), None)
+            .call(i % CRASH_PROCESSES, "GET", &format!("/v1/tasks/{id}"), None)
             .expect("reachable");
         assert_eq!(status, 200, "{id}: {record}");
         assert_eq!(record["state"], "succeeded", "{id}: {record}");
     }
     // No outcome written twice over both runs' sink files, and every task
     // that ran after the restart is written there.
-    let all = outcomes(dir.path(), &["first", "second"], 2);
+    let all = outcomes(dir.path(), &["first", "second"], CRASH_PROCESSES);
     assert!(
         all.reported_twice.is_empty(),
         "reported twice: {:?}",
@@ -977,7 +980,9 @@ fn a_killed_process_is_reported_and_a_restart_resumes_from_the_stores() {
     );
     assert!(all.by_task.iter().all(|(id, f)| ids.contains(id)
         && matches!(f, Final::Result { status, .. } if status == "succeeded")));
-    let after_restart = outcomes(dir.path(), &["second"], 2).by_task.len();
+    let after_restart = outcomes(dir.path(), &["second"], CRASH_PROCESSES)
+        .by_task
+        .len();
     assert_eq!(after_restart, resumed, "every resumed task is written once");
     eprintln!(
         "after the restart: {resumed} tasks resumed from the stores; all {SLOW_TASKS} succeeded \
