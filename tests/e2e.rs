@@ -40,6 +40,7 @@ mod broker_rabbitmq_crash;
 mod broker_rabbitmq_tls;
 mod cli;
 mod cluster;
+mod cluster_equivalence;
 mod configs;
 mod control;
 mod dashboard;

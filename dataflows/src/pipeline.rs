@@ -91,8 +91,13 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
         .concat(coordinated.forwards)
         .connect_loop(loop_handle);
 
+    // One `rejected` metric per rejection: the coordinator's own
+    // (infeasible, deadline passed) are in `coordinated.metrics` already,
+    // so only the intake's are derived here.
+    let intake_rejected =
+        emit_metrics.then(|| decode_rejections.clone().map(|r| metric_for_rejection(&r)));
     let rejections = decode_rejections.concat(coordinated.rejections);
-    let metrics = if emit_metrics {
+    let metrics = if let Some(rejected) = intake_rejected {
         let submitted = tasks.map(|task| MetricEvent {
             kind: MetricKind::Submitted,
             task_kind: task.kind,
@@ -103,7 +108,6 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
             value: 1.0,
             at_ms: task.submitted_at_us / 1000,
         });
-        let rejected = rejections.clone().map(|r| metric_for_rejection(&r));
         submitted.concat(rejected).concat(coordinated.metrics)
     } else {
         coordinated.metrics

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: the binary, ports, HTTP calls.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -11,6 +11,7 @@ mod cancel;
 mod config;
 mod demo;
 mod lineage;
+mod peer_loss;
 mod progress;
 mod query;
 mod replay;

@@ -5,7 +5,8 @@
 //!
 //! `--process`/`--processes`/`--hostfile` put the process in a timely
 //! cluster; each process then serves HTTP on the configured port plus its
-//! index.
+//! index, and exits with code 75 when it loses a peer process
+//! ([`super::peer_loss`]).
 //!
 //! With `--input`, progress (tasks ended of those fed) shows on stderr until
 //! the fed tasks have all ended or the run stops; stdout keeps only the
@@ -59,6 +60,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         Some(c) => (c.process, c.resolve_addresses()?.len()),
         None => (0, 1),
     };
+    if config.cluster.is_some() {
+        super::peer_loss::exit_when_a_peer_is_lost();
+    }
     let pipeline = Pipeline::builder(config).start()?;
     if let Some(addr) = pipeline.http_addr() {
         tracing::info!("serving http://{addr}");
