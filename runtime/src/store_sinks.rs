@@ -15,13 +15,17 @@
 //! deliveries unacknowledged: backpressure, and nothing is lost. Both sinks
 //! are at-least-once: the graph merges a repeated completion into what is
 //! there, an export may hold a redelivered task's row twice.
+//!
+//! Metric snapshots ([`crate::metric_snapshots`]) go to the export too, through
+//! [`StoreSinks::record_metrics`]; they are views, written once without
+//! retry, and hold nothing up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use tidewater_connectors::columnar::{ExportError, Exporter};
+use tidewater_connectors::columnar::{ExportError, Exporter, MetricSample};
 use tidewater_connectors::lineage::{LineageError, LineageGraph};
 use tidewater_operators::model::Completion;
 
@@ -122,6 +126,30 @@ impl StoreSinks {
             }
             Ok(())
         })
+    }
+
+    /// Whether the export takes metric snapshots.
+    pub fn exports_metrics(&self) -> bool {
+        self.export
+            .as_ref()
+            .and_then(|e| e.lock().ok().map(|e| e.exports_metrics()))
+            .unwrap_or(false)
+    }
+
+    /// Journals one metric snapshot taken at `taken_at_us`, once (a failed
+    /// snapshot is superseded by the next).
+    pub fn record_metrics(
+        &self,
+        taken_at_us: u64,
+        samples: &[MetricSample],
+    ) -> Result<(), StoreSinkError> {
+        match &self.export {
+            Some(export) => Ok(export
+                .lock()
+                .map_err(|_| StoreSinkError::Poisoned)?
+                .export_metrics(taken_at_us, samples)?),
+            None => Ok(()),
+        }
     }
 
     /// Finishes the export's files being filled (also done when dropped).
