@@ -6,6 +6,7 @@
 //!  RecordResults (launch.rs) ─► StoreSinks::record ─► export journal (fsynced)
 //!                                                  └► lineage graph (UNWIND batches)
 //!                            ─► store.record_finished ─► acks
+//!  RecordAttempts (retried attempts) ─► StoreSinks::record_attempts ─► lineage graph
 //! ```
 //!
 //! [`StoreSinks::record`] runs on the worker thread and returns only once
@@ -126,6 +127,18 @@ impl StoreSinks {
             }
             Ok(())
         })
+    }
+
+    /// Writes attempts that will be retried to the lineage graph (their
+    /// `EXECUTED` relationships; the final attempt comes with `record`),
+    /// returning once they landed. Nothing waits on them to acknowledge.
+    pub fn record_attempts(&self, retried: &[Completion]) -> Result<(), StoreSinkError> {
+        match &self.lineage {
+            Some(graph) if !retried.is_empty() => {
+                Ok(self.runtime.block_on(graph.write(retried))?)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether the export takes metric snapshots.
