@@ -45,6 +45,7 @@ mod configs;
 mod control;
 mod dashboard;
 mod deploy;
+mod export_metrics;
 mod handlers;
 mod http_agents;
 mod inventory;

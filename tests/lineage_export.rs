@@ -142,3 +142,93 @@ fn completions_reach_the_graph_and_the_files() {
     let ids: Vec<String> = (0..TASKS).map(|i| task_id(&run, i)).collect();
     assert_eq!(lines.next(), Some(ids.join(",").as_str()));
 }
+
+#[test]
+fn every_attempt_of_a_retried_task_is_an_edge_of_its_own() {
+    let Some(services) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let run = run_id();
+    let config = write_config(dir.path(), port, &services, &run, "");
+    let http = Http::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = spawn_run(dir.path(), &config, &[], "run.log");
+    http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
+
+    // Fails twice (the counter file says which attempt this is), then succeeds.
+    let id = format!("lx{run}-retried");
+    let script = "n=$(cat attempts.count 2>/dev/null || echo 0); echo $((n+1)) > attempts.count; [ \"$n\" -ge 2 ]";
+    let task = serde_json::json!([{
+        "id": id,
+        "kind": "command",
+        "payload": {"program": "sh", "args": ["-c", script]},
+        "max_attempts": 3,
+        "agent": format!("retrier-{run}"),
+        "tenant": format!("t{run}"),
+    }]);
+    let (status, answer) = http.post(&format!("{base}/v1/tasks"), &task.to_string());
+    assert_eq!(status, 200, "{answer}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let lineage = loop {
+        if let Some((200, lineage)) = http.get(&format!("{base}/v1/lineage/tasks/{id}")) {
+            if lineage["state"] == "succeeded"
+                && lineage["executions"].as_array().map(Vec::len) == Some(3)
+            {
+                break lineage;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the graph has {lineage} after 60 s"
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no lineage for {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let attempts: Vec<(u64, &str)> = lineage["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .map(|e| {
+            (
+                e["attempt"].as_u64().expect("attempt"),
+                e["outcome"].as_str().expect("outcome"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [(1, "failed"), (2, "failed"), (3, "succeeded")],
+        "{lineage}"
+    );
+    for e in lineage["executions"].as_array().expect("executions") {
+        assert!(
+            e["executor"]
+                .as_str()
+                .is_some_and(|x| x.starts_with(&format!("x{run}-"))),
+            "{e}"
+        );
+        assert!(
+            e["finished_at_ms"].as_i64() >= e["started_at_ms"].as_i64(),
+            "{e}"
+        );
+    }
+    let failed = &lineage["executions"][0];
+    assert!(
+        failed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exited with code 1")),
+        "{failed}"
+    );
+    // The agent's activity lists the three attempts, two of them failed.
+    let (status, activity) = http
+        .get(&format!("{base}/v1/lineage/agents/retrier-{run}"))
+        .expect("answer");
+    assert_eq!(status, 200, "{activity}");
+    assert_eq!(
+        (activity["ran"].as_u64(), activity["failed"].as_u64()),
+        (Some(3), Some(2)),
+        "{activity}"
+    );
+    stop(&mut child);
+}

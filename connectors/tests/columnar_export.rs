@@ -1,6 +1,7 @@
 //! Columnar export read back by an independent reader (pyarrow, from
 //! `$TIDEWATER_PYTHON`, installed by `tests/services/up`): rolling files in
-//! both formats, atomic finishing, and recovery of a crashed run's journal.
+//! both formats, atomic finishing, recovery of a crashed run's journal, and
+//! metric snapshots with their labels.
 
 #![cfg(feature = "columnar")]
 
@@ -8,7 +9,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use tidewater_connectors::columnar::{ExportConfig, ExportFormat, Exporter};
+use tidewater_connectors::columnar::{
+    ExportConfig, ExportFormat, Exporter, MetricSample, MetricSource,
+};
 use tidewater_operators::model::{Completion, Lease, Outcome, ResourceRequest, Task};
 
 /// The Python with pyarrow; `None` (skip) outside CI when unset.
@@ -184,4 +187,74 @@ print(t.num_rows, len(set(ids)))
 "#,
     );
     assert_eq!(count, "25 25");
+}
+
+#[test]
+fn metric_snapshots_read_back_with_their_labels() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ExportConfig::new(dir.path());
+    config.format = ExportFormat::Both;
+    config.experience = false;
+    let mut exporter = Exporter::open(&config, "run1", HashMap::new()).expect("open");
+    assert!(exporter.exports_metrics());
+    let sample = |metric: &str, labels: &[(&str, &str)], stat: &str, value: f64| MetricSample {
+        source: if metric.starts_with("tidewater_") {
+            MetricSource::Builtin
+        } else {
+            MetricSource::Query
+        },
+        metric: metric.to_string(),
+        as_of: (!metric.starts_with("tidewater_")).then_some(1_800_000_000_000),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        stat: stat.to_string(),
+        value,
+    };
+    for (i, taken_at) in [1_800_000_000_000_000_u64, 1_800_000_001_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let done = 10.0 * (i + 1) as f64;
+        exporter
+            .export_metrics(
+                taken_at,
+                &[
+                    sample("by_kind", &[("kind", "sleep")], "count", done),
+                    sample("by_kind", &[("kind", "sleep")], "p99", 0.25),
+                    sample(
+                        "tidewater_tasks_total",
+                        &[("state", "succeeded")],
+                        "value",
+                        done,
+                    ),
+                ],
+            )
+            .expect("export");
+    }
+    exporter.export_metrics(1, &[]).expect("an empty snapshot");
+    exporter.finish().expect("finish");
+    assert_eq!(exporter.finished_files().len(), 2, "one file x 2 formats");
+    let answer = pyarrow(
+        &python,
+        dir.path(),
+        r#"
+import sys, glob, pyarrow as pa, pyarrow.parquet as pq, pyarrow.ipc as ipc
+d = sys.argv[1]
+p = pq.read_table(glob.glob(d + "/metrics/*.parquet"))
+a = pa.concat_tables([ipc.open_file(f).read_all() for f in glob.glob(d + "/metrics/*.arrow")])
+assert p.equals(a), "parquet and ipc differ"
+rows = p.to_pylist()
+last = max(r["taken_at"] for r in rows)
+now = {(r["metric"], r["stat"]): (r["value"], r["labels"], r["as_of"], r["source"]) for r in rows if r["taken_at"] == last}
+print(p.num_rows, len({r["taken_at"] for r in rows}), pa.types.is_map(p.schema.field("labels").type), now[("by_kind", "count")], now[("tidewater_tasks_total", "value")])
+"#,
+    );
+    assert_eq!(
+        answer,
+        "6 2 True (20.0, [('kind', 'sleep')], 1800000000000, 'query') \
+         (20.0, [('state', 'succeeded')], None, 'builtin')"
+    );
 }

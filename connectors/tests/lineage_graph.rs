@@ -197,3 +197,88 @@ async fn writes_batches_once_and_answers_lineage_questions() {
         .expect("lookup")
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_an_edge_and_only_the_final_one_sets_the_state() {
+    let Some(config) = config() else { return };
+    let graph = LineageGraph::connect(&config).await.expect("client");
+    graph.ensure_schema().await.expect("schema");
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        tidewater_operators::model::now_micros()
+    );
+    let (id, ea, eb) = (
+        format!("retried-{run}"),
+        format!("ra-{run}"),
+        format!("rb-{run}"),
+    );
+    let base = 1_800_000_100_000_u64;
+    let attempt = |n: u16, executor: &str, outcome: Outcome, is_final: bool| {
+        let mut c = completion(
+            &id,
+            None,
+            &[],
+            (executor, n),
+            outcome,
+            base + u64::from(n) * 1000,
+        );
+        c.task.max_attempts = 3;
+        c.is_final = is_final;
+        c
+    };
+    let failed = || Outcome::Failed {
+        reason: "exit status 1".into(),
+    };
+    // The first retried attempt: the task has no outcome yet.
+    graph
+        .write(&[attempt(1, &ea, failed(), false)])
+        .await
+        .expect("attempt 1");
+    let lineage = graph
+        .task_lineage(&id)
+        .await
+        .expect("lineage")
+        .expect("known");
+    assert_eq!(lineage.state.as_deref(), Some("retrying"));
+    // The final attempt lands before the second retried one (they come from
+    // different workers): the late row adds its edge and leaves the outcome.
+    graph
+        .write(&[attempt(3, &ea, Outcome::Succeeded, true)])
+        .await
+        .expect("final attempt");
+    graph
+        .write(&[attempt(2, &eb, failed(), false)])
+        .await
+        .expect("attempt 2");
+    graph
+        .write(&[attempt(2, &eb, failed(), false)])
+        .await
+        .expect("attempt 2 again");
+    let lineage = graph
+        .task_lineage(&id)
+        .await
+        .expect("lineage")
+        .expect("known");
+    assert_eq!(lineage.state.as_deref(), Some("succeeded"));
+    let attempts: Vec<(i64, &str, &str)> = lineage
+        .executions
+        .iter()
+        .map(|e| (e.attempt, e.executor.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, ea.as_str(), "failed"),
+            (2, eb.as_str(), "failed"),
+            (3, ea.as_str(), "succeeded")
+        ]
+    );
+    let mut rows = graph
+        .driver()
+        .execute(query("MATCH (t:Task {id: $id}) RETURN t.attempts AS n").param("id", id.clone()))
+        .await
+        .expect("attempts");
+    let row = rows.next().await.expect("row").expect("one row");
+    assert_eq!(row.get::<i64>("n").expect("n"), 3);
+}

@@ -10,6 +10,7 @@
 //!                     ▼                  ▼                              │
 //!                 rejections ◄─── rejections      finals ──► (to origin worker)
 //!                     └──► (to origin worker)     metrics ◄─────────────┘
+//!                                                 retried attempts (when recorded)
 //! ```
 //!
 //! Final completions and rejections are exchanged to the worker that
@@ -57,6 +58,9 @@ pub struct PipelineStreams<'scope> {
     /// What became of reservations, broadcast to every worker so that any
     /// process's API can answer for them.
     pub reservations: TimedStream<'scope, ReservationStatus>,
+    /// Attempts that ended and will be retried, on the worker whose shard
+    /// ran them (empty unless the coordinator records attempts).
+    pub retried: TimedStream<'scope, Completion>,
 }
 
 /// Builds the task pipeline over `records`, `models` (model updates from
@@ -119,5 +123,6 @@ pub fn task_pipeline<'scope, B: ExecutionBackend + 'static>(
         rejections: rejections.exchange(|r: &Rejection| u64::from(r.ack.origin_worker)),
         metrics,
         reservations: coordinated.reservations.broadcast(),
+        retried: coordinated.retried,
     }
 }

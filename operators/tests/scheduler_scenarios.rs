@@ -1,7 +1,7 @@
 //! Scenario tests of the coordinator's features, one behaviour each:
 //! typed and fractional GPUs, executor loss and re-queue, graceful leave,
 //! cancellation wherever the task is, reservations, quotas, fair share,
-//! and quota-bound tenants across two shards.
+//! quota-bound tenants across two shards, and attempt records.
 
 use std::collections::BTreeMap;
 
@@ -880,4 +880,50 @@ fn easy_backfilling_by_predicted_run_time_keeps_the_heads_start() {
         backfill_scenario(BackfillMode::Easy, Some(deadline_ms)),
         ["blocker", "long-2", "short-1"]
     );
+}
+
+#[test]
+fn with_attempt_records_every_retried_attempt_is_reported_once_and_the_last_is_final() {
+    let mut out = CoordinatorOutputs::default();
+    let flaky = Outcome::Failed {
+        reason: "flaky".into(),
+    };
+    // Without attempt records, a retry reports nothing.
+    let mut plain = coordinator(vec![ExecutorSpec::cpu("a", 1000, 1000)], BTreeMap::new());
+    let mut t = task("plain", "x", ResourceRequest::cpu(1000, 1));
+    t.max_attempts = 2;
+    plain.on_task(t, T0, &mut out);
+    let first = runs(&mut out).pop().expect("placed");
+    plain.on_feedback(done(first, flaky.clone()), T0, &mut out);
+    assert!(out.retried.is_empty() && out.finals.is_empty());
+
+    let mut c = coordinator(vec![ExecutorSpec::cpu("a", 1000, 1000)], BTreeMap::new())
+        .with_attempt_records();
+    let mut t = task("thrice", "x", ResourceRequest::cpu(1000, 1));
+    t.max_attempts = 3;
+    c.on_task(t, T0, &mut out);
+    let mut now = T0;
+    for outcome in [flaky.clone(), flaky, Outcome::Succeeded] {
+        let run = loop {
+            if let Some(run) = runs(&mut out).pop() {
+                break run;
+            }
+            now += 1_000_000;
+            c.tick(now, &mut out);
+        };
+        c.on_feedback(done(run, outcome), now, &mut out);
+    }
+    let retried: Vec<(u16, bool, bool)> = out
+        .retried
+        .iter()
+        .map(|r| (r.task.attempt, r.is_final, r.outcome.is_retryable()))
+        .collect();
+    assert_eq!(retried, [(1, false, true), (2, false, true)]);
+    let finals: Vec<(u16, bool, Outcome)> = out
+        .finals
+        .iter()
+        .map(|f| (f.task.attempt, f.is_final, f.outcome.clone()))
+        .collect();
+    assert_eq!(finals, [(3, true, Outcome::Succeeded)]);
+    assert!(c.is_idle());
 }

@@ -2,10 +2,11 @@
 //! pipeline, each draining its inbox into the dataflow and recording results.
 //!
 //! ```text
-//!  Ingress ──► WorkerInbox ──► records input ─► task_pipeline ─► finals ──► store, results file, acks
-//!                          ├─► models input  ─┤                └► rejections ─► store, dead letters, acks
-//!                          └─► control input ─┘   (with `[learner]`: finals ─► learner ─► models loop,
-//!                                                   versions ─► store's model registry)
+//!  Ingress ──► WorkerInbox ──► records input ─► task_pipeline ─► finals ──► store sinks, store, results file, acks
+//!                          ├─► models input  ─┤                ├► rejections ─► store, dead letters, acks
+//!                          └─► control input ─┘                └► retried attempts ─► lineage graph (with `[lineage]`)
+//!                              (with `[learner]`: finals ─► learner ─► models loop,
+//!                               versions ─► store's model registry)
 //! ```
 
 use std::fs::File;
@@ -152,6 +153,21 @@ pub fn pipeline_parts(
         .map(|(_, s)| s)
         .collect();
     let allocator = ShardAllocator::new(index as u32, local, feasibility, &config.allocator)?;
+    let coordinator = CoordinatorState::new(allocator, config.retry.clone(), config.metrics)
+        .on_model_adopted(Box::new(move |update| {
+            tracing::debug!(
+                shard = index,
+                target_model = ?update.target,
+                version = update.version,
+                "coordinator adopted a model version"
+            );
+        }));
+    // The lineage graph records every attempt, retried ones included.
+    let coordinator = if config.lineage.as_ref().is_some_and(|l| l.enabled) {
+        coordinator.with_attempt_records()
+    } else {
+        coordinator
+    };
     Ok(PipelineParts {
         // What can never run is refused at intake, from every source, by
         // the same check as HTTP submissions.
@@ -160,15 +176,7 @@ pub fn pipeline_parts(
             let remote_agents = config.rabbitmq.as_ref().is_some_and(|r| r.agents);
             Arc::new(move |task| handlers.check(task, remote_agents))
         }),
-        coordinator: CoordinatorState::new(allocator, config.retry.clone(), config.metrics)
-            .on_model_adopted(Box::new(move |update| {
-                tracing::debug!(
-                    shard = index,
-                    target_model = ?update.target,
-                    version = update.version,
-                    "coordinator adopted a model version"
-                );
-            })),
+        coordinator,
         backend: LocalBackend::new(
             Arc::clone(handlers),
             runtime.clone(),
@@ -294,6 +302,15 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
             }
             finals.clear();
+        });
+        // Retried attempts go to the lineage graph (finals reach it above);
+        // the worker waits while the graph is down, as for finals.
+        let store_sinks = Arc::clone(&ctx.store_sinks);
+        sink_batches(streams.retried.probe_with(&probe), "RecordAttempts", move |retried: &mut Vec<Completion>| {
+            if let Err(e) = store_sinks.record_attempts(retried) {
+                tracing::error!(error = %e, count = retried.len(), "lineage graph: retried attempts not recorded");
+            }
+            retried.clear();
         });
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);

@@ -26,6 +26,7 @@ pub mod http_agents;
 pub mod ingress;
 pub mod launch;
 pub mod live;
+pub mod metric_snapshots;
 pub mod monitoring;
 pub mod pipeline;
 pub mod pod_ordinal;

@@ -41,6 +41,7 @@ use crate::handlers::{HandlerRegistry, HandlerResult};
 use crate::ingress::{Ingress, IngressError};
 use crate::launch::{run_worker, FileSinks, WorkerContext};
 use crate::live::LiveTasks;
+use crate::metric_snapshots::MetricSnapshots;
 use crate::monitoring::{spawn_alerts, AlertBoard, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
@@ -154,6 +155,19 @@ impl PipelineBuilder {
             crate::store_sinks::StoreSinks::open(&config, runtime.handle(), &run_name)
                 .map_err(|e| RuntimeError::Store(e.to_string()))?,
         );
+        let metric_snapshots = match &config.export {
+            Some(export) => MetricSnapshots::start(
+                Duration::from_millis(export.metrics_interval_ms),
+                queries.clone(),
+                Arc::clone(&exporter),
+                Arc::clone(&store_sinks),
+            )
+            .map_err(|source| RuntimeError::Io {
+                context: "starting the metric snapshot thread".into(),
+                source,
+            })?,
+            None => None,
+        };
         let context = Arc::new(WorkerContext {
             config: Arc::clone(&config),
             handlers: Arc::clone(&handlers),
@@ -169,7 +183,7 @@ impl PipelineBuilder {
             queries: queries.clone(),
             exporter: Arc::clone(&exporter),
             agents: agents.clone(),
-            store_sinks,
+            store_sinks: Arc::clone(&store_sinks),
             live: live.clone(),
             abandon: Arc::clone(&abandon),
         });
@@ -252,6 +266,8 @@ impl PipelineBuilder {
             )
         });
         Ok(RunningPipeline {
+            store_sinks,
+            metric_snapshots,
             queries,
             exporter,
             alerts,
@@ -344,6 +360,10 @@ fn timely_config(config: &Config) -> Result<(timely::Config, usize, usize), Runt
 
 /// A started pipeline.
 pub struct RunningPipeline {
+    /// The export and graph sinks, finished at stop.
+    store_sinks: Arc<crate::store_sinks::StoreSinks>,
+    /// Takes metric snapshots into the export, with a last one at stop.
+    metric_snapshots: Option<MetricSnapshots>,
     queries: QueryResults,
     exporter: Arc<Exporter>,
     alerts: Option<tokio::task::JoinHandle<()>>,
@@ -546,6 +566,13 @@ impl RunningPipeline {
                     Ok(Err(e)) | Err(e) => return Err(RuntimeError::WorkerFailed(e)),
                 }
             }
+        }
+        // Every outcome is recorded: the last snapshot counts them all.
+        if let Some(snapshots) = self.metric_snapshots.take() {
+            snapshots.stop();
+        }
+        if let Err(e) = self.store_sinks.finish() {
+            tracing::error!(error = %e, "export: finishing the last files failed; their journals stay for the next start");
         }
         if let Some(runtime) = &self.runtime {
             self.brokers.finish(runtime.handle());

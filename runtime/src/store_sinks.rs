@@ -6,6 +6,7 @@
 //!  RecordResults (launch.rs) ─► StoreSinks::record ─► export journal (fsynced)
 //!                                                  └► lineage graph (UNWIND batches)
 //!                            ─► store.record_finished ─► acks
+//!  RecordAttempts (retried attempts) ─► StoreSinks::record_attempts ─► lineage graph
 //! ```
 //!
 //! [`StoreSinks::record`] runs on the worker thread and returns only once
@@ -15,13 +16,17 @@
 //! deliveries unacknowledged: backpressure, and nothing is lost. Both sinks
 //! are at-least-once: the graph merges a repeated completion into what is
 //! there, an export may hold a redelivered task's row twice.
+//!
+//! Metric snapshots ([`crate::metric_snapshots`]) go to the export too, through
+//! [`StoreSinks::record_metrics`]; they are views, written once without
+//! retry, and hold nothing up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use tidewater_connectors::columnar::{ExportError, Exporter};
+use tidewater_connectors::columnar::{ExportError, Exporter, MetricSample};
 use tidewater_connectors::lineage::{LineageError, LineageGraph};
 use tidewater_operators::model::Completion;
 
@@ -122,6 +127,42 @@ impl StoreSinks {
             }
             Ok(())
         })
+    }
+
+    /// Writes attempts that will be retried to the lineage graph (their
+    /// `EXECUTED` relationships; the final attempt comes with `record`),
+    /// returning once they landed. Nothing waits on them to acknowledge.
+    pub fn record_attempts(&self, retried: &[Completion]) -> Result<(), StoreSinkError> {
+        match &self.lineage {
+            Some(graph) if !retried.is_empty() => {
+                Ok(self.runtime.block_on(graph.write(retried))?)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the export takes metric snapshots.
+    pub fn exports_metrics(&self) -> bool {
+        self.export
+            .as_ref()
+            .and_then(|e| e.lock().ok().map(|e| e.exports_metrics()))
+            .unwrap_or(false)
+    }
+
+    /// Journals one metric snapshot taken at `taken_at_us`, once (a failed
+    /// snapshot is superseded by the next).
+    pub fn record_metrics(
+        &self,
+        taken_at_us: u64,
+        samples: &[MetricSample],
+    ) -> Result<(), StoreSinkError> {
+        match &self.export {
+            Some(export) => Ok(export
+                .lock()
+                .map_err(|_| StoreSinkError::Poisoned)?
+                .export_metrics(taken_at_us, samples)?),
+            None => Ok(()),
+        }
     }
 
     /// Finishes the export's files being filled (also done when dropped).

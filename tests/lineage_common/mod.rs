@@ -57,7 +57,8 @@ pub fn run_id() -> String {
 }
 
 /// Writes a config with `[lineage]` and `[export]` (both formats) and two
-/// executors `x<run>-0`, `x<run>-1`; the `command` handler may run `false`.
+/// executors `x<run>-0`, `x<run>-1`; the `command` handler may run `false`
+/// and `sh`.
 pub fn write_config(dir: &Path, port: u16, services: &Services, run: &str, extra: &str) -> PathBuf {
     let config = format!(
         r#"
@@ -70,7 +71,7 @@ path = "data/store.redb"
 [sinks]
 results_file = "data/results.jsonl"
 [handlers]
-command_allowlist = ["false"]
+command_allowlist = ["false", "sh"]
 [lineage]
 uri = "{uri}"
 user = "{user}"

@@ -6,6 +6,9 @@
 //! dir = "tidewater-data/export"
 //! format = "both"        # parquet | ipc | both
 //! rows_per_file = 100000
+//! experience = true       # the learner's experience records
+//! metrics = true          # metric snapshots
+//! metrics_interval_ms = 10000
 //! ```
 
 use std::path::PathBuf;
@@ -58,6 +61,14 @@ pub struct ExportConfig {
     /// completions (stream `experience`).
     #[serde(default = "default_enabled")]
     pub experience: bool,
+    /// Whether metric snapshots are exported (stream `metrics`): every
+    /// `metrics_interval_ms`, and once more at shutdown, each continuous
+    /// query's latest result and each built-in metric series.
+    #[serde(default = "default_enabled")]
+    pub metrics: bool,
+    /// Milliseconds between metric snapshots.
+    #[serde(default = "default_metrics_interval_ms")]
+    pub metrics_interval_ms: u64,
 }
 
 fn default_enabled() -> bool {
@@ -68,6 +79,13 @@ fn default_rows_per_file() -> usize {
     100_000
 }
 
+fn default_metrics_interval_ms() -> u64 {
+    10_000
+}
+
+/// The shortest interval between metric snapshots (each is an fsync).
+const MIN_METRICS_INTERVAL_MS: u64 = 100;
+
 impl ExportConfig {
     /// A config writing Parquet to `dir` with the default settings.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -77,6 +95,8 @@ impl ExportConfig {
             format: ExportFormat::default(),
             rows_per_file: default_rows_per_file(),
             experience: true,
+            metrics: true,
+            metrics_interval_ms: default_metrics_interval_ms(),
         }
     }
 
@@ -88,6 +108,12 @@ impl ExportConfig {
         }
         if self.rows_per_file == 0 {
             return Err(("export.rows_per_file".into(), "must be at least 1".into()));
+        }
+        if self.metrics_interval_ms < MIN_METRICS_INTERVAL_MS {
+            return Err((
+                "export.metrics_interval_ms".into(),
+                format!("must be at least {MIN_METRICS_INTERVAL_MS}"),
+            ));
         }
         Ok(())
     }
@@ -108,11 +134,21 @@ mod tests {
         assert_eq!(config, ExportConfig::new("out"));
         assert!(!config.format.ipc());
         assert!(toml::from_str::<ExportConfig>("dir = \"out\"\nformat = \"csv\"\n").is_err());
-        let mut bad = config;
+        let mut bad = config.clone();
         bad.rows_per_file = 0;
         assert_eq!(
             bad.validate().map_err(|e| e.0),
             Err("export.rows_per_file".to_string())
         );
+        let mut bad = config;
+        bad.metrics_interval_ms = 10;
+        assert_eq!(
+            bad.validate().map_err(|e| e.0),
+            Err("export.metrics_interval_ms".to_string())
+        );
+        let config: ExportConfig =
+            toml::from_str("dir = \"out\"\nmetrics = false\nmetrics_interval_ms = 500\n")
+                .expect("parses");
+        assert!(!config.metrics && config.metrics_interval_ms == 500);
     }
 }

@@ -1,10 +1,12 @@
-//! Columnar export: final completions and the learner's experience records
-//! as Apache Arrow record batches, written to Parquet and Arrow IPC files
-//! that pandas, polars, DuckDB and pyarrow read.
+//! Columnar export: final completions, the learner's experience records and
+//! metric snapshots as Apache Arrow record batches, written to Parquet and
+//! Arrow IPC files that pandas, polars, DuckDB and pyarrow read.
 //!
 //! ```text
 //!  finals ─► completions_batch ─┐
-//!        └─► experience batch  ─┴─► RollingFile (one per stream)
+//!        └─► experience batch  ─┤
+//!  metric snapshot (every       │
+//!   metrics_interval_ms) ─► metric_snapshot_batch ─┴─► RollingFile (one per stream)
 //!                                    ├─ append + fsync to <dir>/<stream>/.<file>.staging.arrows  (the batch has landed)
 //!                                    └─ every rows_per_file rows, and at finish:
 //!                                       journal ─► <dir>/<stream>/<stream>-<run>-<seq>.parquet / .arrow
@@ -27,10 +29,12 @@ mod completions;
 mod config;
 mod error;
 mod exporter;
+mod metrics;
 mod rolling;
 
 pub use completions::{completion_schema, completions_batch};
 pub use config::{ExportConfig, ExportFormat};
 pub use error::ExportError;
 pub use exporter::Exporter;
+pub use metrics::{metric_snapshot_batch, metric_snapshot_schema, MetricSample, MetricSource};
 pub use rolling::RollingFile;

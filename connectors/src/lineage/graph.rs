@@ -64,8 +64,8 @@ impl LineageGraph {
         Ok(())
     }
 
-    /// Writes `completions` to the graph, `batch_size` per `UNWIND`
-    /// statement. Each batch is retried with exponential backoff while the
+    /// Writes `completions` (final ones, and attempts that will be
+    /// retried) to the graph, `batch_size` per `UNWIND` statement. Each batch is retried with exponential backoff while the
     /// server is unreachable or refuses it; the call returns once every
     /// batch has landed, or with the last error once `retry_max_times`
     /// retries of one batch are spent. Batches that landed stay written, and

@@ -1,6 +1,6 @@
 //! The lineage graph in Neo4j (Bolt protocol, via neo4rs): who submitted
-//! which task, what it depends on, which tenant owns it, and where its
-//! final attempt ran and how it ended.
+//! which task, what it depends on, which tenant owns it, and where each of
+//! its attempts ran and how it ended.
 //!
 //! ```text
 //!   (:Agent {name}) <-[:SUBMITTED_BY]- (:Task {id}) -[:OWNED_BY]-> (:Tenant {name})
@@ -10,8 +10,9 @@
 //!                                 (:Task {id}) (:Executor {id})
 //! ```
 //!
-//! Data flow: the runtime hands each batch of final completions to
-//! [`LineageGraph::write`], which turns them into parameter rows
+//! Data flow: the runtime hands each batch of final completions, and each
+//! batch of attempts the coordinator retries (one `EXECUTED` relationship
+//! per attempt), to [`LineageGraph::write`], which turns them into parameter rows
 //! ([`rows`]) and writes up to `batch_size` of them per `UNWIND` statement,
 //! one round trip per batch. Every node and relationship is `MERGE`d on its
 //! key, so a redelivered completion writes nothing twice. When the server

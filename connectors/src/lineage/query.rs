@@ -80,7 +80,8 @@ pub struct TaskLineage {
     pub kind: Option<String>,
     /// Owning tenant (likewise).
     pub tenant: Option<String>,
-    /// Outcome of its last recorded attempt (likewise).
+    /// Its final outcome, or `retrying` while only attempts that are
+    /// retried are recorded (absent likewise).
     pub state: Option<String>,
     /// The agent that submitted it, when it named one.
     pub submitted_by: Option<String>,

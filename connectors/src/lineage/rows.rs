@@ -1,5 +1,6 @@
-//! Final completions as the parameter rows of the lineage `UNWIND`
-//! statement: one map per completion, with the keys the statement in
+//! Completions (final ones, and attempts that will be retried) as the
+//! parameter rows of the lineage `UNWIND` statement: one map per attempt,
+//! with the keys the statement in
 //! [`super::schema::WRITE_EXECUTIONS`] reads.
 //!
 //! | key | from |
@@ -7,6 +8,7 @@
 //! | `id`, `kind`, `tenant`, `qos`, `agent`, `depends_on` | the task |
 //! | `submitted_at_ms` | when the task was accepted |
 //! | `executor`, `attempt` | where and which attempt ran |
+//! | `is_final` | whether no retry follows (only a final row sets the task's state) |
 //! | `outcome`, `reason` | how it ended (`reason` only for failures) |
 //! | `started_at_ms`, `finished_at_ms`, `duration_ms` | the attempt's times |
 //! | `exit_code` | a command's exit code, when there is one |
@@ -46,6 +48,7 @@ pub fn completion_row(c: &Completion) -> BoltType {
     row.insert("submitted_at_ms", int(task.submitted_at_us / 1000));
     row.insert("executor", BoltType::from(c.executor.as_str()));
     row.insert("attempt", BoltType::from(i64::from(task.attempt)));
+    row.insert("is_final", BoltType::from(c.is_final));
     row.insert("outcome", BoltType::from(c.outcome.status()));
     row.insert("reason", BoltType::from(reason));
     row.insert("started_at_ms", int(c.started_at_us / 1000));
@@ -109,6 +112,7 @@ mod tests {
             &BoltType::from(vec![BoltType::from("t-0")])
         );
         assert_eq!(get(row, "attempt"), &BoltType::from(2_i64));
+        assert_eq!(get(row, "is_final"), &BoltType::from(true));
         assert_eq!(get(row, "outcome"), &BoltType::from("failed"));
         assert_eq!(get(row, "reason"), &BoltType::from("exit 3"));
         assert_eq!(get(row, "duration_ms"), &BoltType::from(500_i64));

@@ -12,14 +12,20 @@ pub const SCHEMA: &[&str] = &[
     "CREATE INDEX tidewater_executed_finished IF NOT EXISTS FOR ()-[x:EXECUTED]-() ON (x.finished_at_ms)",
 ];
 
-/// Writes one batch of completion rows ([`super::rows`]) in one statement.
-/// Everything is merged on its key, so writing a row again is a no-op; an
-/// agent or dependency is linked only when the task names one.
+/// Writes one batch of attempt rows ([`super::rows`]) in one statement.
+/// Everything is merged on its key (an attempt's `EXECUTED` relationship on
+/// its attempt number), so writing a row again is a no-op; an agent or
+/// dependency is linked only when the task names one. Only a final row
+/// sets the task's outcome, attempt count and finish time; a retried
+/// attempt marks a task with no outcome yet `retrying`, so rows may land in
+/// any order.
 pub const WRITE_EXECUTIONS: &str = "\
 UNWIND $rows AS r
 MERGE (t:Task {id: r.id})
 SET t.kind = r.kind, t.tenant = r.tenant, t.qos = r.qos, t.submitted_at_ms = r.submitted_at_ms,
-    t.state = r.outcome, t.attempts = r.attempt, t.finished_at_ms = r.finished_at_ms
+    t.state = CASE WHEN r.is_final THEN r.outcome ELSE coalesce(t.state, 'retrying') END,
+    t.attempts = CASE WHEN r.is_final THEN r.attempt ELSE t.attempts END,
+    t.finished_at_ms = CASE WHEN r.is_final THEN r.finished_at_ms ELSE t.finished_at_ms END
 MERGE (n:Tenant {name: r.tenant})
 MERGE (t)-[:OWNED_BY]->(n)
 MERGE (e:Executor {id: r.executor})

@@ -8,13 +8,15 @@
 //!  model updates ───────┤   (ShardAllocator,  ├─► rejections
 //!  control (broadcast) ─┘    retries, models, ├─► feedback (forwards, quota releases,
 //!                            cancellations)   │   reservations) back into the loop
-//!                                             └─► metrics
+//!                                             ├─► metrics
+//!                                             ├─► reservations
+//!                                             └─► retried attempts (when recorded)
 //! ```
 //!
 //! The operator exchanges the feedback loop to the shard each record
 //! addresses, broadcasts model updates and control commands to every
 //! shard, hands each input to the state machine with the time, and emits
-//! what the state machine produced on its six outputs, holding the
+//! what the state machine produced on its seven outputs, holding the
 //! capabilities the state machine's timers need (retries, reservation
 //! expiries) until they fire.
 
@@ -48,6 +50,9 @@ pub struct CoordinatorStreams<'scope> {
     pub metrics: TimedStream<'scope, MetricEvent>,
     /// What became of reservations handled by this shard.
     pub reservations: TimedStream<'scope, ReservationStatus>,
+    /// Attempts that ended and will be retried (empty unless the state
+    /// records attempts: [`CoordinatorState::with_attempt_records`]).
+    pub retried: TimedStream<'scope, Completion>,
 }
 
 /// Places tasks on this worker's shard of executors.
@@ -65,7 +70,7 @@ pub trait Coordinate<'scope> {
 }
 
 /// Number of the operator's outputs (capabilities held per input batch).
-const OUTPUTS: usize = 6;
+const OUTPUTS: usize = 7;
 
 type Out<D> = OutputBuilder<Epoch, CapacityContainerBuilder<Vec<D>>>;
 
@@ -91,7 +96,9 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
         let (w, forwards) = builder.new_output();
         let (m, metrics) = builder.new_output();
         let (v, reservations) = builder.new_output();
-        let (mut a, mut f, mut r, mut w, mut m, mut v): (
+        let (t, retried) = builder.new_output();
+        let (mut a, mut f, mut r, mut w, mut m, mut v, mut t): (
+            Out<_>,
             Out<_>,
             Out<_>,
             Out<_>,
@@ -105,6 +112,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             OutputBuilder::from(w),
             OutputBuilder::from(m),
             OutputBuilder::from(v),
+            OutputBuilder::from(t),
         );
 
         builder.build(move |capabilities| {
@@ -176,6 +184,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
                     emit(&mut w, &held[3], stamp, &mut out.forwards);
                     emit(&mut m, &held[4], stamp, &mut out.metrics);
                     emit(&mut v, &held[5], stamp, &mut out.reservations);
+                    emit(&mut t, &held[6], stamp, &mut out.retried);
                     match inputs_frontier {
                         Some(_) => {}
                         None if state.is_idle() => {
@@ -207,6 +216,7 @@ impl<'scope> Coordinate<'scope> for TimedStream<'scope, Task> {
             rejections,
             forwards,
             metrics,
+            retried,
         }
     }
 }

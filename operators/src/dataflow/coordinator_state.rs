@@ -69,6 +69,10 @@ pub struct CoordinatorOutputs {
     pub work: Vec<ExecutorWork>,
     /// Final completions (no retry follows).
     pub finals: Vec<Completion>,
+    /// Attempts that ended and will be retried, without their results
+    /// (empty unless [`CoordinatorState::with_attempt_records`]): with
+    /// `finals`, every attempt of every task, once each.
+    pub retried: Vec<Completion>,
     /// Tasks that can never run.
     pub rejections: Vec<Rejection>,
     /// Tasks, quota releases and reservations for other shards.
@@ -88,6 +92,8 @@ pub struct CoordinatorState {
     delayed_seq: u64,
     models: HashMap<ModelTarget, ModelUpdate>,
     emit_metrics: bool,
+    /// Whether retried attempts are reported in `retried`.
+    emit_attempts: bool,
     decisions: Vec<Decision>,
     /// Leases of running attempts being cancelled.
     cancelling: FxHashMap<u64, ()>,
@@ -115,6 +121,7 @@ impl CoordinatorState {
             delayed_seq: 0,
             models: HashMap::new(),
             emit_metrics,
+            emit_attempts: false,
             decisions: Vec::new(),
             cancelling: FxHashMap::default(),
             pending_cancels: FxHashMap::default(),
@@ -122,6 +129,14 @@ impl CoordinatorState {
             sampled_at_ms: 0,
             model_listener: None,
         }
+    }
+
+    /// Also reports every attempt that will be retried
+    /// ([`CoordinatorOutputs::retried`]), for sinks that record each
+    /// attempt (the lineage graph's `EXECUTED` relationships).
+    pub fn with_attempt_records(mut self) -> Self {
+        self.emit_attempts = true;
+        self
     }
 
     /// Calls `listener` with each model version this shard adopts (newer
@@ -338,6 +353,16 @@ impl CoordinatorState {
         }
         let task = &completion.task;
         if !cancelled && completion.outcome.is_retryable() && task.attempt < task.max_attempts {
+            if self.emit_attempts {
+                out.retried.push(Completion {
+                    task: completion.task.clone(),
+                    executor: completion.executor.clone(),
+                    outcome: completion.outcome.clone(),
+                    result: None,
+                    is_final: false,
+                    ..completion
+                });
+            }
             let mut retry = completion.task;
             retry.attempt += 1;
             let due = now_us + self.retry.backoff(retry.attempt).as_micros() as u64;

@@ -246,6 +246,23 @@ impl Exporter {
             .collect()
     }
 
+    /// The built-in metric families as they stand (every family but the
+    /// continuous queries' gauges, whose values come from the query results
+    /// themselves), for metric snapshots.
+    pub fn gather_builtin(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::core::Collector;
+        let query_families: Vec<String> = self
+            .queries
+            .iter()
+            .flat_map(|(_, gauge)| gauge.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        self.registry
+            .gather()
+            .into_iter()
+            .filter(|family| !query_families.iter().any(|q| q == family.name()))
+            .collect()
+    }
+
     /// Shows whether `alert` fires.
     pub fn set_alert(&self, alert: &str, firing: bool) {
         self.alerts
