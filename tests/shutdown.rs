@@ -176,7 +176,10 @@ fn a_second_signal_stops_at_once() {
         "{:?}",
         run.state("stuck")
     );
+    // Two signals, apart: sent back to back they can arrive as one, and
+    // the resumed 30 s task would then drain for up to a minute.
     run.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
     run.signal("TERM");
     run.wait_exit(Duration::from_secs(10));
 }
