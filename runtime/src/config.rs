@@ -30,6 +30,10 @@ use crate::monitoring::{validate_alerts, AlertRule};
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TIDEWATER__";
 
+/// The most local executors a config may declare (`[[executors]] count`s
+/// together): far beyond one process's use, small enough to hold.
+pub const MAX_LOCAL_EXECUTORS: usize = 100_000;
+
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -441,6 +445,19 @@ impl Config {
         if self.workers == 0 {
             return invalid("workers", "must be at least 1".into());
         }
+        // A corrupt `count` must not expand into billions of executors.
+        if self
+            .executors
+            .iter()
+            .map(|e| e.count)
+            .fold(0usize, usize::saturating_add)
+            > MAX_LOCAL_EXECUTORS
+        {
+            return invalid(
+                "executors",
+                format!("at most {MAX_LOCAL_EXECUTORS} local executors in all (the counts add up to more)"),
+            );
+        }
         if let Err(e) = validate_queries(&self.queries) {
             return invalid("queries", e.to_string());
         }
@@ -604,6 +621,19 @@ fn apply_override(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_executor_count_is_refused_not_expanded() {
+        // Found by the config_parse fuzz target: the count used to be
+        // expanded into executors before any check, exhausting memory.
+        let err = Config::from_toml_with_env(
+            "[[executors]]\nid = \"bench\"\ncount = 49511627776\n",
+            [],
+            "test",
+        )
+        .expect_err("too many executors");
+        assert!(err.to_string().contains("local executors"), "{err}");
+    }
 
     #[test]
     fn env_overrides_apply_and_parse_scalars() {
