@@ -34,6 +34,12 @@ pub const ENV_PREFIX: &str = "TIDEWATER__";
 /// together): far beyond one process's use, small enough to hold.
 pub const MAX_LOCAL_EXECUTORS: usize = 100_000;
 
+/// The most GPU devices, custom resources and labels the local executors
+/// may hold together once each `[[executors]]` entry is expanded `count`
+/// times: a million devices is far beyond one process, and small enough to
+/// hold (a handful of `count`s times large `gpus` once exhausted memory).
+pub const MAX_LOCAL_EXECUTOR_ITEMS: usize = 1_000_000;
+
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -458,6 +464,24 @@ impl Config {
                 format!("at most {MAX_LOCAL_EXECUTORS} local executors in all (the counts add up to more)"),
             );
         }
+        if self
+            .executors
+            .iter()
+            .map(|e| {
+                let items = e
+                    .gpus
+                    .saturating_add(e.custom.len())
+                    .saturating_add(e.labels.len());
+                e.count.saturating_mul(items)
+            })
+            .fold(0usize, usize::saturating_add)
+            > MAX_LOCAL_EXECUTOR_ITEMS
+        {
+            return invalid(
+                "executors",
+                format!("at most {MAX_LOCAL_EXECUTOR_ITEMS} GPUs, custom resources and labels in all (each entry's `count` times its `gpus`, `custom` and `labels` add up to more)"),
+            );
+        }
         if let Err(e) = validate_queries(&self.queries) {
             return invalid("queries", e.to_string());
         }
@@ -633,6 +657,25 @@ mod tests {
         )
         .expect_err("too many executors");
         assert!(err.to_string().contains("local executors"), "{err}");
+    }
+
+    #[test]
+    fn many_executors_with_many_gpus_are_refused_not_expanded() {
+        // Found by the config_parse fuzz target: 3,080 executors of 62,920
+        // GPUs each were expanded into 194M devices before any check.
+        let err = Config::from_toml_with_env(
+            "[[executors]]\nid = \"pu\"\ncount = 3080\ngpus = 62920\n",
+            [],
+            "test",
+        )
+        .expect_err("too many GPUs");
+        assert!(
+            err.to_string()
+                .contains("GPUs, custom resources and labels"),
+            "{err}"
+        );
+        let fine = "[[executors]]\nid = \"gpu\"\ncount = 1000\ngpus = 8\n";
+        assert!(Config::from_toml_with_env(fine, [], "test").is_ok());
     }
 
     #[test]
