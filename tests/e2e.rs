@@ -61,3 +61,4 @@ mod restart;
 mod security;
 mod shutdown;
 mod store_mongodb;
+mod telemetry;

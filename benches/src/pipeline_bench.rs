@@ -286,6 +286,7 @@ fn record(task: Task, worker: usize) -> SourceRecord {
         },
         source_name: Name::const_new("bench"),
         received_at_us: 0,
+        trace: None,
     }
 }
 

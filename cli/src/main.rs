@@ -2,12 +2,13 @@
 //! submit, cancel and query tasks on a running pipeline, run a remote
 //! executor agent, validate configs.
 //!
-//! This file parses the command line and sets up logging; each subcommand
+//! This file parses the command line and sets up logging ([`logging`]); each subcommand
 //! is a module of [`commands`], holding its arguments and what it does. The
 //! engine itself is the `tidewater` library; the benchmarks and replays are
 //! the `tidewater-bench` package.
 
 mod commands;
+mod logging;
 
 use clap::Parser;
 
@@ -22,11 +23,10 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    Cli::parse().command.execute()
+    let cli = Cli::parse();
+    // `run` installs it once its config says whether spans are exported.
+    if !matches!(cli.command, Command::Run(_)) {
+        logging::init(None);
+    }
+    cli.command.execute()
 }

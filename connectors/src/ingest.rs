@@ -5,7 +5,7 @@
 //! to acknowledge later) and control commands to a [`RecordIngress`], which
 //! the runtime implements for its own ingress.
 
-use tidewater_operators::model::ControlCommand;
+use tidewater_operators::model::{ControlCommand, TraceParent};
 
 /// The pipeline takes no more input (it is shutting down).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -16,13 +16,15 @@ pub struct IngressClosed;
 pub trait RecordIngress: Send + Sync + 'static {
     /// Hands raw JSON bytes from source `source_name` to the pipeline, to be
     /// decoded and validated there. Its outcome is reported back to the
-    /// listener registered for `ack_source`, with `tag`.
+    /// listener registered for `ack_source`, with `tag`. `trace` is the W3C
+    /// trace context the delivery carried (its `traceparent` header), if any.
     fn submit_json(
         &self,
         source_name: &str,
         bytes: Vec<u8>,
         ack_source: u16,
         tag: u64,
+        trace: Option<TraceParent>,
     ) -> Result<(), IngressClosed>;
 
     /// Hands a control command (executor join, heartbeat, leave, cancel) to

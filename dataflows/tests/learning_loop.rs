@@ -185,6 +185,7 @@ fn model_versions_reach_every_coordinator() {
                 },
                 source_name: Name::from("test"),
                 received_at_us: 0,
+                trace: None,
             });
             if i % 20 < peers {
                 epoch += 1;

@@ -136,6 +136,7 @@ fn every_rejection_is_counted_once_in_the_rejected_metric() {
                 },
                 source_name: Name::from("test"),
                 received_at_us: now_micros(),
+                trace: None,
             });
         }
         // Step a few epochs so that the feedback loop settles, then close.

@@ -110,6 +110,7 @@ fn dataflow(records: Vec<String>, workers: usize) -> Vec<(String, String)> {
                 },
                 source_name: "test".into(),
                 received_at_us: 1,
+                trace: None,
             });
         }
     })

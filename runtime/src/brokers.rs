@@ -22,7 +22,7 @@ use tidewater_connectors::kafka::{KafkaContext, KafkaHandle};
 use tidewater_connectors::mongo_source::{MongoSourceContext, MongoSourceHandle};
 use tidewater_connectors::rabbitmq::{AgentEvents, AgentLink, RabbitMqContext, RabbitMqHandle};
 use tidewater_connectors::store::TaskStore;
-use tidewater_operators::model::ControlCommand;
+use tidewater_operators::model::{ControlCommand, TraceParent};
 
 use crate::acks::AckRegistry;
 use crate::config::Config;
@@ -48,8 +48,10 @@ impl RecordIngress for Ingress {
         bytes: Vec<u8>,
         ack_source: u16,
         tag: u64,
+        trace: Option<TraceParent>,
     ) -> Result<(), IngressClosed> {
-        Ingress::submit_json(self, source_name, bytes, ack_source, tag).map_err(|_| IngressClosed)
+        self.submit_json_traced(source_name, bytes, ack_source, tag, trace)
+            .map_err(|_| IngressClosed)
     }
 
     fn submit_control(&self, command: ControlCommand) -> Result<(), IngressClosed> {

@@ -97,6 +97,10 @@ pub struct Config {
     /// acknowledged. Absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportConfig>,
+    /// OpenTelemetry export of task spans and the process's tracing spans
+    /// over OTLP/HTTP (`[telemetry]`). Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 impl Default for Config {
@@ -123,6 +127,7 @@ impl Default for Config {
             learner: LearnerSettings::default(),
             lineage: None,
             export: None,
+            telemetry: None,
         }
     }
 }
@@ -570,6 +575,9 @@ impl Config {
             return invalid(&key, detail);
         }
         self.store.validate()?;
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.validate()?;
+        }
         if let Some(source) = &self.mongodb_source {
             if let Err((key, detail)) = source.validate() {
                 return invalid(&format!("mongodb_source.{key}"), detail);

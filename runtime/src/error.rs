@@ -79,4 +79,7 @@ pub enum RuntimeError {
     /// A broker connector could not start.
     #[error("broker connector: {0}")]
     Broker(String),
+    /// The OpenTelemetry exporter could not start or flush.
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }

@@ -12,7 +12,7 @@ use std::thread::Thread;
 use crossbeam_channel::{Receiver, Sender};
 
 use tidewater_operators::model::{
-    now_micros, AckToken, ControlCommand, ModelUpdate, Name, RecordBody, SourceRecord,
+    now_micros, AckToken, ControlCommand, ModelUpdate, Name, RecordBody, SourceRecord, TraceParent,
 };
 
 /// A message for one worker.
@@ -101,7 +101,20 @@ impl Ingress {
         ack_source: u16,
         tag: u64,
     ) -> Result<(), IngressError> {
-        self.send_record(source, RecordBody::Json(bytes), ack_source, tag)
+        self.send_record(source, RecordBody::Json(bytes), ack_source, tag, None)
+    }
+
+    /// As [`submit_json`](Self::submit_json), for a delivery that carried
+    /// the W3C trace context `trace`: the task's span becomes its child.
+    pub fn submit_json_traced(
+        &self,
+        source: &str,
+        bytes: Vec<u8>,
+        ack_source: u16,
+        tag: u64,
+        trace: Option<TraceParent>,
+    ) -> Result<(), IngressError> {
+        self.send_record(source, RecordBody::Json(bytes), ack_source, tag, trace)
     }
 
     /// Submits an already decoded task.
@@ -110,7 +123,7 @@ impl Ingress {
         source: &str,
         task: tidewater_operators::model::Task,
     ) -> Result<(), IngressError> {
-        self.send_record(source, RecordBody::Task(Box::new(task)), 0, 0)
+        self.send_record(source, RecordBody::Task(Box::new(task)), 0, 0, None)
     }
 
     fn send_record(
@@ -119,6 +132,7 @@ impl Ingress {
         body: RecordBody,
         ack_source: u16,
         tag: u64,
+        trace: Option<TraceParent>,
     ) -> Result<(), IngressError> {
         let local = self.shared.next.fetch_add(1, Ordering::Relaxed) % self.shared.senders.len();
         // Even records that need no acknowledgement name their worker, so
@@ -133,6 +147,7 @@ impl Ingress {
             ack,
             source_name: Name::from(source),
             received_at_us: now_micros(),
+            trace,
         };
         self.send_to(local, WorkerMessage::Record(record))?;
         self.shared.records.fetch_add(1, Ordering::AcqRel);

@@ -125,6 +125,8 @@ pub struct WorkerContext {
     /// Set when shutdown gives up on in-flight work: workers then stop
     /// without waiting for it (it stays queued in the store).
     pub abandon: Arc<std::sync::atomic::AtomicBool>,
+    /// Task spans for OpenTelemetry, when `[telemetry]` is set.
+    pub task_spans: Option<crate::telemetry::TaskSpans>,
 }
 
 /// The per-worker pieces of the task pipeline: executors are sharded over
@@ -277,7 +279,7 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         let exporter = Arc::clone(&ctx.exporter);
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let (files, store_sinks) = (Arc::clone(&ctx.files), Arc::clone(&ctx.store_sinks));
-        let live = ctx.live.clone();
+        let (live, task_spans) = (ctx.live.clone(), ctx.task_spans.clone());
         sink_batches(streams.finals.probe_with(&probe), "RecordResults", move |finals: &mut Vec<Completion>| {
             // The configured export and graph writes land before anything is acknowledged.
             if let Err(e) = store_sinks.record(finals) {
@@ -297,6 +299,9 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
                     }
                     stats.record_finals(finals);
                     exporter.record_finals(finals);
+                    if let Some(spans) = &task_spans {
+                        spans.record_finals(finals);
+                    }
                     acks.finished(finals, &fresh);
                 }
                 Err(e) => tracing::error!(error = %e, count = finals.len(), "recording results failed; sources will redeliver"),
@@ -314,13 +319,16 @@ pub fn run_worker(worker: &mut Worker, ctx: &WorkerContext) -> Result<(), String
         });
         let (store, stats, acks) = (Arc::clone(&ctx.store), Arc::clone(&ctx.stats), ctx.acks.clone());
         let files = Arc::clone(&ctx.files);
-        let live = ctx.live.clone();
+        let (live, task_spans) = (ctx.live.clone(), ctx.task_spans.clone());
         sink_batches(streams.rejections.probe_with(&probe), "DeadLetter", move |rejections: &mut Vec<Rejection>| {
             match store.record_rejections(rejections) {
                 Ok(()) => {
                     live.finished(rejections.iter().filter_map(|r| r.task_id.as_deref()));
                     FileSinks::write(&files.dead_letters, rejections);
                     stats.record_rejections(rejections.len());
+                    if let Some(spans) = &task_spans {
+                        spans.record_rejections(rejections);
+                    }
                     acks.rejected(rejections);
                 }
                 Err(e) => tracing::error!(error = %e, count = rejections.len(), "recording rejections failed"),

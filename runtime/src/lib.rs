@@ -37,6 +37,7 @@ pub mod shutdown;
 pub mod sources;
 pub mod stats;
 pub mod store_sinks;
+pub mod telemetry;
 
 pub use config::Config;
 pub use error::{ConfigError, RuntimeError};

@@ -46,6 +46,7 @@ use crate::monitoring::{spawn_alerts, AlertBoard, Exporter, MonitoringApi};
 use crate::remote_backend::AgentHub;
 use crate::reservations::ReservationBook;
 use crate::stats::{PipelineStats, StatsSnapshot};
+use crate::telemetry::Telemetry;
 use tidewater_dataflows::monitor::{QueryResult, QueryResults};
 
 /// Entry point of the library API.
@@ -60,6 +61,7 @@ impl Pipeline {
             config,
             handlers,
             store: None,
+            telemetry: None,
         }
     }
 }
@@ -69,6 +71,7 @@ pub struct PipelineBuilder {
     config: Config,
     handlers: HandlerRegistry,
     store: Option<Arc<dyn TaskStore>>,
+    telemetry: Option<Telemetry>,
 }
 
 impl PipelineBuilder {
@@ -94,6 +97,15 @@ impl PipelineBuilder {
         self
     }
 
+    /// Exports task spans through `telemetry` (already started, for example
+    /// so that the caller's tracing subscriber has its
+    /// [`layer`](Telemetry::layer) from the start) instead of starting an
+    /// exporter from `[telemetry]`.
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
     /// Uses `store` instead of the one the config names.
     pub fn store(mut self, store: Arc<dyn TaskStore>) -> Self {
         self.store = Some(store);
@@ -106,6 +118,15 @@ impl PipelineBuilder {
         let config = self.config;
         config.validate()?;
         let (timely_config, first_worker, local_workers) = timely_config(&config)?;
+        let telemetry = match self.telemetry {
+            Some(telemetry) => Some(telemetry),
+            None => config
+                .telemetry
+                .as_ref()
+                .map(Telemetry::start)
+                .transpose()?,
+        };
+        let task_spans = telemetry.as_ref().map(Telemetry::task_spans);
         let store = match self.store {
             Some(store) => store,
             None => open_store(&config)?,
@@ -186,6 +207,7 @@ impl PipelineBuilder {
             store_sinks: Arc::clone(&store_sinks),
             live: live.clone(),
             abandon: Arc::clone(&abandon),
+            task_spans: task_spans.clone(),
         });
         let guards = timely::execute(timely_config, move |worker| {
             let result = run_worker(worker, &context);
@@ -245,6 +267,7 @@ impl PipelineBuilder {
                     reservations: reservations.clone(),
                     executors,
                     agents: agents.clone(),
+                    task_spans,
                     monitoring: MonitoringApi {
                         queries: queries.clone(),
                         exporter: Arc::clone(&exporter),
@@ -284,6 +307,7 @@ impl PipelineBuilder {
             live,
             abandon,
             draining,
+            telemetry,
         })
     }
 }
@@ -382,6 +406,8 @@ pub struct RunningPipeline {
     abandon: Arc<AtomicBool>,
     /// Set while draining: no new tasks are taken.
     draining: Arc<AtomicBool>,
+    /// The OTLP exporter, when `[telemetry]` is set; flushed at stop.
+    telemetry: Option<Telemetry>,
 }
 
 impl RunningPipeline {
@@ -498,6 +524,12 @@ impl RunningPipeline {
         self.runtime.as_ref().map(|r| r.handle().clone())
     }
 
+    /// The OpenTelemetry exporter, when `[telemetry]` is set or one was
+    /// given to the builder.
+    pub fn telemetry(&self) -> Option<&Telemetry> {
+        self.telemetry.as_ref()
+    }
+
     /// Where the HTTP API listens, if it is enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(HttpServer::local_addr)
@@ -580,6 +612,12 @@ impl RunningPipeline {
         if let Some(runtime) = self.runtime.take() {
             // Abandoned handlers are dropped here (commands killed with them).
             runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        // Every task span is recorded: export what the batch still holds.
+        if let Some(telemetry) = self.telemetry.take() {
+            if let Err(e) = telemetry.shutdown() {
+                tracing::warn!(error = %e, "telemetry: the last spans were not exported");
+            }
         }
         Ok(self.stats.snapshot())
     }

@@ -98,6 +98,7 @@ fn duplicate(task: &Task, state: &str, at_us: u64) -> Rejection {
         excerpt,
         ack: task.ack,
         at_us,
+        trace: task.trace,
     }
 }
 

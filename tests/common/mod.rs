@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod otlp_receiver;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -44,15 +45,26 @@ impl Http {
 
     /// POSTs `body` and returns the status and parsed JSON answer.
     pub fn post(&self, url: &str, body: &str) -> (u16, serde_json::Value) {
+        self.post_with_headers(url, body, &[])
+    }
+
+    /// POSTs `body` with extra `headers` (name, value).
+    pub fn post_with_headers(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
         self.runtime.block_on(async {
-            let response = self
+            let mut request = self
                 .client
                 .post(url)
                 .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .expect("request");
+                .body(body.to_string());
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = request.send().await.expect("request");
             let status = response.status().as_u16();
             (
                 status,
@@ -135,4 +147,26 @@ pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
+}
+
+/// Sends SIGTERM to `child` (a drain) and waits up to 60 s for it to exit
+/// successfully.
+pub fn terminate(child: &mut Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "SIGTERM not delivered");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "tidewater exited with {status}");
+            return;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("tidewater did not exit within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -22,6 +22,7 @@ use tidewater::config::{ClusterConfig, Config};
 use tidewater::shutdown::{self, Signals};
 use tidewater::sources::feed_json_lines;
 use tidewater::stats::PipelineStats;
+use tidewater::telemetry::Telemetry;
 use tidewater::Pipeline;
 
 use super::progress::Progress;
@@ -63,7 +64,17 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     if config.cluster.is_some() {
         super::peer_loss::exit_when_a_peer_is_lost();
     }
-    let pipeline = Pipeline::builder(config).start()?;
+    let telemetry = config
+        .telemetry
+        .as_ref()
+        .map(Telemetry::start)
+        .transpose()?;
+    crate::logging::init(telemetry.as_ref());
+    let mut builder = Pipeline::builder(config);
+    if let Some(telemetry) = telemetry {
+        builder = builder.telemetry(telemetry);
+    }
+    let pipeline = builder.start()?;
     if let Some(addr) = pipeline.http_addr() {
         tracing::info!("serving http://{addr}");
     }

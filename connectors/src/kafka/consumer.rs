@@ -22,6 +22,7 @@ use super::clients::log_to_tracing;
 use super::messages::{CORRELATION_HEADER, REPLY_TO_HEADER};
 use super::offsets::{Commit, InFlight, Offsets};
 use crate::ingest::RecordIngress;
+use tidewater_operators::model::{TraceParent, TRACEPARENT_HEADER};
 
 /// How long one poll of the consumer may block.
 const POLL: Duration = Duration::from_millis(100);
@@ -193,12 +194,14 @@ pub(super) fn consume(
             reply_to: None,
             correlation_id: None,
         };
+        let mut trace = None;
         if let Some(headers) = message.headers() {
             for h in headers.iter() {
                 let value = || h.value.map(|v| String::from_utf8_lossy(v).into_owned());
                 match h.key {
                     REPLY_TO_HEADER => entry.reply_to = value().filter(|t| !t.is_empty()),
                     CORRELATION_HEADER => entry.correlation_id = value(),
+                    TRACEPARENT_HEADER => trace = h.value.and_then(TraceParent::parse_bytes),
                     _ => {}
                 }
             }
@@ -209,7 +212,7 @@ pub(super) fn consume(
         };
         let source = first_source.saturating_add(topic as u16);
         if ingress
-            .submit_json(&shared.topics[topic], body, source, tag)
+            .submit_json(&shared.topics[topic], body, source, tag, trace)
             .is_err()
         {
             // Shutting down: the message stays uncommitted.

@@ -198,6 +198,7 @@ mod tests {
             excerpt: String::new(),
             ack: AckToken::NONE,
             at_us: 0,
+            trace: None,
         };
         let origin = Origin {
             topic: "tasks",

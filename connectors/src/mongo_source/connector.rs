@@ -379,7 +379,7 @@ impl Worker {
     fn submit(&self, json: Vec<u8>, source: u16, tag: u64) -> Result<(), Ended> {
         self.context
             .ingress
-            .submit_json(&self.config.name, json, source, tag)
+            .submit_json(&self.config.name, json, source, tag, None)
             .map_err(|_| Ended::Stopped)
     }
 

@@ -210,6 +210,7 @@ mod tests {
             excerpt: String::new(),
             ack: AckToken::NONE,
             at_us: 0,
+            trace: None,
         };
         let m = dead_letter_message("dead", &rejection, b"xxxxxxxxxx".to_vec(), "q", None);
         assert_eq!(m.routing_key, "oversize");

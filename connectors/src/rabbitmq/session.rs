@@ -13,13 +13,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
+use tidewater_operators::model::{TraceParent, TRACEPARENT_HEADER};
 use tokio::sync::mpsc;
 
 use super::config::RabbitMqConfig;
 use super::connection::{hold, Ended};
 use super::error::{redact_url, RabbitMqError};
 use super::handle::{Command, RabbitMqContext};
-use super::messages::Outbound;
+use super::messages::{header_text, Outbound};
 use super::pending::{InFlight, Pending};
 use super::tag::DeliveryRef;
 use super::topology;
@@ -189,8 +190,10 @@ impl<'a> Session<'a> {
                     delivery_tag: tag,
                 }
                 .pack();
+                let trace = header_text(properties, TRACEPARENT_HEADER)
+                    .and_then(|value| TraceParent::parse(&value));
                 if ingress
-                    .submit_json(&name, delivery.data, source, packed)
+                    .submit_json(&name, delivery.data, source, packed, trace)
                     .is_err()
                 {
                     // Shutting down: leave the rest to the broker.

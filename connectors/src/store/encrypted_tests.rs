@@ -71,6 +71,7 @@ pub(crate) fn secret_rejection() -> Rejection {
         excerpt: EXCERPT_MARKER.into(),
         ack: AckToken::NONE,
         at_us: 1,
+        trace: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn rejection(n: u64) -> Rejection {
         excerpt: "{".into(),
         ack: AckToken::NONE,
         at_us: n,
+        trace: None,
     }
 }
 

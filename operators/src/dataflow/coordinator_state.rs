@@ -530,6 +530,7 @@ impl CoordinatorState {
                         excerpt: String::new(),
                         ack: task.ack,
                         at_us: now_us,
+                        trace: task.trace,
                     };
                     if self.emit_metrics {
                         out.metrics.push(super::metric_for_rejection(&rejection));

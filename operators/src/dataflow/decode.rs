@@ -30,6 +30,7 @@ pub trait Decode<'scope> {
     ///         ack: AckToken::NONE,
     ///         source_name: "example".into(),
     ///         received_at_us: 0,
+    ///         trace: None,
     ///     });
     ///     let validator = Validator::new(ValidationLimits::default(), 0, 1);
     ///     let (tasks, rejects) = records.to_stream(scope).decode(validator);
@@ -103,6 +104,7 @@ fn decode_one(
         ack,
         source_name,
         received_at_us,
+        trace,
     } = record;
     let received_at_us = if received_at_us == 0 {
         now_us
@@ -113,6 +115,7 @@ fn decode_one(
         RecordBody::Json(bytes) => {
             let task = validator
                 .decode(&bytes, ack, received_at_us)
+                .map(|task| Task { trace, ..task })
                 .map_err(|reason| Rejection {
                     reason,
                     task_id: None,
@@ -121,6 +124,7 @@ fn decode_one(
                     excerpt: excerpt(&bytes),
                     ack,
                     at_us: now_us,
+                    trace,
                 })?;
             // Well formed, but can it ever run? Refused with its id, so
             // that it reads back `rejected`.
@@ -134,11 +138,14 @@ fn decode_one(
                     excerpt: excerpt(&bytes),
                     ack,
                     at_us: now_us,
+                    trace,
                 }),
             }
         }
         RecordBody::Task(mut task) => {
             task.ack = ack;
+            // A context the source delivered wins over one the task carried.
+            task.trace = trace.or(task.trace);
             if task.submitted_at_us == 0 {
                 task.submitted_at_us = received_at_us;
             }
@@ -152,6 +159,7 @@ fn decode_one(
                     excerpt: Name::from(task.kind.as_str()).to_string(),
                     ack,
                     at_us: now_us,
+                    trace: task.trace,
                 }),
             }
         }

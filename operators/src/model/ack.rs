@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Task;
+use super::{Task, TraceParent};
 
 /// Identifies one delivery from one source so that it can be acknowledged
 /// after the task's outcome is durably recorded (or its rejection is
@@ -57,4 +57,7 @@ pub struct SourceRecord {
     pub source_name: super::Name,
     /// Wall clock at receipt, microseconds since the Unix epoch.
     pub received_at_us: u64,
+    /// The W3C trace context the delivery carried, if any: the task's span
+    /// becomes a child of it.
+    pub trace: Option<TraceParent>,
 }

@@ -24,6 +24,7 @@ mod rejection;
 mod resources;
 mod task;
 mod time;
+mod trace_context;
 mod work;
 
 pub use ack::{AckToken, RecordBody, SourceRecord};
@@ -41,4 +42,5 @@ pub use rejection::{RejectReason, Rejection};
 pub use resources::{GpuRequest, QosClass, ResourceRequest, GPU_MILLI_PER_DEVICE};
 pub use task::{Payload, Task, TaskId};
 pub use time::{now_micros, Epoch};
+pub use trace_context::{TraceParent, TRACEPARENT_HEADER};
 pub use work::{AbortReason, ExecutorWork};

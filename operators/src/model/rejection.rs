@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AckToken, Name};
+use super::{AckToken, Name, TraceParent};
 
 /// Why a record was rejected. Each variant names the offending field where
 /// there is one, so that the submitter can fix the input.
@@ -113,4 +113,7 @@ pub struct Rejection {
     pub ack: AckToken,
     /// When it was rejected, microseconds since the Unix epoch.
     pub at_us: u64,
+    /// The W3C trace context its record was delivered with, if any.
+    #[serde(default)]
+    pub trace: Option<TraceParent>,
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AckToken, Name, QosClass, ResourceRequest};
+use super::{AckToken, Name, QosClass, ResourceRequest, TraceParent};
 
 /// A task's identifier, unique per submission. Sources that may redeliver
 /// (brokers) keep it stable across deliveries so that recording is idempotent.
@@ -54,6 +54,10 @@ pub struct Task {
     /// placement does not wait for them.
     #[serde(default)]
     pub depends_on: Vec<TaskId>,
+    /// The W3C trace context its source delivered it with, if any: its
+    /// span (ingestion to outcome) is exported as a child of that span.
+    #[serde(default)]
+    pub trace: Option<TraceParent>,
 }
 
 impl Task {
@@ -76,6 +80,7 @@ impl Task {
             ack: AckToken::NONE,
             agent: None,
             depends_on: Vec::new(),
+            trace: None,
         }
     }
 

@@ -126,6 +126,7 @@ impl Validator {
             ack,
             agent: submission.agent.map(Name::from),
             depends_on: submission.depends_on.into_iter().map(Name::from).collect(),
+            trace: None,
         };
         check_task(&task, &self.limits)?;
         Ok(task)

@@ -66,6 +66,8 @@ pub struct ApiContext {
     pub monitoring: crate::monitoring::MonitoringApi,
     /// Remote executors, for those that join over HTTP and pull their work.
     pub agents: Option<Arc<crate::remote_backend::AgentHub>>,
+    /// Task spans for OpenTelemetry, for the submissions refused here.
+    pub task_spans: Option<crate::telemetry::TaskSpans>,
 }
 
 /// What every handler of this server reads: the context, the validator
@@ -159,6 +161,7 @@ impl HttpServer {
             peers,
             api,
         });
+        let traced = config.telemetry.is_some();
         let app = router(state)
             .merge(control)
             .merge(inventory)
@@ -168,6 +171,11 @@ impl HttpServer {
             .merge(tokens::routes(Arc::clone(&authenticator)))
             .layer(middleware::from_fn_with_state(guard, guard::guard))
             .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+        let app = if traced {
+            app.layer(middleware::from_fn(crate::telemetry::http::request_span))
+        } else {
+            app
+        };
         let listen = config.http.listen.clone();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(&listen))

@@ -15,13 +15,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 
 use tidewater_connectors::store::{Admission, TaskRecord, TaskState};
-use tidewater_operators::model::{now_micros, AckToken, Name, RejectReason, Rejection, Task};
+use tidewater_operators::model::{
+    now_micros, AckToken, Name, RejectReason, Rejection, Task, TraceParent, TRACEPARENT_HEADER,
+};
 use tidewater_operators::validate::split_submissions;
 
 use super::guard::AuditedTasks;
@@ -78,6 +80,7 @@ fn rejection(
     task_id: Option<Name>,
     tenant: Option<Name>,
     at_us: u64,
+    trace: Option<TraceParent>,
 ) -> Rejection {
     const EXCERPT: usize = 256;
     let mut end = item.len().min(EXCERPT);
@@ -92,14 +95,20 @@ fn rejection(
         excerpt: String::from_utf8_lossy(&item[..end]).into_owned(),
         ack: AckToken::NONE,
         at_us,
+        trace,
     }
 }
 
 pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The caller's W3C trace context: each task's span becomes its child.
+    let trace = headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| TraceParent::parse_bytes(value.as_bytes()));
     if state
         .api
         .draining
@@ -116,7 +125,7 @@ pub(crate) async fn submit(
         Err(reason) => {
             let answer = error(StatusCode::BAD_REQUEST, reason.code(), reason.to_string());
             let tenant = principal.confined_tenant().map(Name::from);
-            let dead = vec![rejection(&body, reason, None, tenant, now_micros())];
+            let dead = vec![rejection(&body, reason, None, tenant, now_micros(), trace)];
             return match dead_letter(&state, dead).await {
                 Ok(()) => answer,
                 Err(failed) => failed,
@@ -160,6 +169,7 @@ pub(crate) async fn submit(
                     if let Some(own) = principal.confined_tenant() {
                         task.tenant = Name::from(own);
                     }
+                    task.trace = trace;
                     task
                 })
                 .and_then(|task| {
@@ -182,7 +192,7 @@ pub(crate) async fn submit(
                         .map(str::to_string)
                         .or(named.tenant.clone())
                         .map(Name::from);
-                    dead.push(rejection(item, reason, named.id(), tenant, now));
+                    dead.push(rejection(item, reason, named.id(), tenant, now, trace));
                 }
             }
         }
@@ -298,6 +308,9 @@ pub(crate) async fn submit(
 /// end the task that holds it.
 async fn dead_letter(state: &AppState, mut dead: Vec<Rejection>) -> Result<(), Response> {
     let count = dead.len();
+    if let Some(spans) = &state.api.task_spans {
+        spans.record_rejections(&dead);
+    }
     with_store(&state.api.store, move |store| {
         for rejection in &mut dead {
             if let Some(id) = &rejection.task_id {
