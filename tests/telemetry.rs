@@ -189,9 +189,9 @@ fn http_tasks_are_spans_under_the_requests_trace_context() {
     terminate(&mut child);
 }
 
-/// A memory-store pipeline with `configure` applied and spans sent to `receiver`.
+/// A memory-store pipeline with `configure` applied and spans sent to `endpoint`.
 fn traced_pipeline(
-    receiver: &OtlpReceiver,
+    endpoint: String,
     configure: impl FnOnce(&mut Config),
 ) -> tidewater::RunningPipeline {
     let mut config = Config {
@@ -201,7 +201,7 @@ fn traced_pipeline(
     config.http.enabled = false;
     config.store.kind = StoreKind::Memory;
     config.telemetry = Some(TelemetryConfig {
-        otlp_endpoint: receiver.endpoint(),
+        otlp_endpoint: endpoint,
         ..TelemetryConfig::default()
     });
     configure(&mut config);
@@ -220,7 +220,7 @@ fn a_rabbitmq_messages_traceparent_header_parents_its_task_span() {
     let queue = format!("{}.tasks", unique("otlp"));
     let mut amqp = Amqp::connect(&url);
     amqp.delete_later(&queue);
-    let pipeline = traced_pipeline(&receiver, |config| {
+    let pipeline = traced_pipeline(receiver.endpoint(), |config| {
         config.rabbitmq = Some(RabbitMqConfig::new(&url).consume(&queue));
     });
     let connector = pipeline.brokers().rabbitmq().expect("configured");
@@ -270,7 +270,7 @@ fn a_kafka_records_traceparent_header_parents_its_task_span() {
     kafka.create_topic(&topic, 1);
     kafka.create_topic(&format!("{prefix}.results"), 1);
     kafka.create_topic(&format!("{prefix}.dead"), 1);
-    let pipeline = traced_pipeline(&receiver, |config| {
+    let pipeline = traced_pipeline(receiver.endpoint(), |config| {
         let mut connector = kafka_config(&brokers, &group, &[&topic]);
         connector.results_topic = format!("{prefix}.results");
         connector.dead_letter_topic = format!("{prefix}.dead");
@@ -304,18 +304,11 @@ fn a_kafka_records_traceparent_header_parents_its_task_span() {
 fn an_unreachable_receiver_costs_spans_not_tasks() {
     // Nothing listens here: exports fail (and are logged), tasks do not.
     let endpoint = format!("http://127.0.0.1:{}/v1/traces", free_port());
-    let mut config = Config {
-        workers: 2,
-        ..Config::default()
-    };
-    config.http.enabled = false;
-    config.store.kind = StoreKind::Memory;
-    config.telemetry = Some(TelemetryConfig {
-        otlp_endpoint: endpoint,
-        export_timeout_ms: 500,
-        ..TelemetryConfig::default()
+    let pipeline = traced_pipeline(endpoint, |config| {
+        if let Some(telemetry) = &mut config.telemetry {
+            telemetry.export_timeout_ms = 500;
+        }
     });
-    let pipeline = Pipeline::builder(config).start().expect("start");
     const TASKS: usize = 200;
     for i in 0..TASKS {
         pipeline
