@@ -308,9 +308,8 @@ pub(crate) async fn submit(
 /// end the task that holds it.
 async fn dead_letter(state: &AppState, mut dead: Vec<Rejection>) -> Result<(), Response> {
     let count = dead.len();
-    if let Some(spans) = &state.api.task_spans {
-        spans.record_rejections(&dead);
-    }
+    // Their spans are exported once the refusals are recorded.
+    let traced = state.api.task_spans.as_ref().map(|_| dead.clone());
     with_store(&state.api.store, move |store| {
         for rejection in &mut dead {
             if let Some(id) = &rejection.task_id {
@@ -326,5 +325,8 @@ async fn dead_letter(state: &AppState, mut dead: Vec<Rejection>) -> Result<(), R
     })
     .await?;
     state.api.stats.record_refusals(count);
+    if let (Some(spans), Some(refused)) = (&state.api.task_spans, traced) {
+        spans.record_rejections(&refused);
+    }
     Ok(())
 }
