@@ -42,6 +42,7 @@ mod cli;
 mod cluster;
 mod cluster_equivalence;
 mod configs;
+mod container;
 mod control;
 mod dashboard;
 mod deploy;

@@ -68,14 +68,16 @@ fn completions_reach_the_graph_and_the_files() {
 
     // What each executor ran adds up.
     let mut on_executors = 0;
+    let mut answers = Vec::new();
     for executor in [format!("x{run}-0"), format!("x{run}-1")] {
         let (status, answer) = http
             .get(&format!("{base}/v1/lineage/executors/{executor}"))
             .expect("answer");
         assert_eq!(status, 200, "{answer}");
         on_executors += answer["ran"].as_u64().expect("ran");
+        answers.push(answer);
     }
-    assert_eq!(on_executors, TASKS as u64);
+    assert_eq!(on_executors, TASKS as u64, "{answers:#?}");
 
     // One task's lineage.
     let id = task_id(&run, 5);

@@ -397,6 +397,55 @@ pub struct SinksConfig {
 }
 
 impl Config {
+    /// The files this configuration has the pipeline read when it starts
+    /// or connects (certificates, keys, the host file), each with the key
+    /// that names it. Relative paths are as given: the process resolves
+    /// them against its working directory.
+    pub fn files_read_at_start(&self) -> Vec<(&'static str, &Path)> {
+        let mut files: Vec<(&'static str, &Path)> = Vec::new();
+        if let Some(tls) = &self.http.tls {
+            files.push(("http.tls.cert_file", &tls.cert_file));
+            files.push(("http.tls.key_file", &tls.key_file));
+            if let Some(ca) = &tls.ca_file {
+                files.push(("http.tls.ca_file", ca));
+            }
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            files.push(("auth.jwt.key_file", &jwt.key_file));
+        }
+        if let Some(hostfile) = self.cluster.as_ref().and_then(|c| c.hostfile.as_deref()) {
+            files.push(("cluster.hostfile", hostfile));
+        }
+        if let Some(rabbitmq) = &self.rabbitmq {
+            let tls = &rabbitmq.tls;
+            for (key, file) in [
+                ("rabbitmq.tls.ca_file", &tls.ca_file),
+                ("rabbitmq.tls.cert_file", &tls.cert_file),
+                ("rabbitmq.tls.key_file", &tls.key_file),
+            ] {
+                if let Some(file) = file {
+                    files.push((key, file));
+                }
+            }
+        }
+        files
+    }
+
+    /// Checks that every file in [`files_read_at_start`](Self::files_read_at_start)
+    /// can be read (a directory cannot), so that `tidewater config validate`
+    /// reports a missing certificate before a start or a broker connection
+    /// would.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        for (key, path) in self.files_read_at_start() {
+            std::fs::read(path).map_err(|source| ConfigError::UnreadableFile {
+                key,
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Reads `path`, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -684,6 +733,48 @@ mod tests {
         );
         let fine = "[[executors]]\nid = \"gpu\"\ncount = 1000\ngpus = 8\n";
         assert!(Config::from_toml_with_env(fine, [], "test").is_ok());
+    }
+
+    #[test]
+    fn files_the_config_names_are_checked_with_their_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked for PEM here").expect("write");
+        let missing = dir.path().join("client.pem");
+        let text = format!(
+            "[rabbitmq]\nurl = \"amqps://127.0.0.1:5671\"\n\
+             [rabbitmq.tls]\nca_file = {ca:?}\ncert_file = {missing:?}\nkey_file = {ca:?}\n"
+        );
+        let config = Config::from_toml_with_env(&text, [], "test").expect("schema-valid");
+        let keys: Vec<&str> = config
+            .files_read_at_start()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "rabbitmq.tls.ca_file",
+                "rabbitmq.tls.cert_file",
+                "rabbitmq.tls.key_file"
+            ]
+        );
+        let err = config.check_files().expect_err("cert_file is missing");
+        assert!(
+            matches!(&err, ConfigError::UnreadableFile { key: "rabbitmq.tls.cert_file", path, .. } if path == &missing),
+            "{err}"
+        );
+        std::fs::write(&missing, "pem").expect("write");
+        config.check_files().expect("every file readable");
+        // A directory is not a certificate.
+        let text = format!(
+            "[http.tls]\ncert_file = {:?}\nkey_file = {ca:?}\n",
+            dir.path()
+        );
+        let config = Config::from_toml_with_env(&text, [], "test").expect("schema-valid");
+        let err = config.check_files().expect_err("a directory");
+        assert!(err.to_string().contains("http.tls.cert_file"), "{err}");
+        assert!(Config::default().check_files().is_ok());
     }
 
     #[test]

@@ -37,6 +37,16 @@ pub enum ConfigError {
         /// Why.
         detail: String,
     },
+    /// A file the configuration names cannot be read.
+    #[error("`{key}` = {path}: {source}")]
+    UnreadableFile {
+        /// The key naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A failure to start or run the pipeline.

@@ -9,7 +9,8 @@ use tidewater::Config;
 /// A configuration command.
 #[derive(Subcommand)]
 pub enum ConfigCommand {
-    /// Parse and check a config file.
+    /// Parse and check a config file, and that the files it names
+    /// (certificates, keys, the host file) can be read.
     Validate {
         /// The file.
         file: PathBuf,
@@ -21,6 +22,7 @@ pub fn execute(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Validate { file } => {
             let config = Config::load(&file)?;
+            config.check_files()?;
             println!(
                 "{}: valid ({} workers, {} executors, policy {}, store {:?})",
                 file.display(),

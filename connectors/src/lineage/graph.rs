@@ -1,10 +1,21 @@
 //! The connection to the lineage graph and its batched, retried writes.
+//!
+//! Writes `MERGE` nodes on their keys, which is idempotent only when two
+//! writes of the same key cannot interleave. So every write first waits
+//! for the uniqueness constraints ([`SCHEMA`]) to exist, which makes the
+//! server refuse a second node with the same key (the refused batch is
+//! retried and then merges into the first), and one handle's writes run
+//! one at a time. Without both, two workers writing a task and a task that
+//! depends on it at once could each create the shared `Task` node, and a
+//! later write would link to both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use neo4rs::{query, ConfigBuilder, Graph};
 use tidewater_operators::model::Completion;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::config::LineageConfig;
 use super::error::LineageError;
@@ -13,11 +24,16 @@ use super::schema::{SCHEMA, WRITE_EXECUTIONS};
 
 /// A handle on the lineage graph: cheap to clone, shared by writers and
 /// readers. Connections are opened on first use, so a handle can be made
-/// while the server is down.
+/// while the server is down. Clones share the schema state and the write
+/// lock.
 #[derive(Clone)]
 pub struct LineageGraph {
     graph: Graph,
     config: LineageConfig,
+    /// Set once [`SCHEMA`] has been applied through this handle.
+    schema: Arc<OnceCell<()>>,
+    /// Held while a write runs, so this process's writes never interleave.
+    writing: Arc<Mutex<()>>,
 }
 
 impl LineageGraph {
@@ -39,6 +55,8 @@ impl LineageGraph {
         Ok(LineageGraph {
             graph,
             config: config.clone(),
+            schema: Arc::new(OnceCell::new()),
+            writing: Arc::new(Mutex::new(())),
         })
     }
 
@@ -54,7 +72,16 @@ impl LineageGraph {
 
     /// Creates the constraints and indexes the writes and queries rely on
     /// (each `IF NOT EXISTS`), retrying while the server is unreachable.
+    /// Done once per handle (and its clones); later calls return at once,
+    /// and a call that failed is tried again by the next.
     pub async fn ensure_schema(&self) -> Result<(), LineageError> {
+        self.schema
+            .get_or_try_init(|| self.apply_schema())
+            .await
+            .map(|_| ())
+    }
+
+    async fn apply_schema(&self) -> Result<(), LineageError> {
         for statement in SCHEMA {
             self.retrying("creating a constraint or index", || async {
                 self.graph.run(query(statement)).await
@@ -65,12 +92,16 @@ impl LineageGraph {
     }
 
     /// Writes `completions` (final ones, and attempts that will be
-    /// retried) to the graph, `batch_size` per `UNWIND` statement. Each batch is retried with exponential backoff while the
-    /// server is unreachable or refuses it; the call returns once every
-    /// batch has landed, or with the last error once `retry_max_times`
-    /// retries of one batch are spent. Batches that landed stay written, and
-    /// writing them again is harmless.
+    /// retried) to the graph, `batch_size` per `UNWIND` statement, once the
+    /// schema exists and no other write of this handle runs. Each batch is
+    /// retried with exponential backoff while the server is unreachable or
+    /// refuses it; the call returns once every batch has landed, or with
+    /// the last error once `retry_max_times` retries of one batch are
+    /// spent. Batches that landed stay written, and writing them again is
+    /// harmless.
     pub async fn write(&self, completions: &[Completion]) -> Result<(), LineageError> {
+        self.ensure_schema().await?;
+        let _one_at_a_time = self.writing.lock().await;
         for batch in completions.chunks(self.config.batch_size) {
             let rows = batch_rows(batch);
             self.retrying("writing completions", || async {

@@ -36,9 +36,12 @@ FOREACH (a IN CASE WHEN r.agent IS NULL THEN [] ELSE [r.agent] END |
     MERGE (g:Agent {name: a}) MERGE (t)-[:SUBMITTED_BY]->(g))
 FOREACH (d IN r.depends_on | MERGE (p:Task {id: d}) MERGE (t)-[:DEPENDS_ON]->(p))";
 
-/// The columns every execution query returns, in [`super::Execution`]'s order.
+/// The columns every execution query returns, in [`super::Execution`]'s
+/// order. `DISTINCT`: writes are idempotent, but should a server still
+/// hold two copies of an attempt's edge (a retried batch racing the
+/// server's own finish of the first try), the attempt is one execution.
 const EXECUTION_COLUMNS: &str = "\
-RETURN t.id AS task, e.id AS executor, x.attempt AS attempt, x.outcome AS outcome,
+RETURN DISTINCT t.id AS task, e.id AS executor, x.attempt AS attempt, x.outcome AS outcome,
        x.reason AS reason, x.started_at_ms AS started_at_ms,
        x.finished_at_ms AS finished_at_ms, x.duration_ms AS duration_ms";
 
