@@ -189,6 +189,87 @@ fn http_tasks_are_spans_under_the_requests_trace_context() {
     terminate(&mut child);
 }
 
+#[test]
+fn a_task_resumed_after_a_crash_keeps_its_callers_trace() {
+    // The trace context is stored with the task, so the task a restarted
+    // process resumes from the embedded store still joins the caller's
+    // trace, and its span still starts at the original ingestion.
+    let receiver = OtlpReceiver::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let config = dir.path().join("tidewater.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workers = 2\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [store]\nkind = \"embedded\"\npath = \"data/store.redb\"\n\
+             [telemetry]\notlp_endpoint = \"{}\"\n",
+            receiver.endpoint()
+        ),
+    )
+    .expect("config");
+    let mut child = spawn_run(dir.path(), &config, &[], "run-1.log");
+    let http = Http::new();
+    let base = format!("http://127.0.0.1:{port}");
+    http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
+
+    let before = now_nanos();
+    let header = traceparent();
+    let (status, answer) = http.post_with_headers(
+        &format!("{base}/v1/tasks"),
+        r#"{"id":"resumed","kind":"sleep","payload":{"ms":60000}}"#,
+        &[("traceparent", header.as_str())],
+    );
+    assert_eq!(status, 202, "{answer}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = http
+            .get(&format!("{base}/v1/tasks/resumed"))
+            .map(|(_, r)| r["state"].clone());
+        if state.as_ref().is_some_and(|s| s == "running") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not running: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(
+        task_span(&receiver.spans(), "resumed").is_none(),
+        "no outcome before the crash"
+    );
+
+    // The restart resumes the task; cancel it so that the test need not
+    // wait out the sleep, and its span ends with that outcome.
+    let mut child = spawn_run(dir.path(), &config, &[], "run-2.log");
+    http.wait_ready(&format!("{base}/healthz"), Duration::from_secs(30));
+    let (status, answer) = http.delete(&format!("{base}/v1/tasks/resumed"));
+    assert!(status == 200 || status == 202, "{status}: {answer}");
+    let spans = receiver.wait_until(Duration::from_secs(30), |spans| {
+        task_span(spans, "resumed").is_some()
+    });
+    let span = task_span(&spans, "resumed").expect("the resumed task's span");
+    assert_eq!(
+        hex(&span.span.trace_id),
+        TRACE_ID,
+        "still the caller's trace"
+    );
+    assert_eq!(hex(&span.span.parent_span_id), PARENT_ID);
+    assert_eq!(
+        span.attribute("tidewater.outcome").as_deref(),
+        Some("cancelled")
+    );
+    assert!(
+        span.span.start_time_unix_nano >= before
+            && span.span.start_time_unix_nano < now_nanos() - 1_000_000,
+        "the span starts at the first ingestion, before the restart"
+    );
+    terminate(&mut child);
+}
+
 /// A memory-store pipeline with `configure` applied and spans sent to `endpoint`.
 fn traced_pipeline(
     endpoint: String,
