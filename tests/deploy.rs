@@ -100,8 +100,22 @@ fn the_configmap_holds_a_valid_config_with_an_address_per_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tidewater.toml");
     std::fs::write(&path, &text).expect("write");
+    // The JWT key is the pod's Secret, not a file here: validation says so
+    // by its key, and `--no-file-checks` validates the rest.
     let out = Command::new(binary())
         .args(["config", "validate"])
+        .arg(&path)
+        .env("HOSTNAME", "tidewater-2")
+        .output()
+        .expect("config validate");
+    assert!(!out.status.success(), "the key file is not on this machine");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`auth.jwt.key_file`: cannot read /etc/tidewater/jwt/public.pem"),
+        "{stderr}"
+    );
+    let out = Command::new(binary())
+        .args(["config", "validate", "--no-file-checks"])
         .arg(&path)
         .env("HOSTNAME", "tidewater-2")
         .output()

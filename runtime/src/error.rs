@@ -38,7 +38,7 @@ pub enum ConfigError {
         detail: String,
     },
     /// A file the configuration names cannot be read.
-    #[error("`{key}` = {path}: {source}")]
+    #[error("`{key}`: cannot read {path}")]
     UnreadableFile {
         /// The key naming the file.
         key: &'static str,
