@@ -95,21 +95,32 @@ fn assert_traced_success(spans: &[ReceivedSpan], span: &ReceivedSpan, after_ns: 
     assert!(execute.span.end_time_unix_nano <= s.end_time_unix_nano);
 }
 
-#[test]
-fn http_tasks_are_spans_under_the_requests_trace_context() {
-    let receiver = OtlpReceiver::start();
+/// A directory with a config for `tidewater run`: two workers, the API on
+/// a free port, `store` (a `[store]` block), and spans sent to `receiver`
+/// as service `tidewater-e2e`. Returns the directory, the config and the port.
+fn traced_run_config(
+    receiver: &OtlpReceiver,
+    store: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, u16) {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let config = dir.path().join("tidewater.toml");
     std::fs::write(
         &config,
         format!(
-            "workers = 2\n[http]\nlisten = \"127.0.0.1:{port}\"\n[store]\nkind = \"memory\"\n\
+            "workers = 2\n[http]\nlisten = \"127.0.0.1:{port}\"\n{store}\
              [telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"tidewater-e2e\"\n",
             receiver.endpoint()
         ),
     )
     .expect("config");
+    (dir, config, port)
+}
+
+#[test]
+fn http_tasks_are_spans_under_the_requests_trace_context() {
+    let receiver = OtlpReceiver::start();
+    let (dir, config, port) = traced_run_config(&receiver, "[store]\nkind = \"memory\"\n");
     let mut child = spawn_run(dir.path(), &config, &[], "run.log");
     let http = Http::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -195,19 +206,10 @@ fn a_task_resumed_after_a_crash_keeps_its_callers_trace() {
     // process resumes from the embedded store still joins the caller's
     // trace, and its span still starts at the original ingestion.
     let receiver = OtlpReceiver::start();
-    let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
-    let config = dir.path().join("tidewater.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "workers = 2\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [store]\nkind = \"embedded\"\npath = \"data/store.redb\"\n\
-             [telemetry]\notlp_endpoint = \"{}\"\n",
-            receiver.endpoint()
-        ),
-    )
-    .expect("config");
+    let (dir, config, port) = traced_run_config(
+        &receiver,
+        "[store]\nkind = \"embedded\"\npath = \"data/store.redb\"\n",
+    );
     let mut child = spawn_run(dir.path(), &config, &[], "run-1.log");
     let http = Http::new();
     let base = format!("http://127.0.0.1:{port}");
